@@ -1,0 +1,127 @@
+package v1alpha1
+
+// Condition types. Ready summarises; Reconciling and Stalled follow the
+// kstatus conventions so kubectl, Flux and Argo CD compute health without
+// knowing these kinds.
+const (
+	// ConditionReady is True when the object does what its spec asks.
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while the controller is still working
+	// towards the spec, or waits for something that may still appear.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when the spec cannot work until someone
+	// changes it; the controller does not retry on its own.
+	ConditionStalled = "Stalled"
+)
+
+// Condition reasons shared by all kinds.
+const (
+	// ReasonSucceeded means the last reconciliation achieved the spec.
+	ReasonSucceeded = "Succeeded"
+	// ReasonProgressing means the controller is working towards the spec.
+	ReasonProgressing = "Progressing"
+	// ReasonReconcileError means a transient error interrupted the
+	// reconciliation; it is retried with backoff.
+	ReasonReconcileError = "ReconcileError"
+	// ReasonInvalidSpec means the spec breaks a rule that admission could
+	// not check (for example on an older API server); it must be edited.
+	ReasonInvalidSpec = "InvalidSpec"
+)
+
+// WebhookSecret reasons.
+const (
+	// ReasonKeyRotated means a new signing key was generated; the previous
+	// key keeps signing until the overlap window ends.
+	ReasonKeyRotated = "KeyRotated"
+	// ReasonKeyCreated means the first signing key was generated.
+	ReasonKeyCreated = "KeyCreated"
+	// ReasonSecretConflict means a Secret with the target name exists and
+	// is not owned by this WebhookSecret; it is never overwritten.
+	ReasonSecretConflict = "SecretConflict"
+	// ReasonKeyExpired means a previous key reached the end of its overlap
+	// window and was removed from the Secret.
+	ReasonKeyExpired = "KeyExpired"
+)
+
+// WebhookSubscription reasons.
+const (
+	// ReasonSecretNotFound means the referenced WebhookSecret does not exist
+	// yet; the subscription waits for it.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretNotReady means the referenced WebhookSecret exists but has
+	// no usable signing key yet.
+	ReasonSecretNotReady = "SecretNotReady"
+	// ReasonDispatcherNotFound means the referenced WebhookDispatcher does
+	// not exist yet; the subscription waits for it.
+	ReasonDispatcherNotFound = "DispatcherNotFound"
+	// ReasonDispatcherNotReady means the referenced WebhookDispatcher exists
+	// but is not Ready.
+	ReasonDispatcherNotReady = "DispatcherNotReady"
+	// ReasonNamespaceNotAllowed means the referenced WebhookDispatcher does
+	// not admit subscriptions from this namespace.
+	ReasonNamespaceNotAllowed = "NamespaceNotAllowed"
+	// ReasonURLNotAllowed means the dispatcher's egress policy refuses the
+	// URL (for example plain http when the dispatcher does not allow it).
+	ReasonURLNotAllowed = "URLNotAllowed"
+	// ReasonSuspended means spec.suspend is true: nothing is delivered.
+	ReasonSuspended = "Suspended"
+)
+
+// WebhookDispatcher reasons.
+const (
+	// ReasonReplicasUnavailable means fewer dispatcher instances are
+	// available than the spec asks for.
+	ReasonReplicasUnavailable = "ReplicasUnavailable"
+	// ReasonApplyFailed means rendering or applying an owned object failed.
+	ReasonApplyFailed = "ApplyFailed"
+)
+
+// Annotations understood by the controllers.
+const (
+	// RotateAnnotation requests a manual key rotation on a WebhookSecret:
+	// each new value triggers exactly one rotation. Any value works; a
+	// timestamp is customary (kubectl annotate --overwrite
+	// webhooksecret/NAME hookline.dev/rotate="$(date +%s)").
+	RotateAnnotation = "hookline.dev/rotate"
+)
+
+// Keys of the Secret a WebhookSecret owns. The layout is part of the API:
+// receivers in the cluster mount the same Secret to verify deliveries.
+const (
+	// SecretKeySigningKey holds the current key: "whsec_..." (HMAC-SHA256)
+	// or "whsk_..." (Ed25519 private key).
+	SecretKeySigningKey = "signing-key"
+	// SecretKeyPreviousSigningKey holds the previous key during the overlap
+	// window after a rotation, and is absent otherwise.
+	SecretKeyPreviousSigningKey = "signing-key.previous"
+	// SecretKeyPublicKey holds the current Ed25519 public key "whpk_...".
+	SecretKeyPublicKey = "public-key"
+	// SecretKeyPreviousPublicKey holds the previous Ed25519 public key
+	// during the overlap window.
+	SecretKeyPreviousPublicKey = "public-key.previous"
+)
+
+// LocalObjectReference names an object in the same namespace.
+type LocalObjectReference struct {
+	// Name of the referenced object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// SecretKeyReference selects one key of a Secret in the same namespace.
+type SecretKeyReference struct {
+	// Name of the Secret, in the same namespace as the referring object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// Key within the Secret's data.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
+}

@@ -1,0 +1,80 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+)
+
+// Field indexes on WebhookSubscriptions, so a change to a referenced object
+// finds the subscriptions that use it without listing them all.
+const (
+	// indexSubscriptionSecret indexes subscriptions by the name of the
+	// WebhookSecret they sign with (same namespace).
+	indexSubscriptionSecret = ".spec.signing.secretRef.name"
+	// indexSubscriptionDispatcher indexes subscriptions by their resolved
+	// dispatcher, "namespace/name".
+	indexSubscriptionDispatcher = ".spec.dispatcherRef"
+)
+
+// DefaultDispatcherName is the dispatcher a subscription without
+// dispatcherRef attaches to, in the operator's namespace.
+const DefaultDispatcherName = "default"
+
+// dispatcherFor resolves a subscription's dispatcher: dispatcherRef with its
+// namespace defaulting to the subscription's, or the default dispatcher.
+func dispatcherFor(sub *hooklinev1.WebhookSubscription, defaultDispatcher types.NamespacedName) types.NamespacedName {
+	ref := sub.Spec.DispatcherRef
+	if ref == nil {
+		return defaultDispatcher
+	}
+	ns := ref.Namespace
+	if ns == "" {
+		ns = sub.Namespace
+	}
+	return types.NamespacedName{Namespace: ns, Name: ref.Name}
+}
+
+// SetupIndexes registers the field indexes the reconcilers share. Call it
+// once, before setting up the reconcilers.
+func SetupIndexes(ctx context.Context, mgr ctrl.Manager, defaultDispatcher types.NamespacedName) error {
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &hooklinev1.WebhookSubscription{}, indexSubscriptionSecret, func(o client.Object) []string {
+		return []string{o.(*hooklinev1.WebhookSubscription).Spec.Signing.SecretRef.Name}
+	}); err != nil {
+		return fmt.Errorf("indexing subscriptions by secret: %w", err)
+	}
+	if err := idx.IndexField(ctx, &hooklinev1.WebhookSubscription{}, indexSubscriptionDispatcher, func(o client.Object) []string {
+		return []string{dispatcherFor(o.(*hooklinev1.WebhookSubscription), defaultDispatcher).String()}
+	}); err != nil {
+		return fmt.Errorf("indexing subscriptions by dispatcher: %w", err)
+	}
+	return nil
+}
+
+// admitsNamespace says whether the dispatcher admits subscriptions from ns.
+func admitsNamespace(d *hooklinev1.WebhookDispatcher, ns *corev1.Namespace) (bool, error) {
+	switch d.Spec.AllowedNamespaces.From {
+	case hooklinev1.NamespacesFromAll:
+		return true, nil
+	case hooklinev1.NamespacesFromSelector:
+		if d.Spec.AllowedNamespaces.Selector == nil {
+			return false, fmt.Errorf("allowedNamespaces.from is Selector but no selector is set")
+		}
+		sel, err := metav1.LabelSelectorAsSelector(d.Spec.AllowedNamespaces.Selector)
+		if err != nil {
+			return false, fmt.Errorf("parsing allowedNamespaces.selector: %w", err)
+		}
+		return sel.Matches(labels.Set(ns.Labels)), nil
+	default: // Same, and unset on objects admitted before defaulting.
+		return ns.Name == d.Namespace, nil
+	}
+}

@@ -1,0 +1,62 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// EventReporter is the name the controllers' Kubernetes Events carry.
+const EventReporter = "hookline-controller"
+
+// Options configure the controllers.
+type Options struct {
+	// DefaultDispatcher is the dispatcher subscriptions without
+	// dispatcherRef attach to.
+	DefaultDispatcher types.NamespacedName
+	// DispatcherImage is the dispatcher image unless a WebhookDispatcher
+	// overrides it.
+	DispatcherImage string
+	// DispatcherClusterRole is the ClusterRole bound to every dispatcher's
+	// ServiceAccount (installed with the operator).
+	DispatcherClusterRole string
+	// Clock is the time source; tests inject a fake one.
+	Clock clock.WithTicker
+}
+
+// Setup registers the field indexes and every reconciler with mgr.
+func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
+	if err := SetupIndexes(ctx, mgr, opts.DefaultDispatcher); err != nil {
+		return err
+	}
+	recorder := mgr.GetEventRecorder(EventReporter)
+	if err := (&WebhookSecretReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: recorder,
+		Clock:    opts.Clock,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the WebhookSecret controller: %w", err)
+	}
+	if err := (&WebhookDispatcherReconciler{
+		Client:            mgr.GetClient(),
+		Recorder:          recorder,
+		Clock:             opts.Clock,
+		DefaultImage:      opts.DispatcherImage,
+		ClusterRole:       opts.DispatcherClusterRole,
+		DefaultDispatcher: opts.DefaultDispatcher,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the WebhookDispatcher controller: %w", err)
+	}
+	if err := (&WebhookSubscriptionReconciler{
+		Client:            mgr.GetClient(),
+		Recorder:          recorder,
+		Clock:             opts.Clock,
+		DefaultDispatcher: opts.DefaultDispatcher,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the WebhookSubscription controller: %w", err)
+	}
+	return nil
+}
