@@ -2,32 +2,298 @@ package controllers
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 )
 
-// WebhookSubscriptionReconciler reconciles WebhookSubscriptions.
+// Field indexes this controller adds, so a change to a Secret or ConfigMap
+// finds the subscriptions that read it.
+const (
+	// indexSubscriptionReferencedSecrets indexes subscriptions by the names
+	// of the Secrets their headers and TLS settings read (same namespace).
+	indexSubscriptionReferencedSecrets = ".spec.referencedSecrets"
+	// indexSubscriptionReferencedConfigMaps indexes subscriptions by the
+	// names of the ConfigMaps their TLS settings read (same namespace).
+	indexSubscriptionReferencedConfigMaps = ".spec.referencedConfigMaps"
+)
+
+// WebhookSubscriptionReconciler reconciles WebhookSubscriptions: it checks
+// that the spec is valid, that the dispatcher admits it and is Ready, and
+// that the signing WebhookSecret and every referenced Secret and ConfigMap
+// key exist, and reports the result as Ready, Reconciling or Stalled. The
+// dispatcher reads the same objects to deliver; it owns the Accepted,
+// EndpointHealthy and Suspended conditions and the delivery block.
 type WebhookSubscriptionReconciler struct {
 	client.Client
 	Recorder recorder.EventRecorder
 	Clock    clock.WithTicker
-	DefaultImage string
-	ClusterRole string
+	// DefaultImage and ClusterRole concern dispatchers; this reconciler
+	// does not use them.
+	DefaultImage      string
+	ClusterRole       string
 	DefaultDispatcher types.NamespacedName
+
+	// stalledNotes remembers, per subscription, the Stalled reason and
+	// message last reported by an Event. The status says the same once
+	// written, but a reconcile may read a cached status older than its own
+	// last write; this keeps it from reporting the same refusal twice.
+	stalledNotes sync.Map // types.NamespacedName -> string
 }
 
-// SetupWithManager registers the reconciler.
+// +kubebuilder:rbac:groups=hookline.dev,resources=webhooksubscriptions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=hookline.dev,resources=webhooksubscriptions/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=hookline.dev,resources=webhooksecrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=hookline.dev,resources=webhookdispatchers,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the field indexes on referenced Secrets and
+// ConfigMaps, and the watches: subscriptions on generation changes, and
+// each referenced kind mapped back to the subscriptions that use it.
 func (r *WebhookSubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).For(&hooklinev1.WebhookSubscription{}).Complete(r)
+	ctx := context.Background()
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &hooklinev1.WebhookSubscription{}, indexSubscriptionReferencedSecrets, func(o client.Object) []string {
+		return subscriptionReferencedNames(&o.(*hooklinev1.WebhookSubscription).Spec, subscriptionRefSecret)
+	}); err != nil {
+		return fmt.Errorf("indexing subscriptions by referenced Secret: %w", err)
+	}
+	if err := idx.IndexField(ctx, &hooklinev1.WebhookSubscription{}, indexSubscriptionReferencedConfigMaps, func(o client.Object) []string {
+		return subscriptionReferencedNames(&o.(*hooklinev1.WebhookSubscription).Spec, subscriptionRefConfigMap)
+	}); err != nil {
+		return fmt.Errorf("indexing subscriptions by referenced ConfigMap: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&hooklinev1.WebhookSubscription{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&hooklinev1.WebhookSecret{},
+			handler.EnqueueRequestsFromMapFunc(r.subscriptionsIndexedBy(indexSubscriptionSecret)),
+			builder.WithPredicates(subscriptionDependencyReadyChanged)).
+		Watches(&hooklinev1.WebhookDispatcher{},
+			handler.EnqueueRequestsFromMapFunc(r.subscriptionsOfDispatcher),
+			builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, subscriptionDependencyReadyChanged))).
+		Watches(&corev1.Namespace{},
+			handler.EnqueueRequestsFromMapFunc(r.subscriptionsInNamespace),
+			builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		Watches(&corev1.Secret{},
+			handler.EnqueueRequestsFromMapFunc(r.subscriptionsIndexedBy(indexSubscriptionReferencedSecrets))).
+		Watches(&corev1.ConfigMap{},
+			handler.EnqueueRequestsFromMapFunc(r.subscriptionsIndexedBy(indexSubscriptionReferencedConfigMaps))).
+		Complete(r)
 }
 
-// Reconcile is not written yet.
-func (r *WebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+// subscriptionDependencyReadyChanged passes creations, deletions, and
+// updates that change the Ready condition's status: all a subscription
+// learns from the status of a WebhookSecret or a dispatcher.
+var subscriptionDependencyReadyChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		return subscriptionDependencyReadyStatus(e.ObjectOld) != subscriptionDependencyReadyStatus(e.ObjectNew)
+	},
+}
+
+func subscriptionDependencyReadyStatus(o client.Object) metav1.ConditionStatus {
+	var conds []metav1.Condition
+	switch obj := o.(type) {
+	case *hooklinev1.WebhookSecret:
+		conds = obj.Status.Conditions
+	case *hooklinev1.WebhookDispatcher:
+		conds = obj.Status.Conditions
+	}
+	if c := meta.FindStatusCondition(conds, hooklinev1.ConditionReady); c != nil {
+		return c.Status
+	}
+	return metav1.ConditionUnknown
+}
+
+// subscriptionsIndexedBy maps an object to the subscriptions in its
+// namespace whose index field holds its name.
+func (r *WebhookSubscriptionReconciler) subscriptionsIndexedBy(field string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		return r.listRequests(ctx, client.InNamespace(o.GetNamespace()), client.MatchingFields{field: o.GetName()})
+	}
+}
+
+func (r *WebhookSubscriptionReconciler) subscriptionsOfDispatcher(ctx context.Context, o client.Object) []reconcile.Request {
+	key := types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}
+	return r.listRequests(ctx, client.MatchingFields{indexSubscriptionDispatcher: key.String()})
+}
+
+func (r *WebhookSubscriptionReconciler) subscriptionsInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.listRequests(ctx, client.InNamespace(o.GetName()))
+}
+
+func (r *WebhookSubscriptionReconciler) listRequests(ctx context.Context, opts ...client.ListOption) []reconcile.Request {
+	var subs hooklinev1.WebhookSubscriptionList
+	if err := r.List(ctx, &subs, opts...); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing subscriptions to requeue")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(subs.Items))
+	for _, s := range subs.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
+	}
+	return reqs
+}
+
+// Reconcile checks one subscription and writes its status once.
+func (r *WebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	log := ctrl.LoggerFrom(ctx)
+	sub := &hooklinev1.WebhookSubscription{}
+	if err := r.Get(ctx, req.NamespacedName, sub); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.stalledNotes.Delete(req.NamespacedName)
+		}
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !sub.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	dispatcher := dispatcherFor(sub, r.DefaultDispatcher)
+
+	var out outcome
+	defer func() {
+		if retErr != nil {
+			out = errorOutcome(retErr)
+		}
+		desired := subscriptionStatus(sub, out, dispatcher.String(), metav1.NewTime(r.Clock.Now()))
+		r.reportStalled(req.NamespacedName, sub, out)
+		// Applied even when the cached status looks the same: the cache may
+		// not show this controller's last write yet, and an apply that
+		// changes nothing writes nothing.
+		if err := applyStatus(ctx, r.Client, sub, &desired); err != nil {
+			retErr = errors.Join(retErr, err)
+		}
+	}()
+
+	steps := []func(context.Context, *hooklinev1.WebhookSubscription, types.NamespacedName) (outcome, bool, error){
+		r.checkSpec,
+		r.checkDispatcher,
+		r.checkWebhookSecret,
+		r.checkReferencedObjects,
+	}
+	for _, step := range steps {
+		o, done, err := step(ctx, sub, dispatcher)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if done {
+			out = o
+			log.V(1).Info("Subscription is not ready", "reason", o.reason, "message", o.message)
+			return ctrl.Result{}, nil
+		}
+	}
+	out = subscriptionReadyOutcome(&sub.Spec, dispatcher)
 	return ctrl.Result{}, nil
+}
+
+// reportStalled records a Warning Event when the subscription becomes
+// Stalled, or Stalled for another reason, once per change.
+func (r *WebhookSubscriptionReconciler) reportStalled(key types.NamespacedName, sub *hooklinev1.WebhookSubscription, out outcome) {
+	if out.phase != phaseStalled {
+		r.stalledNotes.Delete(key)
+		return
+	}
+	note := out.reason + "\n" + out.message
+	if prev, ok := r.stalledNotes.Swap(key, note); ok && prev == note {
+		return
+	}
+	if subscriptionStalledEventDue(sub.Status.Conditions, out) {
+		r.Recorder.Eventf(sub, nil, corev1.EventTypeWarning, out.reason, "Reconcile", "%s", out.message)
+	}
+}
+
+// The steps return done=true with the outcome that ends the reconciliation,
+// or done=false to go on.
+
+func (r *WebhookSubscriptionReconciler) checkSpec(_ context.Context, sub *hooklinev1.WebhookSubscription, _ types.NamespacedName) (outcome, bool, error) {
+	if err := validateSubscriptionSpec(&sub.Spec); err != nil {
+		return outcome{phase: phaseStalled, reason: hooklinev1.ReasonInvalidSpec, message: err.Error()}, true, nil
+	}
+	return outcome{}, false, nil
+}
+
+func (r *WebhookSubscriptionReconciler) checkDispatcher(ctx context.Context, sub *hooklinev1.WebhookSubscription, key types.NamespacedName) (outcome, bool, error) {
+	d := &hooklinev1.WebhookDispatcher{}
+	if err := r.Get(ctx, key, d); err != nil {
+		if apierrors.IsNotFound(err) {
+			return outcome{phase: phaseProgressing, reason: hooklinev1.ReasonDispatcherNotFound,
+				message: fmt.Sprintf("dispatcher %s not found", key)}, true, nil
+		}
+		return outcome{}, false, fmt.Errorf("getting dispatcher %s: %w", key, err)
+	}
+	ns := &corev1.Namespace{}
+	if err := r.Get(ctx, types.NamespacedName{Name: sub.Namespace}, ns); err != nil {
+		return outcome{}, false, fmt.Errorf("getting namespace %s: %w", sub.Namespace, err)
+	}
+	o, done := subscriptionDispatcherOutcome(&sub.Spec, d, ns)
+	if done {
+		ctrl.LoggerFrom(ctx).V(1).Info("Dispatcher refuses or is not ready", "dispatcher", klog.KObj(d), "reason", o.reason)
+	}
+	return o, done, nil
+}
+
+func (r *WebhookSubscriptionReconciler) checkWebhookSecret(ctx context.Context, sub *hooklinev1.WebhookSubscription, _ types.NamespacedName) (outcome, bool, error) {
+	name := sub.Spec.Signing.SecretRef.Name
+	s := &hooklinev1.WebhookSecret{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: name}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return outcome{phase: phaseProgressing, reason: hooklinev1.ReasonSecretNotFound,
+				message: fmt.Sprintf("WebhookSecret %s, referenced by spec.signing.secretRef, not found", name)}, true, nil
+		}
+		return outcome{}, false, fmt.Errorf("getting WebhookSecret %s: %w", name, err)
+	}
+	o, done := subscriptionSigningOutcome(s)
+	return o, done, nil
+}
+
+func (r *WebhookSubscriptionReconciler) checkReferencedObjects(ctx context.Context, sub *hooklinev1.WebhookSubscription, _ types.NamespacedName) (outcome, bool, error) {
+	for _, ref := range subscriptionObjectRefList(&sub.Spec) {
+		key := types.NamespacedName{Namespace: sub.Namespace, Name: ref.name}
+		var present func(string) bool
+		var err error
+		switch ref.kind {
+		case subscriptionRefConfigMap:
+			cm := &corev1.ConfigMap{}
+			err = r.Get(ctx, key, cm)
+			present = func(k string) bool {
+				_, inData := cm.Data[k]
+				_, inBinary := cm.BinaryData[k]
+				return inData || inBinary
+			}
+		default:
+			secret := &corev1.Secret{}
+			err = r.Get(ctx, key, secret)
+			present = func(k string) bool { _, ok := secret.Data[k]; return ok }
+		}
+		if apierrors.IsNotFound(err) {
+			return subscriptionRefOutcome(ref, false, ""), true, nil
+		}
+		if err != nil {
+			return outcome{}, false, fmt.Errorf("getting %s %s: %w", ref.kind, ref.name, err)
+		}
+		if k := subscriptionMissingKey(ref, present); k != "" {
+			return subscriptionRefOutcome(ref, true, k), true, nil
+		}
+	}
+	return outcome{}, false, nil
 }

@@ -12,9 +12,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mod="$here/envtest"
 k8s_version=$(awk '$1 == "k8s.io/kubernetes" && $2 ~ /^v/ {print $2; exit}' "$mod/go.mod")
-k8s_version=${k8s_version:-$(grep -oE 'k8s.io/kubernetes v[0-9.]+' "$mod/go.mod" | head -1 | cut -d' ' -f2)}
 sum=$(cat "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -c1-12)
-cache_root=${HOOKLINE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hookline}
+cache_root=${HOOKLINE_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/hookline}
 dir="$cache_root/envtest/$k8s_version-$sum"
 
 if [[ -x "$dir/kube-apiserver" && -x "$dir/etcd" ]]; then

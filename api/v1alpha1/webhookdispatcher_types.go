@@ -233,6 +233,7 @@ type WebhookDispatcherStatus struct {
 // store them durably and deliver them to the subscriptions attached to it.
 //
 // +kubebuilder:object:root=true
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 41",message="metadata.name must be at most 41 characters: the dispatcher's pods are named after it"
 // +kubebuilder:subresource:status
 // +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas
 // +kubebuilder:resource:shortName=whd;whdispatcher,categories=hookline

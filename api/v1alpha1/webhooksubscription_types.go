@@ -28,7 +28,7 @@ type WebhookSubscriptionSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self)",message="must be an absolute URL such as https://example.com/hooks"
-	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() in ['https', 'http']",message="must use the https or http scheme"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() in ['https', 'http']",message="must be an absolute URL with the https or http scheme"
 	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getHostname() != ''",message="must name a host"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@')",message="must not carry user info: put credentials in headers from a Secret"
 	// +kubebuilder:validation:XValidation:rule="!self.contains('#')",message="must not carry a fragment"
@@ -44,7 +44,7 @@ type WebhookSubscriptionSpec struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=255
-	// +kubebuilder:validation:items:Pattern=`^(([A-Za-z0-9_-]+|\*)\.)*([A-Za-z0-9_-]+|\*|>)$`
+	// +kubebuilder:validation:items:Pattern=`^(?:(?:[A-Za-z0-9_-]{1,64}|\*)\.)*(?:[A-Za-z0-9_-]{1,64}|\*|>)$`
 	EventTypes []string `json:"eventTypes"`
 
 	// Filter is an optional CEL expression over the event that must be
@@ -204,7 +204,7 @@ type DeliveryPolicy struct {
 	// +kubebuilder:default="15s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="must be between 1s and 5m"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="must be between 1s and 5m"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
 	// Retry schedule for failed attempts.
@@ -252,7 +252,7 @@ type RetryPolicy struct {
 	// +kubebuilder:default="24h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('720h')",message="must be between 1m and 720h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('1m') && duration(self) <= duration('720h')",message="must be between 1m and 720h"
 	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
 
 	// InitialBackoff is the wait before the second attempt. Between 100ms
@@ -261,7 +261,7 @@ type RetryPolicy struct {
 	// +kubebuilder:default="5s"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms') && duration(self) <= duration('1h')",message="must be between 100ms and 1h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('100ms') && duration(self) <= duration('1h')",message="must be between 100ms and 1h"
 	InitialBackoff *metav1.Duration `json:"initialBackoff,omitempty"`
 
 	// MaxBackoff caps the wait between attempts. Between 1s and 24h.
@@ -269,7 +269,7 @@ type RetryPolicy struct {
 	// +kubebuilder:default="1h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="must be between 1s and 24h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="must be between 1s and 24h"
 	MaxBackoff *metav1.Duration `json:"maxBackoff,omitempty"`
 }
 

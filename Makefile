@@ -1,0 +1,52 @@
+# Hookline build, generation and test targets. Run `make help` for a list.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+GO ?= go
+CONTROLLER_GEN := $(GO) tool controller-gen
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/hookline/hookline/internal/version.Version=$(VERSION)
+# Seconds each fuzz target runs: a short smoke run in `make test`, longer
+# with `make fuzz`.
+FUZZTIME ?= 5s
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*##/ {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: generate
+generate: ## Generate deepcopy code for the API types
+	$(CONTROLLER_GEN) object paths=./api/...
+
+.PHONY: manifests
+manifests: ## Generate the CRDs and the manager's RBAC from markers
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=hookline-manager paths=./controllers/... output:rbac:artifacts:config=config/rbac
+
+.PHONY: verify
+verify: generate manifests ## Fail if generated files are stale, gofmt would change a file, go vet complains or go.mod is untidy
+	@stale=$$(git status --porcelain -- api config go.mod go.sum); \
+	if [ -n "$$stale" ]; then echo "Generated files are stale; run 'make generate manifests' and commit:"; echo "$$stale"; git --no-pager diff --stat -- api config; exit 1; fi
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	cd hack/envtest && $(GO) mod tidy -diff
+
+.PHONY: build
+build: ## Build the binaries into bin/
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/manager ./cmd/manager
+
+.PHONY: envtest
+envtest: ## Build kube-apiserver and etcd from source (cached) and print their directory
+	@hack/envtest.sh
+
+.PHONY: test
+test: ## Run every test against a real API server, plus a short run of each fuzz target
+	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) test -race -count=1 ./...
+	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target longer (FUZZTIME=60s by default here)
+	FUZZTIME=$(if $(filter command line,$(origin FUZZTIME)),$(FUZZTIME),60s) hack/fuzz.sh

@@ -1,0 +1,468 @@
+package controllers
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+)
+
+// whsubTimeout bounds every wait in these tests.
+const whsubTimeout = 20 * time.Second
+
+// whsubDispatcher creates a WebhookDispatcher named name in ns.
+func whsubDispatcher(t *testing.T, ns, name string, mutate func(*hooklinev1.WebhookDispatcher)) *hooklinev1.WebhookDispatcher {
+	t.Helper()
+	d := &hooklinev1.WebhookDispatcher{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+	if mutate != nil {
+		mutate(d)
+	}
+	if err := k8sClient.Create(suiteCtx, d); err != nil {
+		t.Fatalf("creating dispatcher %s/%s: %v", ns, name, err)
+	}
+	return d
+}
+
+// whsubAvailableDispatcher creates a dispatcher and makes its pods
+// available, so it becomes Ready.
+func whsubAvailableDispatcher(t *testing.T, ns, name string, mutate func(*hooklinev1.WebhookDispatcher)) *hooklinev1.WebhookDispatcher {
+	t.Helper()
+	d := whsubDispatcher(t, ns, name, mutate)
+	markDispatcherAvailable(t, ns, name)
+	return d
+}
+
+// whsubWebhookSecret creates a WebhookSecret named name in ns.
+func whsubWebhookSecret(t *testing.T, ns, name string) {
+	t.Helper()
+	if err := k8sClient.Create(suiteCtx, &hooklinev1.WebhookSecret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}); err != nil {
+		t.Fatalf("creating WebhookSecret %s/%s: %v", ns, name, err)
+	}
+}
+
+// whsubSubscription creates a subscription named name in ns, signed by the
+// WebhookSecret "s" and attached to the dispatcher "d" of ns unless mutate
+// says otherwise.
+func whsubSubscription(t *testing.T, ns, name string, mutate func(*hooklinev1.WebhookSubscription)) *hooklinev1.WebhookSubscription {
+	t.Helper()
+	sub := &hooklinev1.WebhookSubscription{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: hooklinev1.WebhookSubscriptionSpec{
+			URL:           "https://example.com/hooks",
+			EventTypes:    []string{"order.*"},
+			DispatcherRef: &hooklinev1.DispatcherReference{Name: "d"},
+			Signing:       hooklinev1.SigningSpec{SecretRef: hooklinev1.WebhookSecretReference{Name: "s"}},
+		},
+	}
+	if mutate != nil {
+		mutate(sub)
+	}
+	if err := k8sClient.Create(suiteCtx, sub); err != nil {
+		t.Fatalf("creating subscription %s/%s: %v", ns, name, err)
+	}
+	return sub
+}
+
+// whsubUpdate applies mutate to the latest version of obj, retrying on
+// conflicts with the controllers' writes.
+func whsubUpdate[T client.Object](t *testing.T, obj T, mutate func(T)) {
+	t.Helper()
+	eventually(t, whsubTimeout, func() (bool, string) {
+		if err := k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return false, fmt.Sprintf("getting %s: %v", obj.GetName(), err)
+		}
+		mutate(obj)
+		if err := k8sClient.Update(suiteCtx, obj); err != nil {
+			return false, fmt.Sprintf("updating %s: %v", obj.GetName(), err)
+		}
+		return true, ""
+	})
+}
+
+// whsubWaitFor waits until the subscription's conditions describe its
+// current generation and Ready has want and reason; it returns the
+// subscription as then stored.
+func whsubWaitFor(t *testing.T, sub *hooklinev1.WebhookSubscription, want metav1.ConditionStatus, reason string) *hooklinev1.WebhookSubscription {
+	t.Helper()
+	got := &hooklinev1.WebhookSubscription{}
+	eventually(t, whsubTimeout, func() (bool, string) {
+		if err := k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(sub), got); err != nil {
+			return false, fmt.Sprintf("getting subscription: %v", err)
+		}
+		ready := meta.FindStatusCondition(got.Status.Conditions, hooklinev1.ConditionReady)
+		if ready == nil {
+			return false, "no Ready condition yet"
+		}
+		if got.Status.ObservedGeneration != got.Generation || ready.ObservedGeneration != got.Generation {
+			return false, fmt.Sprintf("status describes generation %d, object is at %d", got.Status.ObservedGeneration, got.Generation)
+		}
+		return ready.Status == want && ready.Reason == reason,
+			fmt.Sprintf("Ready is %s/%s (%q), want %s/%s", ready.Status, ready.Reason, ready.Message, want, reason)
+	})
+	return got
+}
+
+// whsubWaitForReady waits for Ready=True, playing the StatefulSet
+// controller for the dispatcher meanwhile: a dispatcher spec change may
+// re-render its StatefulSet, which the test API server never rolls out.
+func whsubWaitForReady(t *testing.T, sub *hooklinev1.WebhookSubscription, dispatcher types.NamespacedName) *hooklinev1.WebhookSubscription {
+	t.Helper()
+	got := &hooklinev1.WebhookSubscription{}
+	eventually(t, whsubTimeout, func() (bool, string) {
+		markDispatcherAvailable(t, dispatcher.Namespace, dispatcher.Name)
+		if err := k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(sub), got); err != nil {
+			return false, fmt.Sprintf("getting subscription: %v", err)
+		}
+		ready := meta.FindStatusCondition(got.Status.Conditions, hooklinev1.ConditionReady)
+		if ready == nil {
+			return false, "no Ready condition yet"
+		}
+		return ready.Status == metav1.ConditionTrue && ready.ObservedGeneration == got.Generation,
+			fmt.Sprintf("Ready is %s/%s (%q)", ready.Status, ready.Reason, ready.Message)
+	})
+	return got
+}
+
+// whsubCondition returns the condition of type typ, or fails the test.
+func whsubCondition(t *testing.T, sub *hooklinev1.WebhookSubscription, typ string) *metav1.Condition {
+	t.Helper()
+	c := meta.FindStatusCondition(sub.Status.Conditions, typ)
+	if c == nil {
+		t.Fatalf("subscription has no %s condition; conditions: %+v", typ, sub.Status.Conditions)
+	}
+	return c
+}
+
+// whsubWarnings lists the Warning events with reason about the subscription.
+func whsubWarnings(t *testing.T, sub *hooklinev1.WebhookSubscription, reason string) []eventsv1.Event {
+	t.Helper()
+	var out []eventsv1.Event
+	for _, e := range eventsWithReason(t, sub.Namespace, reason) {
+		if e.Type == corev1.EventTypeWarning && e.Regarding.Kind == "WebhookSubscription" && e.Regarding.Name == sub.Name {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func TestWebhookSubscriptionBecomesReady(t *testing.T) {
+	ns := newNamespace(t)
+	whsubAvailableDispatcher(t, ns, "d", nil)
+	whsubWebhookSecret(t, ns, "s")
+	sub := whsubSubscription(t, ns, "orders", func(s *hooklinev1.WebhookSubscription) {
+		s.Spec.URL = "https://example.com:8443/hooks/p4th?token=query-t0ken"
+	})
+
+	got := whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
+	waitForKstatus(t, sub, status.CurrentStatus)
+	if want := ns + "/d"; got.Status.Dispatcher != want {
+		t.Errorf("status.dispatcher = %q, want %q", got.Status.Dispatcher, want)
+	}
+	ready := whsubCondition(t, got, hooklinev1.ConditionReady)
+	if want := "Delivering to example.com:8443 through " + ns + "/d"; ready.Message != want {
+		t.Errorf("Ready message = %q, want %q", ready.Message, want)
+	}
+	for _, typ := range []string{hooklinev1.ConditionReconciling, hooklinev1.ConditionStalled} {
+		if c := meta.FindStatusCondition(got.Status.Conditions, typ); c != nil {
+			t.Errorf("a Ready subscription carries %s: %+v", typ, c)
+		}
+	}
+
+	// The dispatcher reports delivery health with a field manager of its
+	// own; the controller's status writes leave it in place.
+	health := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": hooklinev1.GroupVersion.String(),
+		"kind":       "WebhookSubscription",
+		"metadata":   map[string]any{"name": sub.Name, "namespace": ns},
+		"status": map[string]any{
+			"conditions": []any{map[string]any{
+				"type": hooklinev1.ConditionAccepted, "status": "True", "reason": "Serving", "message": "served by d-dispatcher-0",
+				"lastTransitionTime": "2026-06-01T12:00:00Z",
+			}},
+			"delivery": map[string]any{"delivered": int64(42)},
+		},
+	}}
+	if err := k8sClient.Status().Apply(suiteCtx, client.ApplyConfigurationFromUnstructured(health), client.FieldOwner("hookline-dispatcher")); err != nil {
+		t.Fatalf("applying the dispatcher's status: %v", err)
+	}
+
+	whsubUpdate(t, sub, func(s *hooklinev1.WebhookSubscription) { s.Spec.Suspend = true })
+	got = whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
+	if msg := whsubCondition(t, got, hooklinev1.ConditionReady).Message; !strings.HasPrefix(msg, "Suspended by spec.suspend") {
+		t.Errorf("Ready message of a suspended subscription = %q", msg)
+	}
+	waitForKstatus(t, sub, status.CurrentStatus)
+	if c := whsubCondition(t, got, hooklinev1.ConditionAccepted); c.Message != "served by d-dispatcher-0" {
+		t.Errorf("Accepted condition changed to %+v", c)
+	}
+	if got.Status.Delivery == nil || got.Status.Delivery.Delivered != 42 {
+		t.Errorf("delivery block = %+v, want the dispatcher's", got.Status.Delivery)
+	}
+
+	for _, c := range got.Status.Conditions {
+		if strings.Contains(c.Message, "query-t0ken") || strings.Contains(c.Message, "p4th") {
+			t.Errorf("condition %s repeats the URL's path or query: %q", c.Type, c.Message)
+		}
+	}
+}
+
+func TestWebhookSubscriptionWaitsForWebhookSecret(t *testing.T) {
+	ns := newNamespace(t)
+	whsubAvailableDispatcher(t, ns, "d", nil)
+	sub := whsubSubscription(t, ns, "early", func(s *hooklinev1.WebhookSubscription) {
+		s.Spec.Signing.SecretRef.Name = "late"
+	})
+
+	got := whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonSecretNotFound)
+	waitForKstatus(t, sub, status.InProgressStatus)
+	if c := whsubCondition(t, got, hooklinev1.ConditionReconciling); c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "WebhookSecret late") {
+		t.Errorf("Reconciling = %+v, want True naming WebhookSecret late", c)
+	}
+	if c := meta.FindStatusCondition(got.Status.Conditions, hooklinev1.ConditionStalled); c != nil {
+		t.Errorf("a missing WebhookSecret is waited for, not Stalled: %+v", c)
+	}
+
+	// Creating it is enough: nothing touches the subscription.
+	whsubWebhookSecret(t, ns, "late")
+	whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
+	waitForKstatus(t, sub, status.CurrentStatus)
+}
+
+func TestWebhookSubscriptionDispatcherNamespacePolicy(t *testing.T) {
+	ns := newNamespace(t)
+	infra := newNamespace(t)
+	dispatcher := whsubAvailableDispatcher(t, infra, "d", nil)
+	whsubWebhookSecret(t, ns, "s")
+	sub := whsubSubscription(t, ns, "cross", func(s *hooklinev1.WebhookSubscription) {
+		s.Spec.DispatcherRef = &hooklinev1.DispatcherReference{Name: "d", Namespace: infra}
+	})
+
+	got := whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonNamespaceNotAllowed)
+	waitForKstatus(t, sub, status.FailedStatus)
+	stalled := whsubCondition(t, got, hooklinev1.ConditionStalled)
+	if want := fmt.Sprintf("dispatcher %s/d does not admit subscriptions from namespace %s", infra, ns); stalled.Status != metav1.ConditionTrue || stalled.Message != want {
+		t.Errorf("Stalled = %+v, want True with %q", stalled, want)
+	}
+	if got.Status.Dispatcher != infra+"/d" {
+		t.Errorf("status.dispatcher = %q, want %s/d", got.Status.Dispatcher, infra)
+	}
+	var warnings []eventsv1.Event
+	eventually(t, whsubTimeout, func() (bool, string) {
+		warnings = whsubWarnings(t, sub, hooklinev1.ReasonNamespaceNotAllowed)
+		return len(warnings) == 1, fmt.Sprintf("%d NamespaceNotAllowed warnings, want 1", len(warnings))
+	})
+	if !strings.Contains(warnings[0].Note, "does not admit subscriptions from namespace "+ns) {
+		t.Errorf("event note = %q", warnings[0].Note)
+	}
+
+	// Reconciling again into the same refusal records no new event.
+	whsubUpdate(t, sub, func(s *hooklinev1.WebhookSubscription) { s.Spec.EventTypes = []string{"order.*", "invoice.*"} })
+	whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonNamespaceNotAllowed)
+	warnings = whsubWarnings(t, sub, hooklinev1.ReasonNamespaceNotAllowed)
+	if len(warnings) != 1 {
+		t.Errorf("after an unchanged refusal: %d NamespaceNotAllowed warnings, want 1", len(warnings))
+	} else if warnings[0].Series != nil {
+		t.Errorf("after an unchanged refusal the warning was recorded again: series %+v", warnings[0].Series)
+	}
+
+	// The dispatcher admits labelled namespaces; the namespace gets the
+	// label; the subscription, untouched, attaches.
+	label := "hookline.dev/test-webhooks"
+	whsubUpdate(t, dispatcher, func(d *hooklinev1.WebhookDispatcher) {
+		d.Spec.AllowedNamespaces = hooklinev1.AllowedNamespaces{
+			From:     hooklinev1.NamespacesFromSelector,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{label: "on"}},
+		}
+	})
+	markDispatcherAvailable(t, infra, "d")
+	waitForKstatus(t, sub, status.FailedStatus)
+	whsubUpdate(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, func(n *corev1.Namespace) {
+		if n.Labels == nil {
+			n.Labels = map[string]string{}
+		}
+		n.Labels[label] = "on"
+	})
+	got = whsubWaitForReady(t, sub, types.NamespacedName{Namespace: infra, Name: "d"})
+	if c := whsubCondition(t, got, hooklinev1.ConditionReady); c.Message != "Delivering to example.com through "+infra+"/d" {
+		t.Errorf("Ready message = %q", c.Message)
+	}
+	waitForKstatus(t, sub, status.CurrentStatus)
+}
+
+func TestWebhookSubscriptionPlainHTTPPolicy(t *testing.T) {
+	ns := newNamespace(t)
+	dispatcher := whsubAvailableDispatcher(t, ns, "d", nil)
+	whsubWebhookSecret(t, ns, "s")
+	sub := whsubSubscription(t, ns, "plain", func(s *hooklinev1.WebhookSubscription) {
+		s.Spec.URL = "http://receiver.team-a.svc:8080/hooks"
+	})
+
+	got := whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonURLNotAllowed)
+	waitForKstatus(t, sub, status.FailedStatus)
+	if msg := whsubCondition(t, got, hooklinev1.ConditionStalled).Message; !strings.Contains(msg, "spec.url uses plain http") || !strings.Contains(msg, "spec.egress.allowPlainHTTP") {
+		t.Errorf("Stalled message = %q, want it to name spec.url and the dispatcher's setting", msg)
+	}
+	eventually(t, whsubTimeout, func() (bool, string) {
+		n := len(whsubWarnings(t, sub, hooklinev1.ReasonURLNotAllowed))
+		return n == 1, fmt.Sprintf("%d URLNotAllowed warnings, want 1", n)
+	})
+
+	whsubUpdate(t, dispatcher, func(d *hooklinev1.WebhookDispatcher) { d.Spec.Egress.AllowPlainHTTP = true })
+	got = whsubWaitForReady(t, sub, types.NamespacedName{Namespace: ns, Name: "d"})
+	if c := whsubCondition(t, got, hooklinev1.ConditionReady); c.Message != "Delivering to receiver.team-a.svc:8080 through "+ns+"/d" {
+		t.Errorf("Ready message = %q", c.Message)
+	}
+	waitForKstatus(t, sub, status.CurrentStatus)
+}
+
+func TestWebhookSubscriptionWaitsForDispatcher(t *testing.T) {
+	ns := newNamespace(t)
+	whsubWebhookSecret(t, ns, "s")
+	sub := whsubSubscription(t, ns, "waiting", func(s *hooklinev1.WebhookSubscription) {
+		s.Spec.DispatcherRef = &hooklinev1.DispatcherReference{Name: "later"}
+	})
+
+	got := whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonDispatcherNotFound)
+	waitForKstatus(t, sub, status.InProgressStatus)
+	if msg := whsubCondition(t, got, hooklinev1.ConditionReconciling).Message; msg != "dispatcher "+ns+"/later not found" {
+		t.Errorf("Reconciling message = %q", msg)
+	}
+
+	// The dispatcher appears; until its pods are available it is not Ready.
+	whsubDispatcher(t, ns, "later", nil)
+	whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonDispatcherNotReady)
+	waitForKstatus(t, sub, status.InProgressStatus)
+	markDispatcherAvailable(t, ns, "later")
+	whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
+	waitForKstatus(t, sub, status.CurrentStatus)
+}
+
+func TestWebhookSubscriptionWaitsForReferencedSecrets(t *testing.T) {
+	ns := newNamespace(t)
+	whsubAvailableDispatcher(t, ns, "d", nil)
+	whsubWebhookSecret(t, ns, "s")
+	const headerValue = "Bearer hdr-v4lue-Zq9"
+	const otherValue = "unrelated-v4lue-Kx2"
+	sub := whsubSubscription(t, ns, "authenticated", func(s *hooklinev1.WebhookSubscription) {
+		s.Spec.Headers = []hooklinev1.Header{{
+			Name:      "Authorization",
+			ValueFrom: &hooklinev1.HeaderValueSource{SecretKeyRef: hooklinev1.SecretKeyReference{Name: "auth", Key: "token"}},
+		}}
+		s.Spec.TLS = &hooklinev1.TLSSpec{CA: &hooklinev1.CASource{ConfigMapKeyRef: &hooklinev1.SecretKeyReference{Name: "bundle", Key: "ca.crt"}}}
+	})
+
+	got := whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonSecretNotFound)
+	waitForKstatus(t, sub, status.InProgressStatus)
+	if msg := whsubCondition(t, got, hooklinev1.ConditionReady).Message; msg != "Secret auth, referenced by spec.headers[0].valueFrom.secretKeyRef, not found" {
+		t.Errorf("Ready message = %q", msg)
+	}
+
+	// The Secret appears without the key, then gains it.
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "auth"}, Data: map[string][]byte{"other": []byte(otherValue)}}
+	if err := k8sClient.Create(suiteCtx, secret); err != nil {
+		t.Fatalf("creating the Secret: %v", err)
+	}
+	eventually(t, whsubTimeout, func() (bool, string) {
+		got = whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonSecretNotFound)
+		msg := whsubCondition(t, got, hooklinev1.ConditionReady).Message
+		return msg == `Secret auth, referenced by spec.headers[0].valueFrom.secretKeyRef, has no key "token"`, fmt.Sprintf("Ready message = %q", msg)
+	})
+	whsubUpdate(t, secret, func(s *corev1.Secret) { s.Data["token"] = []byte(headerValue) })
+
+	// Then the CA bundle is awaited, and found.
+	eventually(t, whsubTimeout, func() (bool, string) {
+		got = whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonSecretNotFound)
+		msg := whsubCondition(t, got, hooklinev1.ConditionReady).Message
+		return msg == "ConfigMap bundle, referenced by spec.tls.ca.configMapKeyRef, not found", fmt.Sprintf("Ready message = %q", msg)
+	})
+	if err := k8sClient.Create(suiteCtx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bundle"}, Data: map[string]string{"ca.crt": "-----BEGIN CERTIFICATE-----\n"}}); err != nil {
+		t.Fatalf("creating the ConfigMap: %v", err)
+	}
+	got = whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
+	waitForKstatus(t, sub, status.CurrentStatus)
+
+	// No condition or event ever carries a value read from the Secret.
+	for _, c := range got.Status.Conditions {
+		if strings.Contains(c.Message, "v4lue") {
+			t.Errorf("condition %s carries a Secret value: %q", c.Type, c.Message)
+		}
+	}
+	var events eventsv1.EventList
+	if err := k8sClient.List(suiteCtx, &events, client.InNamespace(ns)); err != nil {
+		t.Fatalf("listing events: %v", err)
+	}
+	for _, e := range events.Items {
+		if strings.Contains(e.Note, "v4lue") {
+			t.Errorf("event %s/%s carries a Secret value: %q", e.Reason, e.Name, e.Note)
+		}
+	}
+}
+
+func TestWebhookSubscriptionInvalidSpecStalls(t *testing.T) {
+	ns := newNamespace(t)
+	whsubAvailableDispatcher(t, ns, "d", nil)
+	whsubWebhookSecret(t, ns, "s")
+	// Admission does not compile the filter's CEL.
+	sub := whsubSubscription(t, ns, "bad-filter", func(s *hooklinev1.WebhookSubscription) {
+		s.Spec.Filter = `event.tpye == "order.created"`
+	})
+
+	got := whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonInvalidSpec)
+	waitForKstatus(t, sub, status.FailedStatus)
+	if msg := whsubCondition(t, got, hooklinev1.ConditionStalled).Message; msg != `spec.filter: line 1, column 6: event has no key "tpye" (keys: id, type, time, data)` {
+		t.Errorf("Stalled message = %q", msg)
+	}
+	eventually(t, whsubTimeout, func() (bool, string) {
+		n := len(whsubWarnings(t, sub, hooklinev1.ReasonInvalidSpec))
+		return n == 1, fmt.Sprintf("%d InvalidSpec warnings, want 1", n)
+	})
+
+	whsubUpdate(t, sub, func(s *hooklinev1.WebhookSubscription) { s.Spec.Filter = `event.type + ".v1"` })
+	eventually(t, whsubTimeout, func() (bool, string) {
+		got = whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonInvalidSpec)
+		msg := whsubCondition(t, got, hooklinev1.ConditionStalled).Message
+		return strings.HasPrefix(msg, "spec.filter: ") && strings.Contains(msg, "must be a bool expression"), fmt.Sprintf("Stalled message = %q", msg)
+	})
+	// A new problem is news: a second event.
+	eventually(t, whsubTimeout, func() (bool, string) {
+		n := len(whsubWarnings(t, sub, hooklinev1.ReasonInvalidSpec))
+		return n == 2, fmt.Sprintf("%d InvalidSpec warnings, want 2", n)
+	})
+
+	whsubUpdate(t, sub, func(s *hooklinev1.WebhookSubscription) { s.Spec.Filter = `event.type == "order.created"` })
+	whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
+	waitForKstatus(t, sub, status.CurrentStatus)
+}
+
+func TestWebhookSubscriptionDefaultDispatcher(t *testing.T) {
+	ns := newNamespace(t)
+	whsubWebhookSecret(t, ns, "s")
+	sub := whsubSubscription(t, ns, "defaulted", func(s *hooklinev1.WebhookSubscription) { s.Spec.DispatcherRef = nil })
+
+	want := testOperatorNamespace + "/" + DefaultDispatcherName
+	got := &hooklinev1.WebhookSubscription{}
+	eventually(t, whsubTimeout, func() (bool, string) {
+		if err := k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(sub), got); err != nil {
+			return false, err.Error()
+		}
+		ready := meta.FindStatusCondition(got.Status.Conditions, hooklinev1.ConditionReady)
+		if ready == nil || got.Status.Dispatcher == "" {
+			return false, "no status yet"
+		}
+		// Whether the default dispatcher exists in the shared suite is not
+		// this test's business; whatever the outcome, it names it.
+		return got.Status.Dispatcher == want && strings.Contains(ready.Message, want),
+			fmt.Sprintf("status.dispatcher = %q, Ready message = %q, want both to name %s", got.Status.Dispatcher, ready.Message, want)
+	})
+}

@@ -1,0 +1,251 @@
+package controllers
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/endpoint"
+	"github.com/hookline/hookline/internal/eventtype"
+	"github.com/hookline/hookline/internal/filter"
+)
+
+// validateSubscriptionSpec checks the rules admission enforces with CEL and
+// patterns, for API servers that could not check them. Plain http is left to
+// the dispatcher's policy. The error names the offending field.
+func validateSubscriptionSpec(spec *hooklinev1.WebhookSubscriptionSpec) error {
+	if err := endpoint.ValidateURL(spec.URL, true); err != nil {
+		return fmt.Errorf("spec.url: %w", err)
+	}
+	if len(spec.EventTypes) == 0 {
+		return errors.New("spec.eventTypes: at least one event type pattern is required")
+	}
+	for i, p := range spec.EventTypes {
+		if err := eventtype.ValidatePattern(p); err != nil {
+			return fmt.Errorf("spec.eventTypes[%d]: %w", i, err)
+		}
+	}
+	if spec.Filter != "" {
+		if _, err := filter.Compile(spec.Filter); err != nil {
+			return fmt.Errorf("spec.filter: %w", err)
+		}
+	}
+	if spec.Signing.SecretRef.Namespace != "" {
+		return errors.New("spec.signing.secretRef.namespace: must not be set: a subscription only uses secrets in its own namespace")
+	}
+	for i, h := range spec.Headers {
+		if (h.Value != nil) == (h.ValueFrom != nil) {
+			return fmt.Errorf("spec.headers[%d]: set exactly one of value and valueFrom", i)
+		}
+		if subscriptionReservedHeader(h.Name) {
+			return fmt.Errorf("spec.headers[%d].name: %q is set by Hookline and cannot be overridden", i, h.Name)
+		}
+	}
+	if tls := spec.TLS; tls != nil && tls.CA != nil && (tls.CA.SecretKeyRef != nil) == (tls.CA.ConfigMapKeyRef != nil) {
+		return errors.New("spec.tls.ca: set exactly one of secretKeyRef and configMapKeyRef")
+	}
+	d := &spec.Delivery
+	for _, b := range []struct {
+		path     string
+		value    *metav1.Duration
+		min, max time.Duration
+	}{
+		{"spec.delivery.timeout", d.Timeout, time.Second, 5 * time.Minute},
+		{"spec.delivery.retry.maxAge", d.Retry.MaxAge, time.Minute, 720 * time.Hour},
+		{"spec.delivery.retry.initialBackoff", d.Retry.InitialBackoff, 100 * time.Millisecond, time.Hour},
+		{"spec.delivery.retry.maxBackoff", d.Retry.MaxBackoff, time.Second, 24 * time.Hour},
+	} {
+		if b.value != nil && (b.value.Duration < b.min || b.value.Duration > b.max) {
+			return fmt.Errorf("%s: must be between %s and %s", b.path, subscriptionBound(b.min), subscriptionBound(b.max))
+		}
+	}
+	if d.Retry.InitialBackoff != nil && d.Retry.MaxBackoff != nil && d.Retry.InitialBackoff.Duration > d.Retry.MaxBackoff.Duration {
+		return errors.New("spec.delivery.retry: initialBackoff must not exceed maxBackoff")
+	}
+	return nil
+}
+
+// subscriptionReservedHeader says whether Hookline sets the header itself: the
+// signature scheme's webhook-* headers and those the HTTP client owns.
+func subscriptionReservedHeader(name string) bool {
+	n := strings.ToLower(name)
+	return strings.HasPrefix(n, "webhook-") ||
+		slices.Contains([]string{"content-type", "content-length", "host", "user-agent", "transfer-encoding", "connection"}, n)
+}
+
+// subscriptionBound prints a bound as the schema's messages do: 5m, not 5m0s.
+func subscriptionBound(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// subscriptionObjectRef is a Secret or ConfigMap key a subscription needs, with the
+// field that names it.
+type subscriptionObjectRef struct {
+	// kind is "Secret" or "ConfigMap".
+	kind string
+	name string
+	// keys that must be present.
+	keys []string
+	// field is the spec path of the reference, for messages.
+	field string
+}
+
+const (
+	subscriptionRefSecret    = "Secret"
+	subscriptionRefConfigMap = "ConfigMap"
+)
+
+// subscriptionObjectRefList lists the Secrets and ConfigMaps the subscription's
+// headers and TLS settings read, all in its own namespace.
+func subscriptionObjectRefList(spec *hooklinev1.WebhookSubscriptionSpec) []subscriptionObjectRef {
+	var refs []subscriptionObjectRef
+	for i, h := range spec.Headers {
+		if h.ValueFrom != nil {
+			r := h.ValueFrom.SecretKeyRef
+			refs = append(refs, subscriptionObjectRef{subscriptionRefSecret, r.Name, []string{r.Key}, fmt.Sprintf("spec.headers[%d].valueFrom.secretKeyRef", i)})
+		}
+	}
+	if tls := spec.TLS; tls != nil {
+		if ca := tls.CA; ca != nil {
+			if r := ca.SecretKeyRef; r != nil {
+				refs = append(refs, subscriptionObjectRef{subscriptionRefSecret, r.Name, []string{r.Key}, "spec.tls.ca.secretKeyRef"})
+			}
+			if r := ca.ConfigMapKeyRef; r != nil {
+				refs = append(refs, subscriptionObjectRef{subscriptionRefConfigMap, r.Name, []string{r.Key}, "spec.tls.ca.configMapKeyRef"})
+			}
+		}
+		if r := tls.ClientCertificateSecretRef; r != nil {
+			refs = append(refs, subscriptionObjectRef{subscriptionRefSecret, r.Name, []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey}, "spec.tls.clientCertificateSecretRef"})
+		}
+	}
+	return refs
+}
+
+// subscriptionReferencedNames returns the distinct names of the objects of kind the
+// subscription references, for the field indexes.
+func subscriptionReferencedNames(spec *hooklinev1.WebhookSubscriptionSpec, kind string) []string {
+	var names []string
+	for _, r := range subscriptionObjectRefList(spec) {
+		if r.kind == kind && !slices.Contains(names, r.name) {
+			names = append(names, r.name)
+		}
+	}
+	return names
+}
+
+// subscriptionMissingKey returns the first of ref's keys absent from present, or "".
+func subscriptionMissingKey(ref subscriptionObjectRef, present func(key string) bool) string {
+	for _, k := range ref.keys {
+		if !present(k) {
+			return k
+		}
+	}
+	return ""
+}
+
+// subscriptionRefOutcome is the outcome for a referenced Secret or ConfigMap that
+// is missing (found false) or lacks a key. It names the object, the key and
+// the field, never a value.
+func subscriptionRefOutcome(ref subscriptionObjectRef, found bool, key string) outcome {
+	msg := fmt.Sprintf("%s %s, referenced by %s, not found", ref.kind, ref.name, ref.field)
+	if found {
+		msg = fmt.Sprintf("%s %s, referenced by %s, has no key %q", ref.kind, ref.name, ref.field, key)
+	}
+	return outcome{phase: phaseProgressing, reason: hooklinev1.ReasonSecretNotFound, message: msg}
+}
+
+// subscriptionDispatcherOutcome decides whether a subscription may attach to d: the
+// namespace must be admitted, an http URL needs plain HTTP allowed, and d
+// must be Ready. It returns false when attaching is fine.
+func subscriptionDispatcherOutcome(spec *hooklinev1.WebhookSubscriptionSpec, d *hooklinev1.WebhookDispatcher, ns *corev1.Namespace) (outcome, bool) {
+	key := types.NamespacedName{Namespace: d.Namespace, Name: d.Name}
+	admitted, err := admitsNamespace(d, ns)
+	if err != nil {
+		return outcome{phase: phaseStalled, reason: hooklinev1.ReasonNamespaceNotAllowed,
+			message: fmt.Sprintf("dispatcher %s cannot admit subscriptions: %v", key, err)}, true
+	}
+	if !admitted {
+		return outcome{phase: phaseStalled, reason: hooklinev1.ReasonNamespaceNotAllowed,
+			message: fmt.Sprintf("dispatcher %s does not admit subscriptions from namespace %s", key, ns.Name)}, true
+	}
+	if err := endpoint.ValidateURL(spec.URL, d.Spec.Egress.AllowPlainHTTP); errors.Is(err, endpoint.ErrPlainHTTP) {
+		return outcome{phase: phaseStalled, reason: hooklinev1.ReasonURLNotAllowed,
+			message: fmt.Sprintf("spec.url uses plain http, which dispatcher %s does not allow: use https, or set spec.egress.allowPlainHTTP on the dispatcher", key)}, true
+	}
+	if ready := meta.FindStatusCondition(d.Status.Conditions, hooklinev1.ConditionReady); ready == nil || ready.Status != metav1.ConditionTrue {
+		msg := fmt.Sprintf("dispatcher %s is not Ready", key)
+		if ready != nil && ready.Message != "" {
+			msg += ": " + ready.Message
+		}
+		return outcome{phase: phaseProgressing, reason: hooklinev1.ReasonDispatcherNotReady, message: msg}, true
+	}
+	return outcome{}, false
+}
+
+// subscriptionSigningOutcome decides whether the signing WebhookSecret can be
+// used; it returns false when it is Ready.
+func subscriptionSigningOutcome(s *hooklinev1.WebhookSecret) (outcome, bool) {
+	ready := meta.FindStatusCondition(s.Status.Conditions, hooklinev1.ConditionReady)
+	if ready != nil && ready.Status == metav1.ConditionTrue {
+		return outcome{}, false
+	}
+	msg := fmt.Sprintf("WebhookSecret %s is not Ready", s.Name)
+	if ready != nil && ready.Message != "" {
+		msg += ": " + ready.Message
+	}
+	return outcome{phase: phaseProgressing, reason: hooklinev1.ReasonSecretNotReady, message: msg}, true
+}
+
+// subscriptionReadyOutcome is the outcome of a subscription that can be delivered:
+// the message names the URL's host (never its path or query, which may
+// carry a token) and the dispatcher.
+func subscriptionReadyOutcome(spec *hooklinev1.WebhookSubscriptionSpec, dispatcher types.NamespacedName) outcome {
+	host := "the endpoint"
+	if u, err := url.Parse(spec.URL); err == nil && u.Host != "" {
+		host = u.Host
+	}
+	msg := fmt.Sprintf("Delivering to %s through %s", host, dispatcher)
+	if spec.Suspend {
+		msg = fmt.Sprintf("Suspended by spec.suspend; deliveries to %s through %s are held", host, dispatcher)
+	}
+	return outcome{phase: phaseReady, reason: hooklinev1.ReasonSucceeded, message: msg}
+}
+
+// subscriptionStatus is the status this controller applies: its own
+// conditions merged with the current ones, the generation they describe
+// and the resolved dispatcher. The dispatcher's conditions and delivery
+// block are left out; another field manager owns them.
+func subscriptionStatus(sub *hooklinev1.WebhookSubscription, out outcome, dispatcher string, now metav1.Time) hooklinev1.WebhookSubscriptionStatus {
+	return hooklinev1.WebhookSubscriptionStatus{
+		ObservedGeneration: sub.Generation,
+		Conditions:         mergeConditions(sub.Status.Conditions, summaryConditions(out), summaryTypes, sub.Generation, now),
+		Dispatcher:         dispatcher,
+	}
+}
+
+// subscriptionStalledEventDue says whether a Stalled outcome is news: the previous
+// status was not stalled for the same reason and message. The Warning
+// Event is emitted once per change, not on every reconcile.
+func subscriptionStalledEventDue(current []metav1.Condition, out outcome) bool {
+	if out.phase != phaseStalled {
+		return false
+	}
+	prev := meta.FindStatusCondition(current, hooklinev1.ConditionStalled)
+	return prev == nil || prev.Status != metav1.ConditionTrue || prev.Reason != out.reason || prev.Message != out.message
+}

@@ -1,0 +1,312 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+)
+
+func validSubscriptionSpec() hooklinev1.WebhookSubscriptionSpec {
+	return hooklinev1.WebhookSubscriptionSpec{
+		URL:        "https://example.com/hooks?token=abc",
+		EventTypes: []string{"order.*", "invoice.>"},
+		Signing:    hooklinev1.SigningSpec{SecretRef: hooklinev1.WebhookSecretReference{Name: "s"}},
+	}
+}
+
+func TestValidateSubscriptionSpec(t *testing.T) {
+	dur := func(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d} }
+	secretHeader := &hooklinev1.HeaderValueSource{SecretKeyRef: hooklinev1.SecretKeyReference{Name: "auth", Key: "token"}}
+	tests := []struct {
+		name   string
+		mutate func(*hooklinev1.WebhookSubscriptionSpec)
+		// wantErr is a substring of the error, or "" for a valid spec.
+		wantErr string
+	}{
+		{"valid", func(*hooklinev1.WebhookSubscriptionSpec) {}, ""},
+		{"http is left to the dispatcher", func(s *hooklinev1.WebhookSubscriptionSpec) { s.URL = "http://receiver.svc/hooks" }, ""},
+		{"valid filter, headers, TLS and delivery", func(s *hooklinev1.WebhookSubscriptionSpec) {
+			s.Filter = `event.data.amount > 100`
+			s.Headers = []hooklinev1.Header{{Name: "X-Team", Value: ptr.To("a")}, {Name: "Authorization", ValueFrom: secretHeader}}
+			s.TLS = &hooklinev1.TLSSpec{CA: &hooklinev1.CASource{ConfigMapKeyRef: &hooklinev1.SecretKeyReference{Name: "ca", Key: "ca.crt"}}}
+			s.Delivery = hooklinev1.DeliveryPolicy{Timeout: dur(5 * time.Minute), Retry: hooklinev1.RetryPolicy{InitialBackoff: dur(time.Second), MaxBackoff: dur(time.Second)}}
+		}, ""},
+
+		{"relative URL", func(s *hooklinev1.WebhookSubscriptionSpec) { s.URL = "/hooks" }, "spec.url: must be an absolute URL"},
+		{"ftp URL", func(s *hooklinev1.WebhookSubscriptionSpec) { s.URL = "ftp://example.com" }, `spec.url: must use the https or http scheme, not "ftp"`},
+		{"user info", func(s *hooklinev1.WebhookSubscriptionSpec) { s.URL = "https://u:p@example.com" }, "spec.url: must not carry user info"},
+		{"fragment", func(s *hooklinev1.WebhookSubscriptionSpec) { s.URL = "https://example.com/#x" }, "spec.url: must not carry a fragment"},
+		{"no event types", func(s *hooklinev1.WebhookSubscriptionSpec) { s.EventTypes = nil }, "spec.eventTypes: at least one"},
+		{"bad pattern", func(s *hooklinev1.WebhookSubscriptionSpec) { s.EventTypes = []string{"ok", "a..b"} }, "spec.eventTypes[1]: event type pattern \"a..b\": empty segment at position 2"},
+		{"tail wildcard not last", func(s *hooklinev1.WebhookSubscriptionSpec) { s.EventTypes = []string{"a.>.b"} }, `spec.eventTypes[0]: event type pattern "a.>.b": ">" must be the last segment`},
+		{"overlong segment", func(s *hooklinev1.WebhookSubscriptionSpec) { s.EventTypes = []string{strings.Repeat("x", 65)} }, "spec.eventTypes[0]: event type pattern"},
+		{"filter does not compile", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Filter = "event.type ==" }, "spec.filter: line 1, column 14: Syntax error"},
+		{"filter not bool", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Filter = `event.type` }, "spec.filter: must be a bool expression"},
+		{"filter unknown key", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Filter = `event.kind == "x"` }, `spec.filter: line 1, column 6: event has no key "kind"`},
+		{"secret in another namespace", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Signing.SecretRef.Namespace = "other" }, "spec.signing.secretRef.namespace: must not be set"},
+		{"header with both sources", func(s *hooklinev1.WebhookSubscriptionSpec) {
+			s.Headers = []hooklinev1.Header{{Name: "X-A", Value: ptr.To("a"), ValueFrom: secretHeader}}
+		}, "spec.headers[0]: set exactly one of value and valueFrom"},
+		{"header with no source", func(s *hooklinev1.WebhookSubscriptionSpec) {
+			s.Headers = []hooklinev1.Header{{Name: "X-A", Value: ptr.To("a")}, {Name: "X-B"}}
+		}, "spec.headers[1]: set exactly one of value and valueFrom"},
+		{"reserved header", func(s *hooklinev1.WebhookSubscriptionSpec) {
+			s.Headers = []hooklinev1.Header{{Name: "Webhook-Signature", Value: ptr.To("v1,x")}}
+		}, `spec.headers[0].name: "Webhook-Signature" is set by Hookline`},
+		{"host header", func(s *hooklinev1.WebhookSubscriptionSpec) {
+			s.Headers = []hooklinev1.Header{{Name: "HOST", Value: ptr.To("x")}}
+		}, "cannot be overridden"},
+		{"CA from both", func(s *hooklinev1.WebhookSubscriptionSpec) {
+			ref := &hooklinev1.SecretKeyReference{Name: "ca", Key: "ca.crt"}
+			s.TLS = &hooklinev1.TLSSpec{CA: &hooklinev1.CASource{SecretKeyRef: ref, ConfigMapKeyRef: ref}}
+		}, "spec.tls.ca: set exactly one of secretKeyRef and configMapKeyRef"},
+		{"CA from neither", func(s *hooklinev1.WebhookSubscriptionSpec) { s.TLS = &hooklinev1.TLSSpec{CA: &hooklinev1.CASource{}} }, "spec.tls.ca: set exactly one"},
+		{"zero timeout", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Delivery.Timeout = dur(0) }, "spec.delivery.timeout: must be between 1s and 5m"},
+		{"long timeout", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Delivery.Timeout = dur(10 * time.Minute) }, "spec.delivery.timeout: must be between 1s and 5m"},
+		{"short max age", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Delivery.Retry.MaxAge = dur(time.Second) }, "spec.delivery.retry.maxAge: must be between 1m and 720h"},
+		{"tiny initial backoff", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Delivery.Retry.InitialBackoff = dur(time.Millisecond) }, "spec.delivery.retry.initialBackoff: must be between 100ms and 1h"},
+		{"huge max backoff", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Delivery.Retry.MaxBackoff = dur(48 * time.Hour) }, "spec.delivery.retry.maxBackoff: must be between 1s and 24h"},
+		{"initial above max backoff", func(s *hooklinev1.WebhookSubscriptionSpec) {
+			s.Delivery.Retry.InitialBackoff, s.Delivery.Retry.MaxBackoff = dur(time.Minute), dur(30*time.Second)
+		}, "spec.delivery.retry: initialBackoff must not exceed maxBackoff"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := validSubscriptionSpec()
+			tt.mutate(&spec)
+			err := validateSubscriptionSpec(&spec)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("validateSubscriptionSpec = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("validateSubscriptionSpec = %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestSubscriptionObjectRefs(t *testing.T) {
+	spec := validSubscriptionSpec()
+	spec.Headers = []hooklinev1.Header{
+		{Name: "X-Static", Value: ptr.To("v")},
+		{Name: "Authorization", ValueFrom: &hooklinev1.HeaderValueSource{SecretKeyRef: hooklinev1.SecretKeyReference{Name: "auth", Key: "token"}}},
+		{Name: "X-Api-Key", ValueFrom: &hooklinev1.HeaderValueSource{SecretKeyRef: hooklinev1.SecretKeyReference{Name: "auth", Key: "api-key"}}},
+	}
+	spec.TLS = &hooklinev1.TLSSpec{
+		CA:                         &hooklinev1.CASource{ConfigMapKeyRef: &hooklinev1.SecretKeyReference{Name: "bundle", Key: "ca.crt"}},
+		ClientCertificateSecretRef: &hooklinev1.LocalObjectReference{Name: "client-cert"},
+	}
+	want := []subscriptionObjectRef{
+		{subscriptionRefSecret, "auth", []string{"token"}, "spec.headers[1].valueFrom.secretKeyRef"},
+		{subscriptionRefSecret, "auth", []string{"api-key"}, "spec.headers[2].valueFrom.secretKeyRef"},
+		{subscriptionRefConfigMap, "bundle", []string{"ca.crt"}, "spec.tls.ca.configMapKeyRef"},
+		{subscriptionRefSecret, "client-cert", []string{"tls.crt", "tls.key"}, "spec.tls.clientCertificateSecretRef"},
+	}
+	if diff := cmp.Diff(want, subscriptionObjectRefList(&spec), cmp.AllowUnexported(subscriptionObjectRef{})); diff != "" {
+		t.Errorf("refs (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"auth", "client-cert"}, subscriptionReferencedNames(&spec, subscriptionRefSecret)); diff != "" {
+		t.Errorf("Secret names (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"bundle"}, subscriptionReferencedNames(&spec, subscriptionRefConfigMap)); diff != "" {
+		t.Errorf("ConfigMap names (-want +got):\n%s", diff)
+	}
+	if got := subscriptionReferencedNames(ptr.To(validSubscriptionSpec()), subscriptionRefSecret); len(got) != 0 {
+		t.Errorf("a spec without references indexes %v", got)
+	}
+
+	// Missing objects and keys are waited for, and named without values.
+	cert := want[3]
+	if k := subscriptionMissingKey(cert, func(k string) bool { return k == "tls.crt" }); k != "tls.key" {
+		t.Errorf("missing key = %q, want tls.key", k)
+	}
+	if k := subscriptionMissingKey(cert, func(string) bool { return true }); k != "" {
+		t.Errorf("missing key = %q, want none", k)
+	}
+	for _, tt := range []struct {
+		found bool
+		key   string
+		want  string
+	}{
+		{false, "", "Secret client-cert, referenced by spec.tls.clientCertificateSecretRef, not found"},
+		{true, "tls.key", `Secret client-cert, referenced by spec.tls.clientCertificateSecretRef, has no key "tls.key"`},
+	} {
+		o := subscriptionRefOutcome(cert, tt.found, tt.key)
+		if o.phase != phaseProgressing || o.reason != hooklinev1.ReasonSecretNotFound || o.message != tt.want {
+			t.Errorf("subscriptionRefOutcome = %+v, want Progressing SecretNotFound %q", o, tt.want)
+		}
+	}
+}
+
+func TestSubscriptionDispatcherOutcome(t *testing.T) {
+	home := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a", Labels: map[string]string{"hooks": "on"}}}
+	ready := []metav1.Condition{{Type: hooklinev1.ConditionReady, Status: metav1.ConditionTrue, Reason: "Succeeded"}}
+	notReady := []metav1.Condition{{Type: hooklinev1.ConditionReady, Status: metav1.ConditionFalse, Reason: "ReplicasUnavailable", Message: "0 of 1 replicas available"}}
+	dispatcher := func(ns string, from hooklinev1.NamespacesFrom, plainHTTP bool, conds []metav1.Condition) *hooklinev1.WebhookDispatcher {
+		d := &hooklinev1.WebhookDispatcher{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "d"}}
+		d.Spec.AllowedNamespaces.From = from
+		if from == hooklinev1.NamespacesFromSelector {
+			d.Spec.AllowedNamespaces.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"hooks": "on"}}
+		}
+		d.Spec.Egress.AllowPlainHTTP = plainHTTP
+		d.Status.Conditions = conds
+		return d
+	}
+	httpsURL, httpURL := "https://example.com/hooks", "http://example.com/hooks"
+	tests := []struct {
+		name       string
+		url        string
+		d          *hooklinev1.WebhookDispatcher
+		wantDone   bool
+		wantPhase  phase
+		wantReason string
+		wantMsg    string
+	}{
+		{"same namespace, ready", httpsURL, dispatcher("team-a", hooklinev1.NamespacesFromSame, false, ready), false, 0, "", ""},
+		{"all namespaces", httpsURL, dispatcher("infra", hooklinev1.NamespacesFromAll, false, ready), false, 0, "", ""},
+		{"selector matches", httpsURL, dispatcher("infra", hooklinev1.NamespacesFromSelector, false, ready), false, 0, "", ""},
+		{"plain http allowed", httpURL, dispatcher("team-a", hooklinev1.NamespacesFromSame, true, ready), false, 0, "", ""},
+		{"other namespace with Same", httpsURL, dispatcher("infra", hooklinev1.NamespacesFromSame, false, ready), true, phaseStalled,
+			hooklinev1.ReasonNamespaceNotAllowed, "dispatcher infra/d does not admit subscriptions from namespace team-a"},
+		{"selector without selector", httpsURL, func() *hooklinev1.WebhookDispatcher {
+			d := dispatcher("infra", hooklinev1.NamespacesFromSelector, false, ready)
+			d.Spec.AllowedNamespaces.Selector = nil
+			return d
+		}(), true, phaseStalled, hooklinev1.ReasonNamespaceNotAllowed, "dispatcher infra/d cannot admit subscriptions: allowedNamespaces.from is Selector but no selector is set"},
+		{"plain http refused", httpURL, dispatcher("team-a", hooklinev1.NamespacesFromSame, false, ready), true, phaseStalled,
+			hooklinev1.ReasonURLNotAllowed, "spec.url uses plain http, which dispatcher team-a/d does not allow: use https, or set spec.egress.allowPlainHTTP on the dispatcher"},
+		{"namespace refusal comes before the URL", httpURL, dispatcher("infra", hooklinev1.NamespacesFromSame, false, ready), true, phaseStalled,
+			hooklinev1.ReasonNamespaceNotAllowed, "dispatcher infra/d does not admit subscriptions from namespace team-a"},
+		{"not ready", httpsURL, dispatcher("team-a", hooklinev1.NamespacesFromSame, false, notReady), true, phaseProgressing,
+			hooklinev1.ReasonDispatcherNotReady, "dispatcher team-a/d is not Ready: 0 of 1 replicas available"},
+		{"no status yet", httpsURL, dispatcher("team-a", hooklinev1.NamespacesFromSame, false, nil), true, phaseProgressing,
+			hooklinev1.ReasonDispatcherNotReady, "dispatcher team-a/d is not Ready"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := validSubscriptionSpec()
+			spec.URL = tt.url
+			o, done := subscriptionDispatcherOutcome(&spec, tt.d, home)
+			if done != tt.wantDone {
+				t.Fatalf("done = %v (%+v), want %v", done, o, tt.wantDone)
+			}
+			if !done {
+				return
+			}
+			if o.phase != tt.wantPhase || o.reason != tt.wantReason || o.message != tt.wantMsg {
+				t.Errorf("outcome = %+v, want phase %d reason %s message %q", o, tt.wantPhase, tt.wantReason, tt.wantMsg)
+			}
+		})
+	}
+}
+
+func TestSubscriptionSigningOutcome(t *testing.T) {
+	secret := func(conds ...metav1.Condition) *hooklinev1.WebhookSecret {
+		return &hooklinev1.WebhookSecret{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Status: hooklinev1.WebhookSecretStatus{Conditions: conds}}
+	}
+	if o, done := subscriptionSigningOutcome(secret(metav1.Condition{Type: "Ready", Status: "True"})); done {
+		t.Errorf("a Ready WebhookSecret gave %+v", o)
+	}
+	for _, tt := range []struct {
+		s    *hooklinev1.WebhookSecret
+		want string
+	}{
+		{secret(), "WebhookSecret s is not Ready"},
+		{secret(metav1.Condition{Type: "Ready", Status: "False", Message: "Secret s exists and is not owned by WebhookSecret s"}), "WebhookSecret s is not Ready: Secret s exists and is not owned by WebhookSecret s"},
+	} {
+		o, done := subscriptionSigningOutcome(tt.s)
+		if !done || o.phase != phaseProgressing || o.reason != hooklinev1.ReasonSecretNotReady || o.message != tt.want {
+			t.Errorf("outcome = %+v (done %v), want Progressing SecretNotReady %q", o, done, tt.want)
+		}
+	}
+}
+
+func TestSubscriptionReadyOutcome(t *testing.T) {
+	d := types.NamespacedName{Namespace: "hookline-system", Name: "default"}
+	spec := validSubscriptionSpec()
+	spec.URL = "https://hooks.example.com:8443/path/secret-path?token=t0ken"
+	o := subscriptionReadyOutcome(&spec, d)
+	if o.phase != phaseReady || o.reason != hooklinev1.ReasonSucceeded || o.message != "Delivering to hooks.example.com:8443 through hookline-system/default" {
+		t.Errorf("outcome = %+v", o)
+	}
+	spec.Suspend = true
+	o = subscriptionReadyOutcome(&spec, d)
+	if o.phase != phaseReady || !strings.HasPrefix(o.message, "Suspended by spec.suspend") {
+		t.Errorf("suspended outcome = %+v", o)
+	}
+	for _, m := range []string{subscriptionReadyOutcome(&spec, d).message, o.message} {
+		if strings.Contains(m, "t0ken") || strings.Contains(m, "secret-path") {
+			t.Errorf("message %q repeats the URL's path or query", m)
+		}
+	}
+}
+
+func TestSubscriptionStatus(t *testing.T) {
+	t0 := metav1.NewTime(time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC))
+	t1 := metav1.NewTime(t0.Add(time.Minute))
+	sub := &hooklinev1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Generation: 3}}
+	sub.Status = hooklinev1.WebhookSubscriptionStatus{
+		ObservedGeneration: 2,
+		Dispatcher:         "team-a/d",
+		Conditions: []metav1.Condition{
+			{Type: "Ready", Status: "False", Reason: "SecretNotFound", LastTransitionTime: t0, ObservedGeneration: 2},
+			{Type: "Reconciling", Status: "True", Reason: "SecretNotFound", LastTransitionTime: t0, ObservedGeneration: 2},
+			{Type: "EndpointHealthy", Status: "True", Reason: "Delivering", LastTransitionTime: t0},
+		},
+		Delivery: &hooklinev1.DeliveryStatus{Delivered: 7},
+	}
+	out := outcome{phase: phaseReady, reason: hooklinev1.ReasonSucceeded, message: "Delivering to example.com through team-a/d"}
+	got := subscriptionStatus(sub, out, "team-a/d", t1)
+	want := hooklinev1.WebhookSubscriptionStatus{
+		ObservedGeneration: 3,
+		Dispatcher:         "team-a/d",
+		// Only this controller's conditions, and no delivery block: the
+		// dispatcher owns those and the apply leaves them alone.
+		Conditions: []metav1.Condition{
+			{Type: "Ready", Status: "True", Reason: "Succeeded", Message: out.message, LastTransitionTime: t1, ObservedGeneration: 3},
+		},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("status (-want +got):\n%s", diff)
+	}
+
+}
+
+func TestSubscriptionStalledEventDue(t *testing.T) {
+	stalled := func(reason, msg string) []metav1.Condition {
+		return []metav1.Condition{{Type: "Stalled", Status: "True", Reason: reason, Message: msg}}
+	}
+	out := outcome{phase: phaseStalled, reason: hooklinev1.ReasonNamespaceNotAllowed, message: "refused"}
+	tests := []struct {
+		name    string
+		current []metav1.Condition
+		out     outcome
+		want    bool
+	}{
+		{"first time stalled", nil, out, true},
+		{"was progressing", []metav1.Condition{{Type: "Reconciling", Status: "True", Reason: "SecretNotFound"}}, out, true},
+		{"same reason and message", stalled(hooklinev1.ReasonNamespaceNotAllowed, "refused"), out, false},
+		{"new reason", stalled(hooklinev1.ReasonInvalidSpec, "refused"), out, true},
+		{"same reason, new problem", stalled(hooklinev1.ReasonNamespaceNotAllowed, "other"), out, true},
+		{"not stalled", nil, outcome{phase: phaseProgressing, reason: "SecretNotFound"}, false},
+		{"ready", stalled(hooklinev1.ReasonInvalidSpec, "x"), outcome{phase: phaseReady, reason: "Succeeded"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := subscriptionStalledEventDue(tt.current, tt.out); got != tt.want {
+				t.Errorf("subscriptionStalledEventDue = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,112 @@
+package endpoint
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+type urlVector struct {
+	name  string
+	raw   string
+	allow bool // allowPlainHTTP
+	// wantErr is a substring of the expected error, or "" for a valid URL.
+	wantErr string
+	// plainHTTP says the error must wrap ErrPlainHTTP.
+	plainHTTP bool
+}
+
+var urlVectors = []urlVector{
+	// Valid.
+	{name: "https", raw: "https://example.com/hooks"},
+	{name: "https with port, query and path", raw: "https://example.com:8443/a/b?x=1&y=2"},
+	{name: "bare host", raw: "https://example.com"},
+	{name: "upper-case scheme", raw: "HTTPS://example.com/"},
+	{name: "IPv4 literal", raw: "https://203.0.113.7/hooks"},
+	{name: "IPv6 literal", raw: "https://[2001:db8::1]:8443/hooks"},
+	{name: "http when allowed", raw: "http://receiver.team-a.svc:8080/hooks", allow: true},
+	{name: "escaped path", raw: "https://example.com/a%20b"},
+	{name: "exactly the maximum length", raw: "https://example.com/" + strings.Repeat("a", MaxLength-len("https://example.com/"))},
+	{name: "maximum length counted in characters", raw: "https://example.com/" + strings.Repeat("é", MaxLength-len("https://example.com/"))},
+
+	// Plain HTTP, refused by policy only.
+	{name: "http when not allowed", raw: "http://example.com/hooks", wantErr: "uses plain http", plainHTTP: true},
+	{name: "upper-case http when not allowed", raw: "HTTP://example.com/hooks", wantErr: "spec.egress.allowPlainHTTP", plainHTTP: true},
+
+	// Refused whatever the policy.
+	{name: "empty", raw: "", wantErr: "is empty"},
+	{name: "too long", raw: "https://example.com/" + strings.Repeat("a", MaxLength), wantErr: "is 2068 characters long, maximum is 2048"},
+	{name: "unparsable host", raw: "https://exa mple.com/hooks", wantErr: `is not a valid URL: invalid character " " in host name`},
+	{name: "unclosed IPv6 literal", raw: "https://[2001:db8::1/hooks", wantErr: "is not a valid URL: missing ']' in host"},
+	{name: "bad port", raw: "https://example.com:port/hooks", wantErr: "is not a valid URL: invalid port"},
+	{name: "control character", raw: "https://example.com/\x7f", wantErr: "is not a valid URL: invalid control character in URL"},
+	{name: "bad escape", raw: "https://example.com/%zz", wantErr: "is not a valid URL: invalid URL escape"},
+	{name: "missing scheme", raw: "://example.com", wantErr: "is not a valid URL: missing protocol scheme"},
+	{name: "relative path", raw: "/hooks", wantErr: "must be an absolute URL"},
+	{name: "host without scheme", raw: "example.com/hooks", wantErr: "must be an absolute URL"},
+	{name: "scheme-relative", raw: "//example.com/hooks", wantErr: "must be an absolute URL"},
+	{name: "ftp", raw: "ftp://example.com/hooks", wantErr: `must use the https or http scheme, not "ftp"`, allow: true},
+	{name: "ws", raw: "wss://example.com/hooks", wantErr: `not "wss"`},
+	{name: "mailto", raw: "mailto:hooks@example.com", wantErr: `not "mailto"`},
+	{name: "long scheme cut short", raw: strings.Repeat("h", 40) + "://example.com", wantErr: `not "` + strings.Repeat("h", 32) + `"...`},
+	{name: "user and password", raw: "https://user:pass@example.com/hooks", wantErr: "must not carry user info"},
+	{name: "user only", raw: "https://token@example.com/hooks", wantErr: "must not carry user info"},
+	{name: "empty user info", raw: "https://@example.com/hooks", wantErr: "must not carry user info"},
+	{name: "user info over http", raw: "http://user:pass@example.com/", wantErr: "must not carry user info"},
+	{name: "no host", raw: "https:///hooks", wantErr: "must name a host"},
+	{name: "opaque", raw: "https:example.com", wantErr: "must name a host"},
+	{name: "port only", raw: "https://:8443/hooks", wantErr: "must name a host"},
+	{name: "fragment", raw: "https://example.com/hooks#section", wantErr: "must not carry a fragment"},
+	{name: "empty fragment", raw: "https://example.com/hooks#", wantErr: "must not carry a fragment"},
+	{name: "fragment over allowed http", raw: "http://example.com/#x", allow: true, wantErr: "must not carry a fragment"},
+}
+
+func TestValidateURL(t *testing.T) {
+	for _, v := range urlVectors {
+		t.Run(v.name, func(t *testing.T) {
+			err := ValidateURL(v.raw, v.allow)
+			if v.wantErr == "" {
+				if err != nil {
+					t.Fatalf("ValidateURL(%q, %v) = %v, want nil", v.raw, v.allow, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("ValidateURL(%q, %v) = nil, want an error containing %q", v.raw, v.allow, v.wantErr)
+			}
+			if !strings.Contains(err.Error(), v.wantErr) {
+				t.Errorf("ValidateURL(%q, %v) = %q, want it to contain %q", v.raw, v.allow, err, v.wantErr)
+			}
+			if got := errors.Is(err, ErrPlainHTTP); got != v.plainHTTP {
+				t.Errorf("errors.Is(%q, ErrPlainHTTP) = %v, want %v", err, got, v.plainHTTP)
+			}
+			if v.plainHTTP {
+				if err := ValidateURL(v.raw, true); err != nil {
+					t.Errorf("ValidateURL(%q, true) = %v, want nil once plain HTTP is allowed", v.raw, err)
+				}
+			}
+		})
+	}
+}
+
+// The URL can carry credentials or a token; no error may repeat it.
+func TestValidateURLDoesNotRepeatTheURL(t *testing.T) {
+	const secret = "s3cr3t-T0ken"
+	for _, raw := range []string{
+		"https://user:" + secret + "@example.com/hooks",
+		"https://" + secret + "@example.com/hooks",
+		"ftp://example.com/hooks?token=" + secret,
+		"http://example.com/hooks?token=" + secret,
+		"https://example.com/hooks?token=" + secret + "#frag",
+		"https://exa mple.com/hooks?token=" + secret,
+		"https://example.com/" + secret + "/" + strings.Repeat("a", MaxLength),
+	} {
+		err := ValidateURL(raw, false)
+		if err == nil {
+			t.Fatalf("ValidateURL(%q) = nil, want an error", raw)
+		}
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("ValidateURL(%q) = %q, which repeats the secret", raw, err)
+		}
+	}
+}

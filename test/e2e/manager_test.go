@@ -1,0 +1,317 @@
+// Package e2e runs the built binaries against a real API server, with the
+// permissions the install manifests grant them and nothing more.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/test/testenv"
+)
+
+const operatorNamespace = "hookline-system"
+
+// TestManagerWithInstalledRBAC builds cmd/manager and runs it as the
+// hookline-manager ServiceAccount, holding exactly the permissions of
+// config/rbac (the generated ClusterRole included). It must serve its
+// probes and metrics, win leader election, and bring a dispatcher, secrets
+// and a subscription in another namespace to Ready, which needs every
+// permission the controllers use (creating Roles that grant Secrets by name
+// and binding the dispatcher ClusterRole among them).
+func TestManagerWithInstalledRBAC(t *testing.T) {
+	env, cfg, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, hooklinev1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{operatorNamespace, "team"} {
+		if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applyManifests(ctx, t, admin, "config/rbac/*.yaml")
+
+	// The API server authenticates this client certificate as the
+	// ServiceAccount's user name, so the bindings of config/rbac apply.
+	user, err := env.AddUser(envtest.User{
+		Name:   "system:serviceaccount:" + operatorNamespace + ":hookline-manager",
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + operatorNamespace},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	kubeconfigPath := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	bin := filepath.Join(dir, "manager")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/manager")
+	build.Dir = testenv.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the manager: %v\n%s", err, out)
+	}
+	probeAddr, metricsAddr := freeAddr(t), freeAddr(t)
+	var logs bytes.Buffer
+	mgr := exec.Command(bin,
+		"--kubeconfig="+kubeconfigPath,
+		"--leader-elect",
+		"--operator-namespace="+operatorNamespace,
+		"--dispatcher-image=registry.example/hookline:e2e",
+		"--health-probe-bind-address="+probeAddr,
+		"--metrics-bind-address="+metricsAddr,
+	)
+	mgr.Stdout, mgr.Stderr = &logs, &logs
+	if err := mgr.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- mgr.Wait() }()
+	t.Cleanup(func() {
+		if mgr.ProcessState == nil {
+			_ = mgr.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("manager output:\n%s", logs.String())
+		}
+	})
+
+	waitFor(t, 60*time.Second, func() error { return httpOK("http://" + probeAddr + "/readyz") })
+	if err := httpOK("http://" + probeAddr + "/healthz"); err != nil {
+		t.Errorf("healthz: %v", err)
+	}
+	waitFor(t, 30*time.Second, func() error {
+		lease := &coordinationv1.Lease{}
+		if err := admin.Get(ctx, types.NamespacedName{Namespace: operatorNamespace, Name: "hookline-manager.hookline.dev"}, lease); err != nil {
+			return err
+		}
+		if ptr.Deref(lease.Spec.HolderIdentity, "") == "" {
+			return errors.New("the leader election lease has no holder")
+		}
+		return nil
+	})
+
+	dispatcher := &hooklinev1.WebhookDispatcher{
+		ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: operatorNamespace},
+		Spec:       hooklinev1.WebhookDispatcherSpec{AllowedNamespaces: hooklinev1.AllowedNamespaces{From: hooklinev1.NamespacesFromAll}},
+	}
+	secret := &hooklinev1.WebhookSecret{ObjectMeta: metav1.ObjectMeta{Name: "signing", Namespace: "team"}}
+	sub := &hooklinev1.WebhookSubscription{
+		ObjectMeta: metav1.ObjectMeta{Name: "orders", Namespace: "team"},
+		Spec: hooklinev1.WebhookSubscriptionSpec{
+			URL:        "https://receiver.example.com/hooks",
+			EventTypes: []string{"order.>"},
+			Signing:    hooklinev1.SigningSpec{SecretRef: hooklinev1.WebhookSecretReference{Name: "signing"}},
+		},
+	}
+	for _, obj := range []client.Object{dispatcher, secret, sub} {
+		if err := admin.Create(ctx, obj); err != nil {
+			t.Fatalf("creating %s: %v", obj.GetName(), err)
+		}
+	}
+
+	// The test server runs no StatefulSet controller or kubelet: report the
+	// rendered StatefulSet's pod as available, as they would.
+	waitFor(t, 30*time.Second, func() error {
+		sts := &appsv1.StatefulSet{}
+		if err := admin.Get(ctx, types.NamespacedName{Namespace: operatorNamespace, Name: "default-dispatcher"}, sts); err != nil {
+			return err
+		}
+		sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: 1, ReadyReplicas: 1, AvailableReplicas: 1, UpdatedReplicas: 1, CurrentReplicas: 1}
+		return admin.Status().Update(ctx, sts)
+	})
+
+	for _, obj := range []client.Object{dispatcher, secret, sub} {
+		waitFor(t, 30*time.Second, func() error { return ready(ctx, admin, obj) })
+	}
+
+	// Least privilege for the dispatcher: its ServiceAccount may read the
+	// signing Secret of the subscription's namespace by name only.
+	waitFor(t, 30*time.Second, func() error {
+		var roles rbacv1.RoleList
+		if err := admin.List(ctx, &roles, client.InNamespace("team")); err != nil {
+			return err
+		}
+		for _, r := range roles.Items {
+			for _, rule := range r.Rules {
+				if slices.Contains(rule.Resources, "secrets") && slices.Contains(rule.ResourceNames, "signing") {
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no Role in namespace team grants the dispatcher the Secret \"signing\" by name; roles: %d", len(roles.Items))
+	})
+
+	metrics, err := httpGet("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	for _, want := range []string{`controller_runtime_reconcile_total{controller="webhooksecret"`, `controller_runtime_reconcile_total{controller="webhooksubscription"`, `controller_runtime_reconcile_total{controller="webhookdispatcher"`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+
+	// A rolling update sends SIGTERM: the manager must stop cleanly.
+	if err := mgr.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("manager exited with %v after SIGTERM", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("manager still running 30s after SIGTERM")
+	}
+	if strings.Contains(logs.String(), "forbidden") {
+		t.Errorf("the manager was refused a request with the installed RBAC:\n%s", grepLines(logs.String(), "forbidden"))
+	}
+}
+
+// ready reports nil once obj has Ready=True for its current generation.
+func ready(ctx context.Context, c client.Client, obj client.Object) error {
+	if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+		return err
+	}
+	cond := meta.FindStatusCondition(obj.(interface{ GetConditions() []metav1.Condition }).GetConditions(), hooklinev1.ConditionReady)
+	if cond == nil || cond.Status != metav1.ConditionTrue || cond.ObservedGeneration != obj.GetGeneration() {
+		return fmt.Errorf("%T %s is not Ready: %+v", obj, obj.GetName(), cond)
+	}
+	return nil
+}
+
+func applyManifests(ctx context.Context, t *testing.T, c client.Client, pattern string) {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), pattern))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no files match %s: %v", pattern, err)
+	}
+	for _, f := range files {
+		if filepath.Base(f) == "kustomization.yaml" {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+		for {
+			u := &unstructured.Unstructured{}
+			if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				t.Fatalf("decoding %s: %v", f, err)
+			}
+			if len(u.Object) == 0 {
+				continue
+			}
+			if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("e2e")); err != nil {
+				t.Fatalf("applying %s %s from %s: %v", u.GetKind(), u.GetName(), f, err)
+			}
+		}
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not met within %s: %v", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func httpGet(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s: %s", url, resp.Status, body)
+	}
+	return string(body), nil
+}
+
+func httpOK(url string) error {
+	_, err := httpGet(url)
+	return err
+}
+
+func grepLines(text, word string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, word) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
