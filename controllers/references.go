@@ -5,11 +5,14 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 )
@@ -77,4 +80,20 @@ func admitsNamespace(d *hooklinev1.WebhookDispatcher, ns *corev1.Namespace) (boo
 	default: // Same, and unset on objects admitted before defaulting.
 		return ns.Name == d.Namespace, nil
 	}
+}
+
+// requestsForList lists objects with opts into list (from the manager's
+// cache) and returns a reconcile request for each: the body of the map
+// functions that wake objects when something they reference changes.
+func requestsForList(ctx context.Context, c client.Reader, list client.ObjectList, opts ...client.ListOption) []reconcile.Request {
+	if err := c.List(ctx, list, opts...); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing objects to requeue", "kind", fmt.Sprintf("%T", list))
+		return nil
+	}
+	var reqs []reconcile.Request
+	_ = meta.EachListItem(list, func(o runtime.Object) error {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o.(client.Object))})
+		return nil
+	})
+	return reqs
 }

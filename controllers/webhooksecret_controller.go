@@ -92,16 +92,8 @@ func (r *WebhookSecretReconciler) SetupWithManager(mgr ctrl.Manager) error {
 // webhookSecretsTargeting maps a Secret to the WebhookSecrets that write a
 // Secret of its name.
 func (r *WebhookSecretReconciler) webhookSecretsTargeting(ctx context.Context, o client.Object) []reconcile.Request {
-	var list hooklinev1.WebhookSecretList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexWebhookSecretTarget: o.GetName()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing WebhookSecrets that target a Secret", "secret", o.GetName(), "namespace", o.GetNamespace())
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, ws := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&ws)})
-	}
-	return reqs
+	return requestsForList(ctx, r.Client, &hooklinev1.WebhookSecretList{},
+		client.InNamespace(o.GetNamespace()), client.MatchingFields{indexWebhookSecretTarget: o.GetName()})
 }
 
 // Reconcile brings the WebhookSecret's Secret to the keys its spec, the

@@ -143,16 +143,7 @@ func (r *WebhookSubscriptionReconciler) subscriptionsInNamespace(ctx context.Con
 }
 
 func (r *WebhookSubscriptionReconciler) listRequests(ctx context.Context, opts ...client.ListOption) []reconcile.Request {
-	var subs hooklinev1.WebhookSubscriptionList
-	if err := r.List(ctx, &subs, opts...); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing subscriptions to requeue")
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(subs.Items))
-	for _, s := range subs.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
-	}
-	return reqs
+	return requestsForList(ctx, r.Client, &hooklinev1.WebhookSubscriptionList{}, opts...)
 }
 
 // Reconcile checks one subscription and writes its status once.

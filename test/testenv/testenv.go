@@ -5,13 +5,17 @@ package testenv
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
@@ -60,4 +64,39 @@ func Start() (*envtest.Environment, *rest.Config, error) {
 	// would only slow them down against a local server.
 	cfg.QPS, cfg.Burst = 500, 1000
 	return env, cfg, nil
+}
+
+// ReadManifests decodes every object of the YAML files matching pattern,
+// relative to the repository root, skipping kustomization.yaml files.
+func ReadManifests(pattern string) ([]*unstructured.Unstructured, error) {
+	files, err := filepath.Glob(filepath.Join(RepoRoot(), pattern))
+	if err != nil {
+		return nil, fmt.Errorf("matching %s: %w", pattern, err)
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no files match %s", pattern)
+	}
+	var objs []*unstructured.Unstructured
+	for _, f := range files {
+		if filepath.Base(f) == "kustomization.yaml" {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("reading manifests: %w", err)
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+		for {
+			u := &unstructured.Unstructured{}
+			if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				return nil, fmt.Errorf("decoding %s: %w", f, err)
+			}
+			if len(u.Object) > 0 {
+				objs = append(objs, u)
+			}
+		}
+	}
+	return objs, nil
 }
