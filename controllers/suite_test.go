@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -30,6 +31,8 @@ var (
 	// k8sClient talks to the API server directly, without the manager's cache,
 	// so tests see what the server stores.
 	k8sClient client.Client
+	// restConfig reaches the test API server as an administrator.
+	restConfig *rest.Config
 	// testClock drives every reconciler's notion of now. It only moves
 	// forward; tests that step it run in their own namespace and do not run
 	// in parallel with tests that depend on time.
@@ -71,6 +74,7 @@ func runSuite(m *testing.M) int {
 	if err := hooklinev1.AddToScheme(scheme); err != nil {
 		panic(err)
 	}
+	restConfig = cfg
 	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "creating the test client:", err)
