@@ -27,20 +27,16 @@ import (
 	"github.com/hookline/hookline/internal/keys"
 )
 
-// The Secret a WebhookSecret owns. Its data keys are part of the API
-// (hooklinev1.SecretKey*); the annotations record what the keys alone do
-// not say, so that the Secret is the whole truth and a lost status never
-// causes a rotation. Times are RFC 3339.
+// The Secret a WebhookSecret owns; its layout is part of the API
+// (hooklinev1.SecretKey*, SigningKeySecretType and the Secret annotations),
+// so that the Secret is the whole truth and a lost status never causes a
+// rotation.
 const (
-	// webhookSecretType marks Secrets holding Hookline signing keys.
-	webhookSecretType corev1.SecretType = "hookline.dev/signing-key"
-
-	annotationKeyCreatedAt         = "hookline.dev/signing-key-created-at"
-	annotationPreviousKeyCreatedAt = "hookline.dev/previous-key-created-at"
-	annotationPreviousKeyExpiresAt = "hookline.dev/previous-key-expires-at"
-	// annotationLastRotateRequest is the last value of the rotate
-	// annotation that was acted upon.
-	annotationLastRotateRequest = "hookline.dev/last-rotate-request"
+	webhookSecretType              = corev1.SecretType(hooklinev1.SigningKeySecretType)
+	annotationKeyCreatedAt         = hooklinev1.AnnotationSigningKeyCreatedAt
+	annotationPreviousKeyCreatedAt = hooklinev1.AnnotationPreviousKeyCreatedAt
+	annotationPreviousKeyExpiresAt = hooklinev1.AnnotationPreviousKeyExpiresAt
+	annotationLastRotateRequest    = hooklinev1.AnnotationLastRotateRequest
 
 	labelManagedBy     = "app.kubernetes.io/managed-by"
 	labelWebhookSecret = "hookline.dev/webhooksecret"

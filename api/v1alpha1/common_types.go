@@ -101,6 +101,25 @@ const (
 	SecretKeyPreviousPublicKey = "public-key.previous"
 )
 
+// SigningKeySecretType is the type of the Secret a WebhookSecret owns.
+const SigningKeySecretType = "hookline.dev/signing-key"
+
+// Annotations on the Secret a WebhookSecret owns: what the keys alone do not
+// say. Times are RFC 3339.
+const (
+	// AnnotationSigningKeyCreatedAt is when the current key was generated.
+	AnnotationSigningKeyCreatedAt = "hookline.dev/signing-key-created-at"
+	// AnnotationPreviousKeyCreatedAt is when the previous key was generated.
+	AnnotationPreviousKeyCreatedAt = "hookline.dev/previous-key-created-at"
+	// AnnotationPreviousKeyExpiresAt is when the previous key stops
+	// signing; signers must not use it after this time even if the
+	// controller has not removed it yet.
+	AnnotationPreviousKeyExpiresAt = "hookline.dev/previous-key-expires-at"
+	// AnnotationLastRotateRequest is the last value of RotateAnnotation that
+	// caused a rotation.
+	AnnotationLastRotateRequest = "hookline.dev/last-rotate-request"
+)
+
 // LocalObjectReference names an object in the same namespace.
 type LocalObjectReference struct {
 	// Name of the referenced object.
