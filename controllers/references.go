@@ -97,3 +97,12 @@ func requestsForList(ctx context.Context, c client.Reader, list client.ObjectLis
 	})
 	return reqs
 }
+
+// signingSecretName is the Secret a WebhookSecret writes its keys to:
+// spec.secretName, defaulting to the WebhookSecret's name.
+func signingSecretName(ws *hooklinev1.WebhookSecret) string {
+	if ws.Spec.SecretName != "" {
+		return ws.Spec.SecretName
+	}
+	return ws.Name
+}

@@ -34,9 +34,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	recorder := mgr.GetEventRecorder(EventReporter)
 	if err := (&WebhookSecretReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: recorder,
-		Clock:    opts.Clock,
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  recorder,
+		Clock:     opts.Clock,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the WebhookSecret controller: %w", err)
 	}
@@ -52,6 +53,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	if err := (&WebhookSubscriptionReconciler{
 		Client:            mgr.GetClient(),
+		APIReader:         mgr.GetAPIReader(),
 		Recorder:          recorder,
 		Clock:             opts.Clock,
 		DefaultDispatcher: opts.DefaultDispatcher,

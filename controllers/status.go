@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
@@ -114,3 +116,30 @@ func summaryConditions(o outcome) []metav1.Condition {
 func errorOutcome(err error) outcome {
 	return outcome{phase: phaseProgressing, reason: hooklinev1.ReasonReconcileError, message: err.Error()}
 }
+
+// stallWarnings decides when a Stalled outcome deserves a Warning Event:
+// once per object for each distinct reason and message, not on every
+// reconciliation that finds the same problem. The status says the same once
+// written, but a reconcile may read a cached status older than its own last
+// write; the memory here closes that gap. The zero value is ready to use.
+type stallWarnings struct {
+	last sync.Map // types.NamespacedName -> string
+}
+
+// due records out for key and reports whether a Warning should be emitted
+// now. current is the object's status conditions as read.
+func (w *stallWarnings) due(key types.NamespacedName, current []metav1.Condition, out outcome) bool {
+	if out.phase != phaseStalled {
+		w.last.Delete(key)
+		return false
+	}
+	note := out.reason + "\n" + out.message
+	if prev, ok := w.last.Swap(key, note); ok && prev == note {
+		return false
+	}
+	c := meta.FindStatusCondition(current, hooklinev1.ConditionStalled)
+	return c == nil || c.Status != metav1.ConditionTrue || c.Reason != out.reason || c.Message != out.message
+}
+
+// forget drops what is remembered of a deleted object.
+func (w *stallWarnings) forget(key types.NamespacedName) { w.last.Delete(key) }

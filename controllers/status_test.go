@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 func TestSummaryConditions(t *testing.T) {
@@ -60,5 +61,41 @@ func TestMergeConditions(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b metav1.Condition) bool { return a.Type < b.Type })); diff != "" {
 		t.Errorf("conditions (-want +got):\n%s", diff)
+	}
+}
+
+func TestStallWarningsDue(t *testing.T) {
+	key := types.NamespacedName{Namespace: "ns", Name: "a"}
+	stalled := outcome{phase: phaseStalled, reason: "NamespaceNotAllowed", message: "refused"}
+	other := outcome{phase: phaseStalled, reason: "URLNotAllowed", message: "plain http"}
+	written := []metav1.Condition{{Type: "Stalled", Status: "True", Reason: "NamespaceNotAllowed", Message: "refused"}}
+	var w stallWarnings
+	steps := []struct {
+		name    string
+		current []metav1.Condition
+		out     outcome
+		want    bool
+	}{
+		{"first stall warns", nil, stalled, true},
+		{"same stall with a stale status does not warn again", nil, stalled, false},
+		{"same stall once written does not warn", written, stalled, false},
+		{"a new reason warns", written, other, true},
+		{"recovery warns nothing", nil, outcome{phase: phaseReady}, false},
+		{"stalling again after recovery warns", nil, stalled, true},
+	}
+	for _, s := range steps {
+		if got := w.due(key, s.current, s.out); got != s.want {
+			t.Errorf("%s: due = %v, want %v", s.name, got, s.want)
+		}
+	}
+	w.forget(key)
+	if !w.due(key, written, other) {
+		t.Errorf("after forget, a stall differing from the written status must warn")
+	}
+	// A restarted controller (empty memory) that reads the stall already
+	// written does not repeat the warning.
+	var fresh stallWarnings
+	if fresh.due(key, written, stalled) {
+		t.Errorf("a restarted controller repeated a warning the status already shows")
 	}
 }

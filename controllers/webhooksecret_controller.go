@@ -55,11 +55,11 @@ var errStaleSecret = errors.New("the Secret changed since it was read")
 type WebhookSecretReconciler struct {
 	client.Client
 	Recorder recorder.EventRecorder
+	// APIReader reads from the API server, bypassing the cache: Secret
+	// contents are never cached (the watches keep metadata only).
+	APIReader client.Reader
 	// Clock decides every rotation and expiry; tests use a fake one.
-	Clock             clock.WithTicker
-	DefaultImage      string
-	ClusterRole       string
-	DefaultDispatcher types.NamespacedName
+	Clock clock.WithTicker
 }
 
 // +kubebuilder:rbac:groups=hookline.dev,resources=webhooksecrets,verbs=get;list;watch

@@ -45,11 +45,11 @@ const (
 type WebhookSubscriptionReconciler struct {
 	client.Client
 	Recorder recorder.EventRecorder
-	Clock    clock.WithTicker
-	// DefaultImage and ClusterRole concern dispatchers; this reconciler
-	// does not use them.
-	DefaultImage      string
-	ClusterRole       string
+	// APIReader reads from the API server, bypassing the cache: Secret
+	// and ConfigMap contents are never cached (the watches keep metadata
+	// only).
+	APIReader         client.Reader
+	Clock             clock.WithTicker
 	DefaultDispatcher types.NamespacedName
 
 	// stalledNotes remembers, per subscription, the Stalled reason and
