@@ -50,6 +50,12 @@ func decodeManifest(t *testing.T, doc, ns, name string) *unstructured.Unstructur
 	return u
 }
 
+// The words admission uses for malformed event type patterns and durations.
+const (
+	eventTypeGrammar = "must be segments of letters, digits, '_' or '-' (at most 64 each) joined by '.', with '*' for one segment and '>' only as the last"
+	durationWords    = "must be a duration such as 30s, 5m or 1h"
+)
+
 func TestAdmissionRefusesInvalidManifests(t *testing.T) {
 	ns := newNamespace(t)
 	tests := []struct {
@@ -96,23 +102,27 @@ signing: {secretRef: {name: s}}`), "spec.eventTypes", "should have at least 1 it
 		{"empty segment", subscriptionManifest(`
 url: https://example.com/hooks
 eventTypes: [a..b]
-signing: {secretRef: {name: s}}`), "spec.eventTypes[0]", "should match"},
+signing: {secretRef: {name: s}}`), "spec.eventTypes[0]", eventTypeGrammar},
 		{"tail wildcard first", subscriptionManifest(`
 url: https://example.com/hooks
 eventTypes: [">.a"]
-signing: {secretRef: {name: s}}`), "spec.eventTypes[0]", "should match"},
+signing: {secretRef: {name: s}}`), "spec.eventTypes[0]", eventTypeGrammar},
 		{"tail wildcard in the middle", subscriptionManifest(`
 url: https://example.com/hooks
 eventTypes: [order.created, a.>.b]
-signing: {secretRef: {name: s}}`), "spec.eventTypes[1]", "should match"},
+signing: {secretRef: {name: s}}`), "spec.eventTypes[1]", eventTypeGrammar},
 		{"space in a type", subscriptionManifest(`
 url: https://example.com/hooks
 eventTypes: [a b]
-signing: {secretRef: {name: s}}`), "spec.eventTypes[0]", "should match"},
+signing: {secretRef: {name: s}}`), "spec.eventTypes[0]", eventTypeGrammar},
 		{"wildcard inside a segment", subscriptionManifest(`
 url: https://example.com/hooks
 eventTypes: ["*x"]
-signing: {secretRef: {name: s}}`), "spec.eventTypes[0]", "should match"},
+signing: {secretRef: {name: s}}`), "spec.eventTypes[0]", eventTypeGrammar},
+		{"segment of 65 characters", subscriptionManifest(`
+url: https://example.com/hooks
+eventTypes: [order.` + strings.Repeat("x", 65) + `]
+signing: {secretRef: {name: s}}`), "spec.eventTypes[0]", eventTypeGrammar},
 
 		// Filter, signing, headers, TLS.
 		{"empty filter", subscriptionManifest(`
@@ -132,6 +142,20 @@ headers:
 - name: Authorization
   value: Bearer x
   valueFrom: {secretKeyRef: {name: auth, key: token}}`), "spec.headers[0]", "set exactly one of value and valueFrom"},
+		{"nine headers from Secrets", subscriptionManifest(`
+url: https://example.com/hooks
+eventTypes: [order.created]
+signing: {secretRef: {name: s}}
+headers:
+- {name: X-1, valueFrom: {secretKeyRef: {name: auth, key: k}}}
+- {name: X-2, valueFrom: {secretKeyRef: {name: auth, key: k}}}
+- {name: X-3, valueFrom: {secretKeyRef: {name: auth, key: k}}}
+- {name: X-4, valueFrom: {secretKeyRef: {name: auth, key: k}}}
+- {name: X-5, valueFrom: {secretKeyRef: {name: auth, key: k}}}
+- {name: X-6, valueFrom: {secretKeyRef: {name: auth, key: k}}}
+- {name: X-7, valueFrom: {secretKeyRef: {name: auth, key: k}}}
+- {name: X-8, valueFrom: {secretKeyRef: {name: auth, key: k}}}
+- {name: X-9, valueFrom: {secretKeyRef: {name: auth, key: k}}}`), "spec.headers", "at most 8 headers may take their value from a Secret"},
 		{"reserved header", subscriptionManifest(`
 url: https://example.com/hooks
 eventTypes: [order.created]
@@ -160,7 +184,7 @@ delivery: {timeout: 0s}`), "spec.delivery.timeout", "must be between 1s and 5m"}
 url: https://example.com/hooks
 eventTypes: [order.created]
 signing: {secretRef: {name: s}}
-delivery: {timeout: -5s}`), "spec.delivery.timeout", "should match"},
+delivery: {timeout: -5s}`), "spec.delivery.timeout", durationWords},
 		{"oversized timeout", subscriptionManifest(`
 url: https://example.com/hooks
 eventTypes: [order.created]
@@ -170,7 +194,12 @@ delivery: {timeout: 10m}`), "spec.delivery.timeout", "must be between 1s and 5m"
 url: https://example.com/hooks
 eventTypes: [order.created]
 signing: {secretRef: {name: s}}
-delivery: {timeout: soon}`), "spec.delivery.timeout", "should match"},
+delivery: {timeout: soon}`), "spec.delivery.timeout", durationWords},
+		{"retry age that is not a duration", subscriptionManifest(`
+url: https://example.com/hooks
+eventTypes: [order.created]
+signing: {secretRef: {name: s}}
+delivery: {retry: {maxAge: 1d}}`), "spec.delivery.retry.maxAge", durationWords},
 		{"zero attempts", subscriptionManifest(`
 url: https://example.com/hooks
 eventTypes: [order.created]
@@ -202,6 +231,10 @@ retries: 3`), "spec.retries", "unknown field"},
 algorithm: RSA`), "spec.algorithm", `supported values: "HMAC-SHA256", "Ed25519"`},
 		{"rotation interval below 1h", secretManifest(`
 rotation: {interval: 10m}`), "spec.rotation.interval", "must be between 1h and 8760h"},
+		{"rotation interval that is not a duration", secretManifest(`
+rotation: {interval: monthly}`), "spec.rotation.interval", durationWords},
+		{"negative overlap", secretManifest(`
+rotation: {overlap: -1h}`), "spec.rotation.overlap", durationWords},
 		{"overlap above 720h", secretManifest(`
 rotation: {interval: 720h, overlap: 1000h}`), "spec.rotation.overlap", "must be between 0s and 720h"},
 		{"secret name that is not a DNS name", secretManifest(`

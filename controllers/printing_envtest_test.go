@@ -52,9 +52,9 @@ func TestKubectlDiscoveryAndColumns(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantColumns := map[string][]string{
-		"webhookdispatchers":   {"Name", "Address", "Replicas", "Ready Replicas", "Ready", "Status", "Age"},
-		"webhooksecrets":       {"Name", "Algorithm", "Key", "Next Rotation", "Ready", "Status", "Age"},
-		"webhooksubscriptions": {"Name", "URL", "Event Types", "Ready", "Healthy", "Status", "Dispatcher", "Age"},
+		"webhookdispatchers":   {"Name", "Address", "Replicas", "Ready Replicas", "Ready", "Reason", "Status", "Age"},
+		"webhooksecrets":       {"Name", "Algorithm", "Key", "Next Rotation", "Ready", "Reason", "Status", "Age"},
+		"webhooksubscriptions": {"Name", "URL", "Event Types", "Ready", "Reason", "Healthy", "Status", "Dispatcher", "Age"},
 	}
 	for resource, want := range wantColumns {
 		raw, err := cs.RESTClient().Get().AbsPath("/apis", hooklinev1.GroupVersion.Group, hooklinev1.GroupVersion.Version, resource).

@@ -1,12 +1,15 @@
 package controllers
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/test/testenv"
@@ -48,14 +51,54 @@ func TestSamplesBecomeReady(t *testing.T) {
 // ClusterRole bound to dispatchers.
 func TestConfigRBACIsAccepted(t *testing.T) {
 	objs := readManifests(t, "config/rbac/*.yaml")
-	kinds := map[string]int{}
+	applied := map[string]bool{}
 	for _, u := range objs {
 		if err := k8sClient.Apply(suiteCtx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("kubectl")); err != nil {
 			t.Fatalf("applying %s %s: %v", u.GetKind(), u.GetName(), err)
 		}
-		kinds[u.GetKind()]++
+		applied[u.GetKind()+"/"+u.GetName()] = true
 	}
-	if kinds["ClusterRole"] != 2 || kinds["ServiceAccount"] != 1 || kinds["ClusterRoleBinding"] != 1 {
-		t.Errorf("config/rbac holds %v; want the manager and dispatcher ClusterRoles, the manager's ServiceAccount and binding", kinds)
+	for _, want := range []string{
+		"ClusterRole/hookline-manager", "ClusterRoleBinding/hookline-manager", "ServiceAccount/hookline-manager",
+		"ClusterRole/hookline-dispatcher", "ClusterRole/hookline-metrics-reader",
+	} {
+		if !applied[want] {
+			t.Errorf("config/rbac lacks %s", want)
+		}
+	}
+}
+
+// TestKustomizationsListEveryManifest keeps `kubectl apply -k` of each
+// config folder in step with the files in it.
+func TestKustomizationsListEveryManifest(t *testing.T) {
+	dirs, err := filepath.Glob(filepath.Join(testenv.RepoRoot(), "config", "*", "kustomization.yaml"))
+	if err != nil || len(dirs) == 0 {
+		t.Fatalf("no kustomizations under config/: %v", err)
+	}
+	for _, k := range dirs {
+		dir := filepath.Dir(k)
+		data, err := os.ReadFile(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kustomization struct {
+			Resources []string `json:"resources"`
+		}
+		if err := yaml.Unmarshal(data, &kustomization); err != nil {
+			t.Fatalf("parsing %s: %v", k, err)
+		}
+		listed := map[string]bool{}
+		for _, r := range kustomization.Resources {
+			listed[r] = true
+			if _, err := os.Stat(filepath.Join(dir, r)); err != nil {
+				t.Errorf("%s lists %s, which does not exist", k, r)
+			}
+		}
+		files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
+		for _, f := range files {
+			if name := filepath.Base(f); name != "kustomization.yaml" && !listed[name] {
+				t.Errorf("%s does not list %s", k, name)
+			}
+		}
 	}
 }

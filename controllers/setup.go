@@ -27,6 +27,10 @@ type Options struct {
 	Clock clock.WithTicker
 }
 
+// The manager's metrics endpoint authenticates and authorises its callers.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
 // Setup registers the field indexes and every reconciler with mgr.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := SetupIndexes(ctx, mgr, opts.DefaultDispatcher); err != nil {

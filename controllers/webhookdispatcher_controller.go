@@ -12,10 +12,11 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -36,22 +37,26 @@ import (
 // deleted.
 const dispatcherFinalizer = "hookline.dev/dispatcher-cleanup"
 
-// The manager creates Roles granting Secret, ConfigMap, Lease and Event
-// access, which RBAC allows only to a holder of those permissions; it binds
-// the dispatcher ClusterRole with the bind verb instead of holding it all.
+// Objects are created and changed with server-side apply (create and patch),
+// never updated or deleted but for the RBAC objects the controller cleans up
+// itself; the finalizer is added and removed with a patch. The manager creates
+// Roles granting Secret and ConfigMap reads, which RBAC allows only to a
+// holder of those permissions (it holds them for itself anyway); it binds the
+// dispatcher ClusterRoles, cluster-wide and in the dispatcher's namespace
+// (dispatcherLocalClusterRole), with the bind verb instead of holding what
+// they grant.
 //
-// +kubebuilder:rbac:groups=hookline.dev,resources=webhookdispatchers,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=hookline.dev,resources=webhookdispatchers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=hookline.dev,resources=webhookdispatchers,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=hookline.dev,resources=webhookdispatchers/status,verbs=get;patch
 // +kubebuilder:rbac:groups=hookline.dev,resources=webhookdispatchers/finalizers,verbs=update
 // +kubebuilder:rbac:groups=hookline.dev,resources=webhooksubscriptions;webhooksecrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=services;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings;clusterrolebindings,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=hookline-dispatcher
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=services;serviceaccounts,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings;clusterrolebindings,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=hookline-dispatcher;hookline-dispatcher-local
 // +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get;list;watch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // WebhookDispatcherReconciler renders each WebhookDispatcher into a
@@ -63,23 +68,34 @@ type WebhookDispatcherReconciler struct {
 	Clock    clock.WithTicker
 	// DefaultImage is the dispatcher image unless the spec overrides it.
 	DefaultImage string
-	// ClusterRole is bound to every dispatcher's ServiceAccount.
+	// ClusterRole is bound to every dispatcher's ServiceAccount
+	// cluster-wide; ClusterRole+"-local" is bound to it in the dispatcher's
+	// own namespace (dispatcherLocalClusterRole).
 	ClusterRole string
 	// DefaultDispatcher serves subscriptions without dispatcherRef.
 	DefaultDispatcher types.NamespacedName
+
+	// stalls remembers which Stalled outcomes got their Warning event.
+	stalls stallWarnings
 }
 
 // SetupWithManager registers the reconciler and its watches.
 func (r *WebhookDispatcherReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	// The rendered objects find their dispatcher by name (or label) rather
+	// than by owner reference: an object in the way of one the dispatcher
+	// renders has no owner reference, and its deletion must bring the
+	// Stalled dispatcher back.
+	byName := handler.EnqueueRequestsFromMapFunc(dispatchersOfObject)
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&hooklinev1.WebhookDispatcher{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Owns(&appsv1.StatefulSet{}).
-		Owns(&corev1.Service{}).
-		Owns(&corev1.ServiceAccount{}).
-		Owns(&rbacv1.Role{}).
-		Owns(&rbacv1.RoleBinding{}).
-		Owns(&policyv1.PodDisruptionBudget{}).
+		Watches(&appsv1.StatefulSet{}, byName).
+		Watches(&corev1.Service{}, byName).
+		Watches(&corev1.ServiceAccount{}, byName).
+		Watches(&policyv1.PodDisruptionBudget{}, byName).
+		Watches(&rbacv1.Role{}, byName).
+		Watches(&rbacv1.RoleBinding{}, byName).
+		Watches(&rbacv1.ClusterRoleBinding{}, byName).
 		// The Secrets a dispatcher may read follow its subscriptions'
 		// specs; their status, which the dispatcher writes often, does not
 		// matter here.
@@ -88,15 +104,11 @@ func (r *WebhookDispatcherReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&hooklinev1.WebhookSecret{},
 			handler.EnqueueRequestsFromMapFunc(r.dispatchersOfWebhookSecret),
-			builder.WithPredicates(dispatcherSigningSecretMoved)).
+			builder.WithPredicates(webhookSecretAppearsOrGoes)).
 		// Admission by namespace selector follows namespace labels.
 		Watches(&corev1.Namespace{},
 			handler.EnqueueRequestsFromMapFunc(r.dispatchersOfNamespace),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
-		// Objects without an owner reference find their dispatcher by label.
-		Watches(&rbacv1.ClusterRoleBinding{}, handler.EnqueueRequestsFromMapFunc(dispatcherOfLabels)).
-		Watches(&rbacv1.Role{}, handler.EnqueueRequestsFromMapFunc(dispatcherOfLabels)).
-		Watches(&rbacv1.RoleBinding{}, handler.EnqueueRequestsFromMapFunc(dispatcherOfLabels)).
 		Complete(r)
 }
 
@@ -105,20 +117,34 @@ func (r *WebhookDispatcherReconciler) SetupWithManager(mgr ctrl.Manager) error {
 func (r *WebhookDispatcherReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	d := &hooklinev1.WebhookDispatcher{}
 	if err := r.Get(ctx, req.NamespacedName, d); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.stalls.forget(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 
 	var (
 		out outcome
 		// sts is the StatefulSet as the API server returned it; nil while
-		// there is none.
+		// there is none or nothing was applied.
 		sts *appsv1.StatefulSet
+		// related is the object a Stalled outcome is about, if not d.
+		related runtime.Object
 		// released: the finalizer is gone and so, possibly, the object.
 		released bool
 	)
 	defer func() {
 		if released {
+			r.stalls.forget(req.NamespacedName)
 			return
+		}
+		if r.stalls.due(req.NamespacedName, d.Status.Conditions, out) {
+			ctrl.LoggerFrom(ctx).Info("Dispatcher stalled", "reason", out.reason, "message", out.message)
+			r.Recorder.Eventf(d, related, corev1.EventTypeWarning, out.reason, "Reconcile", "%s", out.message)
+		}
+		if sts == nil {
+			// Status keeps describing what runs when nothing was applied.
+			sts = r.observeStatefulSet(ctx, d)
 		}
 		st := dispatcherStatus(d, sts, out, metav1.NewTime(r.Clock.Now()))
 		// A dispatcher deleted meanwhile has no status left to write.
@@ -130,7 +156,6 @@ func (r *WebhookDispatcherReconciler) Reconcile(ctx context.Context, req ctrl.Re
 	if !d.DeletionTimestamp.IsZero() {
 		if err := r.finalize(ctx, d); err != nil {
 			out = errorOutcome(err)
-			sts = r.observeStatefulSet(ctx, d)
 			return ctrl.Result{}, err
 		}
 		released = true
@@ -139,42 +164,52 @@ func (r *WebhookDispatcherReconciler) Reconcile(ctx context.Context, req ctrl.Re
 
 	if msg, ok := validDispatcherSpec(d); !ok {
 		out = outcome{phase: phaseStalled, reason: hooklinev1.ReasonInvalidSpec, message: msg}
-		r.reportStalled(ctx, d, out)
-		sts = r.observeStatefulSet(ctx, d)
+		return ctrl.Result{}, nil
+	}
+
+	objs, err := renderDispatcher(d, r.DefaultImage, r.ClusterRole)
+	if err != nil {
+		err = fmt.Errorf("rendering the dispatcher: %w", err)
+		out = errorOutcome(err)
+		return ctrl.Result{}, err
+	}
+	// Nothing is applied, not even the finalizer, while an object of a
+	// rendered name is someone else's.
+	existing, conflict, err := r.existingObjects(ctx, d, objs.all(), false)
+	if err != nil {
+		out = errorOutcome(err)
+		return ctrl.Result{}, err
+	}
+	if conflict != nil {
+		out, related = conflict.outcome(), conflict.obj
 		return ctrl.Result{}, nil
 	}
 
 	if err := r.ensureFinalizer(ctx, d); err != nil {
 		out = errorOutcome(err)
-		sts = r.observeStatefulSet(ctx, d)
 		return ctrl.Result{}, err
 	}
 
-	var err error
-	if sts, err = r.applyDispatcher(ctx, d); err == nil {
-		err = r.applySecretAccess(ctx, d)
+	if sts, err = r.applyDispatcher(ctx, d, objs, existing); err == nil {
+		conflict, err = r.applySecretAccess(ctx, d)
 	}
-	if err != nil {
+	var refused *dispatcherRefusedError
+	switch {
+	case errors.As(err, &refused):
+		// Retrying cannot help: the rendered object breaks a rule of its
+		// kind, typically an immutable field the spec now changes.
+		out = outcome{phase: phaseStalled, reason: hooklinev1.ReasonInvalidSpec, message: refused.message}
+		return ctrl.Result{}, nil
+	case err != nil:
 		out = outcome{phase: phaseProgressing, reason: hooklinev1.ReasonApplyFailed, message: err.Error()}
-		if sts == nil {
-			sts = r.observeStatefulSet(ctx, d)
-		}
 		return ctrl.Result{}, err
+	case conflict != nil:
+		out, related = conflict.outcome(), conflict.obj
+		return ctrl.Result{}, nil
 	}
 
 	out = dispatcherAvailability(d, sts)
 	return ctrl.Result{}, nil
-}
-
-// reportStalled records a Warning event the first time the dispatcher
-// stalls for a reason, not on every reconciliation that finds it so.
-func (r *WebhookDispatcherReconciler) reportStalled(ctx context.Context, d *hooklinev1.WebhookDispatcher, out outcome) {
-	c := meta.FindStatusCondition(d.Status.Conditions, hooklinev1.ConditionStalled)
-	if c != nil && c.Status == metav1.ConditionTrue && c.Reason == out.reason && c.Message == out.message && c.ObservedGeneration == d.Generation {
-		return
-	}
-	ctrl.LoggerFrom(ctx).Info("Dispatcher spec cannot work until edited", "reason", out.reason, "message", out.message)
-	r.Recorder.Eventf(d, nil, corev1.EventTypeWarning, out.reason, "Validate", "%s", out.message)
 }
 
 // observeStatefulSet returns the dispatcher's StatefulSet as the cache has
@@ -185,6 +220,9 @@ func (r *WebhookDispatcherReconciler) observeStatefulSet(ctx context.Context, d 
 		if !apierrors.IsNotFound(err) {
 			ctrl.LoggerFrom(ctx).Error(err, "Reading the dispatcher's StatefulSet for status")
 		}
+		return nil
+	}
+	if managed, _ := dispatcherManages(d, sts, false); !managed {
 		return nil
 	}
 	return sts
@@ -202,23 +240,65 @@ func (r *WebhookDispatcherReconciler) ensureFinalizer(ctx context.Context, d *ho
 	return nil
 }
 
-// applyDispatcher applies the objects rendered for the dispatcher and
-// returns the StatefulSet as the API server stored it, status included.
-func (r *WebhookDispatcherReconciler) applyDispatcher(ctx context.Context, d *hooklinev1.WebhookDispatcher) (*appsv1.StatefulSet, error) {
-	objs, err := renderDispatcher(d, r.DefaultImage, r.ClusterRole)
-	if err != nil {
-		return nil, fmt.Errorf("rendering the dispatcher: %w", err)
+// dispatcherObjectConflict is an existing object, of the name of one the
+// dispatcher renders, that is not the dispatcher's.
+type dispatcherObjectConflict struct {
+	kind string
+	obj  client.Object
+	// previous: controlled by an earlier dispatcher of the same name.
+	previous bool
+}
+
+func (c *dispatcherObjectConflict) outcome() outcome {
+	return dispatcherConflictOutcome(c.kind, klog.KObj(c.obj).String(), c.previous)
+}
+
+// existingObjects reads, from the cache, the objects of the names cfgs
+// render and returns those that are the dispatcher's, or the first one in
+// the way. byLabels says how the dispatcher marks its objects
+// (dispatcherManages); cluster-scoped objects are always marked by labels.
+func (r *WebhookDispatcherReconciler) existingObjects(ctx context.Context, d *hooklinev1.WebhookDispatcher, cfgs []dispatcherApplyConfiguration, byLabels bool) ([]client.Object, *dispatcherObjectConflict, error) {
+	var existing []client.Object
+	for _, cfg := range cfgs {
+		gvk := schema.FromAPIVersionAndKind(*cfg.GetAPIVersion(), *cfg.GetKind())
+		robj, err := r.Scheme().New(gvk)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading %s %s: %w", gvk.Kind, dispatcherConfigName(cfg), err)
+		}
+		obj := robj.(client.Object)
+		key := types.NamespacedName{Name: *cfg.GetName()}
+		if ns := cfg.GetNamespace(); ns != nil {
+			key.Namespace = *ns
+		}
+		if err := r.Get(ctx, key, obj); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return nil, nil, fmt.Errorf("reading %s %s: %w", gvk.Kind, dispatcherConfigName(cfg), err)
+		}
+		managed, previous := dispatcherManages(d, obj, byLabels || key.Namespace == "")
+		if !managed {
+			return nil, &dispatcherObjectConflict{kind: gvk.Kind, obj: obj, previous: previous}, nil
+		}
+		existing = append(existing, obj)
 	}
-	if err := r.replaceClusterRoleBindingIfRebound(ctx, d); err != nil {
+	return existing, nil, nil
+}
+
+// applyDispatcher applies the objects rendered for the dispatcher, existing
+// being those of them that exist already, and returns the StatefulSet as the
+// API server stored it, status included.
+func (r *WebhookDispatcherReconciler) applyDispatcher(ctx context.Context, d *hooklinev1.WebhookDispatcher, objs dispatcherObjects, existing []client.Object) (*appsv1.StatefulSet, error) {
+	if err := r.replaceRebound(ctx, objs, existing); err != nil {
 		return nil, err
 	}
-	for _, cfg := range []dispatcherApplyConfiguration{
-		objs.serviceAccount, objs.role, objs.roleBinding, objs.clusterRoleBinding,
-		objs.service, objs.podDisruptionBudget, objs.statefulSet,
-	} {
+	for _, cfg := range objs.all() {
 		if err := r.apply(ctx, cfg); err != nil {
 			return nil, err
 		}
+	}
+	if err := r.deleteOwnRole(ctx, d); err != nil {
+		return nil, err
 	}
 	sts, err := dispatcherConvert[appsv1.StatefulSet](objs.statefulSet)
 	if err != nil {
@@ -227,79 +307,148 @@ func (r *WebhookDispatcherReconciler) applyDispatcher(ctx context.Context, d *ho
 	return sts, nil
 }
 
-// replaceClusterRoleBindingIfRebound deletes the dispatcher's
-// ClusterRoleBinding when it binds another ClusterRole than configured (the
-// operator was reconfigured): roleRef is immutable, so applying would fail.
-func (r *WebhookDispatcherReconciler) replaceClusterRoleBindingIfRebound(ctx context.Context, d *hooklinev1.WebhookDispatcher) error {
-	crb := &rbacv1.ClusterRoleBinding{}
-	if err := r.Get(ctx, types.NamespacedName{Name: dispatcherClusterRoleBindingName(d)}, crb); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
+// replaceRebound deletes the dispatcher's bindings (among existing) that
+// bind another role than rendered: the operator was reconfigured with
+// another ClusterRole, or the binding predates the local ClusterRole.
+// roleRef is immutable, so applying over them would fail.
+func (r *WebhookDispatcherReconciler) replaceRebound(ctx context.Context, objs dispatcherObjects, existing []client.Object) error {
+	for _, o := range existing {
+		var (
+			have rbacv1.RoleRef
+			want *rbacv1ac.RoleRefApplyConfiguration
+		)
+		switch b := o.(type) {
+		case *rbacv1.ClusterRoleBinding:
+			have, want = b.RoleRef, objs.clusterRoleBinding.RoleRef
+		case *rbacv1.RoleBinding:
+			have, want = b.RoleRef, objs.roleBinding.RoleRef
+		default:
+			continue
 		}
-		return fmt.Errorf("reading ClusterRoleBinding %s: %w", dispatcherClusterRoleBindingName(d), err)
-	}
-	if crb.RoleRef.Kind == "ClusterRole" && crb.RoleRef.Name == r.ClusterRole {
-		return nil
-	}
-	ctrl.LoggerFrom(ctx).Info("Replacing the ClusterRoleBinding to bind another ClusterRole",
-		"clusterRoleBinding", crb.Name, "from", crb.RoleRef.Name, "to", r.ClusterRole)
-	if err := r.Delete(ctx, crb, client.Preconditions{UID: &crb.UID}); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("deleting ClusterRoleBinding %s to bind another ClusterRole: %w", crb.Name, err)
+		if have.Kind == *want.Kind && have.Name == *want.Name {
+			continue
+		}
+		ctrl.LoggerFrom(ctx).Info("Replacing a binding to bind another role",
+			"binding", klog.KObj(o), "from", have.Kind+"/"+have.Name, "to", *want.Kind+"/"+*want.Name)
+		uid := o.GetUID()
+		if err := r.Delete(ctx, o, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting %T %s to bind another role: %w", o, klog.KObj(o), err)
+		}
 	}
 	return nil
 }
 
+// deleteOwnRole deletes the Role dispatchers had in their namespace before
+// the local ClusterRole took its place; nothing binds it any more.
+func (r *WebhookDispatcherReconciler) deleteOwnRole(ctx context.Context, d *hooklinev1.WebhookDispatcher) error {
+	role := &rbacv1.Role{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: dispatcherObjectName(d)}, role); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("reading Role %s: %w", klog.KObj(role), err)
+	}
+	if managed, _ := dispatcherManages(d, role, false); !managed {
+		return nil
+	}
+	uid := role.UID
+	if err := r.Delete(ctx, role, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting the Role the local ClusterRole replaces: %w", err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Deleted the Role the local ClusterRole replaces", "role", klog.KObj(role))
+	return nil
+}
+
 // dispatcherApplyConfiguration is an apply configuration that can say which
-// object it is, for error messages.
+// object it is.
 type dispatcherApplyConfiguration interface {
 	runtime.ApplyConfiguration
+	GetAPIVersion() *string
 	GetKind() *string
 	GetName() *string
 	GetNamespace() *string
 }
 
-func (r *WebhookDispatcherReconciler) apply(ctx context.Context, cfg dispatcherApplyConfiguration) error {
-	if err := r.Apply(ctx, cfg, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
-		name := *cfg.GetName()
-		if ns := cfg.GetNamespace(); ns != nil && *ns != "" {
-			name = *ns + "/" + name
-		}
-		return fmt.Errorf("applying %s %s: %w", *cfg.GetKind(), name, err)
+// dispatcherConfigName is "namespace/name" of cfg, or its name when cluster
+// scoped.
+func dispatcherConfigName(cfg dispatcherApplyConfiguration) string {
+	if ns := cfg.GetNamespace(); ns != nil && *ns != "" {
+		return *ns + "/" + *cfg.GetName()
 	}
-	return nil
+	return *cfg.GetName()
+}
+
+// dispatcherRefusedError is an apply the API server refused as invalid:
+// retrying cannot help.
+type dispatcherRefusedError struct {
+	message string
+	err     error
+}
+
+func (e *dispatcherRefusedError) Error() string { return e.message }
+func (e *dispatcherRefusedError) Unwrap() error { return e.err }
+
+func (r *WebhookDispatcherReconciler) apply(ctx context.Context, cfg dispatcherApplyConfiguration) error {
+	err := r.Apply(ctx, cfg, client.FieldOwner(FieldManager), client.ForceOwnership)
+	if err == nil {
+		return nil
+	}
+	if apierrors.IsInvalid(err) {
+		var causes []metav1.StatusCause
+		if status := apierrors.APIStatus(nil); errors.As(err, &status) && status.Status().Details != nil {
+			causes = status.Status().Details.Causes
+		}
+		return &dispatcherRefusedError{message: dispatcherRefusedMessage(*cfg.GetKind(), dispatcherConfigName(cfg), causes), err: err}
+	}
+	return fmt.Errorf("applying %s %s: %w", *cfg.GetKind(), dispatcherConfigName(cfg), err)
 }
 
 // applySecretAccess grants the dispatcher read access to exactly the
 // Secrets and ConfigMaps its subscriptions use, namespace by namespace, and
-// removes the grants of namespaces that no longer need them.
-func (r *WebhookDispatcherReconciler) applySecretAccess(ctx context.Context, d *hooklinev1.WebhookDispatcher) error {
+// removes the grants of namespaces that no longer need them. A namespace
+// where another object holds the name of the grant gets none, and the first
+// such object is returned.
+func (r *WebhookDispatcherReconciler) applySecretAccess(ctx context.Context, d *hooklinev1.WebhookDispatcher) (*dispatcherObjectConflict, error) {
 	byNamespace, err := r.attachedSubscriptions(ctx, d)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var firstConflict *dispatcherObjectConflict
 	granted := map[string]bool{}
 	for _, ns := range slices.Sorted(maps.Keys(byNamespace)) {
 		admitted, err := r.admits(ctx, d, ns)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !admitted {
 			continue
 		}
 		access, err := r.secretAccessIn(ctx, ns, byNamespace[ns])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		role, binding := renderDispatcherSecretAccess(d, ns, access)
+		_, conflict, err := r.existingObjects(ctx, d, []dispatcherApplyConfiguration{role, binding}, true)
+		if err != nil {
+			return nil, err
+		}
+		if conflict != nil {
+			if firstConflict == nil {
+				firstConflict = conflict
+			}
+			continue
+		}
 		if err := r.apply(ctx, role); err != nil {
-			return err
+			return nil, err
 		}
 		if err := r.apply(ctx, binding); err != nil {
-			return err
+			return nil, err
 		}
 		granted[ns] = true
 	}
-	return r.deleteSecretAccess(ctx, d, func(ns string) bool { return !granted[ns] })
+	name := dispatcherSecretRoleName(d)
+	err = r.deleteSecretAccess(ctx, d, func(o client.Object) bool { return !granted[o.GetNamespace()] || o.GetName() != name })
+	return firstConflict, err
 }
 
 // attachedSubscriptions lists the subscriptions that resolve to d, by
@@ -351,7 +500,7 @@ func (r *WebhookDispatcherReconciler) secretAccessIn(ctx context.Context, ns str
 		ws := &hooklinev1.WebhookSecret{}
 		switch err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, ws); {
 		case err == nil:
-			signing[name] = dispatcherSigningSecretName(ws)
+			signing[name] = signingSecretName(ws)
 		case apierrors.IsNotFound(err):
 			signing[name] = name
 		default:
@@ -362,8 +511,8 @@ func (r *WebhookDispatcherReconciler) secretAccessIn(ctx context.Context, ns str
 }
 
 // deleteSecretAccess deletes the dispatcher's Secret access Roles and
-// RoleBindings in the namespaces stale says no longer need them.
-func (r *WebhookDispatcherReconciler) deleteSecretAccess(ctx context.Context, d *hooklinev1.WebhookDispatcher, stale func(namespace string) bool) error {
+// RoleBindings that stale says are no longer needed.
+func (r *WebhookDispatcherReconciler) deleteSecretAccess(ctx context.Context, d *hooklinev1.WebhookDispatcher, stale func(client.Object) bool) error {
 	labels := client.MatchingLabels(dispatcherRefLabels(d))
 	var roles rbacv1.RoleList
 	if err := r.List(ctx, &roles, labels); err != nil {
@@ -381,13 +530,33 @@ func (r *WebhookDispatcherReconciler) deleteSecretAccess(ctx context.Context, d 
 		objs = append(objs, &bindings.Items[i])
 	}
 	for _, o := range objs {
-		if !stale(o.GetNamespace()) {
+		if !stale(o) {
 			continue
 		}
 		if err := r.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("deleting %T %s/%s: %w", o, o.GetNamespace(), o.GetName(), err)
+			return fmt.Errorf("deleting %T %s: %w", o, klog.KObj(o), err)
 		}
 		ctrl.LoggerFrom(ctx).Info("Deleted Secret access no longer needed", "object", klog.KObj(o))
+	}
+	return nil
+}
+
+// deleteIfLabelled deletes obj (named, empty otherwise) unless the cache
+// holds an object of its name that is not labelled as the dispatcher's. One
+// the cache has not seen yet (created moments ago) is deleted by name.
+func (r *WebhookDispatcherReconciler) deleteIfLabelled(ctx context.Context, d *hooklinev1.WebhookDispatcher, obj client.Object) error {
+	key := client.ObjectKeyFromObject(obj)
+	switch err := r.Get(ctx, key, obj); {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return fmt.Errorf("reading %T %s: %w", obj, key, err)
+	default:
+		if managed, _ := dispatcherManages(d, obj, true); !managed {
+			return nil
+		}
+	}
+	if err := r.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("deleting %T %s: %w", obj, key, err)
 	}
 	return nil
 }
@@ -397,11 +566,12 @@ func (r *WebhookDispatcherReconciler) finalize(ctx context.Context, d *hooklinev
 	if !controllerutil.ContainsFinalizer(d, dispatcherFinalizer) {
 		return nil
 	}
-	crb := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: dispatcherClusterRoleBindingName(d)}}
-	if err := r.Delete(ctx, crb); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("deleting ClusterRoleBinding %s: %w", crb.Name, err)
+	crb := &rbacv1.ClusterRoleBinding{}
+	crb.Name = dispatcherClusterRoleBindingName(d)
+	if err := r.deleteIfLabelled(ctx, d, crb); err != nil {
+		return err
 	}
-	if err := r.deleteSecretAccess(ctx, d, func(string) bool { return true }); err != nil {
+	if err := r.deleteSecretAccess(ctx, d, func(client.Object) bool { return true }); err != nil {
 		return err
 	}
 	// The cache may not have seen access granted moments ago: delete it by
@@ -415,8 +585,8 @@ func (r *WebhookDispatcherReconciler) finalize(ctx context.Context, d *hooklinev
 		for _, o := range []client.Object{&rbacv1.Role{}, &rbacv1.RoleBinding{}} {
 			o.SetNamespace(ns)
 			o.SetName(name)
-			if err := r.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
-				return fmt.Errorf("deleting %T %s/%s: %w", o, ns, name, err)
+			if err := r.deleteIfLabelled(ctx, d, o); err != nil {
+				return err
 			}
 		}
 	}
@@ -438,6 +608,9 @@ func (r *WebhookDispatcherReconciler) dispatcherOfSubscription(_ context.Context
 	return []reconcile.Request{{NamespacedName: dispatcherFor(sub, r.DefaultDispatcher)}}
 }
 
+// dispatchersOfWebhookSecret and dispatchersOfNamespace list subscriptions
+// and requeue their dispatchers, not the subscriptions: requestsForList,
+// which requeues what it lists, does not fit them.
 func (r *WebhookDispatcherReconciler) dispatchersOfWebhookSecret(ctx context.Context, o client.Object) []reconcile.Request {
 	var subs hooklinev1.WebhookSubscriptionList
 	if err := r.List(ctx, &subs, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexSubscriptionSecret: o.GetName()}); err != nil {
@@ -456,7 +629,7 @@ func (r *WebhookDispatcherReconciler) dispatchersOfNamespace(ctx context.Context
 	return r.dispatchersOf(subs.Items)
 }
 
-// dispatchersOf is the distinct dispatchers of subs, sorted.
+// dispatchersOf is the distinct dispatchers of subs.
 func (r *WebhookDispatcherReconciler) dispatchersOf(subs []hooklinev1.WebhookSubscription) []reconcile.Request {
 	var reqs []reconcile.Request
 	for i := range subs {
@@ -468,20 +641,19 @@ func (r *WebhookDispatcherReconciler) dispatchersOf(subs []hooklinev1.WebhookSub
 	return reqs
 }
 
-func dispatcherOfLabels(_ context.Context, o client.Object) []reconcile.Request {
-	key, ok := dispatcherFromLabels(o.GetLabels())
-	if !ok {
-		return nil
+// dispatchersOfObject maps an object of a kind the dispatcher renders to the
+// dispatchers it may belong to or stand in the way of (dispatchersNaming).
+func dispatchersOfObject(_ context.Context, o client.Object) []reconcile.Request {
+	var reqs []reconcile.Request
+	for _, key := range dispatchersNaming(o) {
+		reqs = append(reqs, reconcile.Request{NamespacedName: key})
 	}
-	return []reconcile.Request{{NamespacedName: key}}
+	return reqs
 }
 
-// dispatcherSigningSecretMoved passes WebhookSecret updates that move its keys
-// to another Secret, the only change the dispatcher's RBAC follows.
-var dispatcherSigningSecretMoved = predicate.Funcs{
-	UpdateFunc: func(e event.UpdateEvent) bool {
-		oldWS, okOld := e.ObjectOld.(*hooklinev1.WebhookSecret)
-		newWS, okNew := e.ObjectNew.(*hooklinev1.WebhookSecret)
-		return !okOld || !okNew || dispatcherSigningSecretName(oldWS) != dispatcherSigningSecretName(newWS)
-	},
+// webhookSecretAppearsOrGoes passes WebhookSecrets being created or
+// deleted, the only changes that move the Secret the dispatcher reads:
+// spec.secretName is immutable.
+var webhookSecretAppearsOrGoes = predicate.Funcs{
+	UpdateFunc: func(event.UpdateEvent) bool { return false },
 }

@@ -8,12 +8,16 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
@@ -166,9 +170,22 @@ func TestWebhookDispatcherRendersOwnedObjects(t *testing.T) {
 		return restrictedPodSecurity(sts)
 	})
 	for _, obj := range []client.Object{
-		&corev1.Service{}, &corev1.ServiceAccount{}, &rbacv1.Role{}, &rbacv1.RoleBinding{}, &policyv1.PodDisruptionBudget{},
+		&corev1.Service{}, &corev1.ServiceAccount{}, &rbacv1.RoleBinding{}, &policyv1.PodDisruptionBudget{},
 	} {
 		waitForObject(t, name, obj, func() string { return controlledBy(obj, d) })
+	}
+	// Leases and Events in its namespace: the local ClusterRole, bound
+	// there, and no Role of its own.
+	rb := &rbacv1.RoleBinding{}
+	waitForObject(t, name, rb, func() string {
+		want := rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: testDispatcherClusterRole + "-local"}
+		if rb.RoleRef != want {
+			return fmt.Sprintf("binds %+v, want %+v", rb.RoleRef, want)
+		}
+		return ""
+	})
+	if err := k8sClient.Get(suiteCtx, name, &rbacv1.Role{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the dispatcher got a Role of its own (err %v), want the local ClusterRole bound", err)
 	}
 
 	crb := &rbacv1.ClusterRoleBinding{}
@@ -190,6 +207,22 @@ func TestWebhookDispatcherRendersOwnedObjects(t *testing.T) {
 	}
 	if got.Status.ServiceAccountName != "pool-dispatcher" {
 		t.Errorf("status.serviceAccountName = %q", got.Status.ServiceAccountName)
+	}
+	// kubectl scale and the HorizontalPodAutoscaler read the pods through
+	// the scale subresource's selector.
+	scale := &autoscalingv1.Scale{}
+	if err := k8sClient.SubResource("scale").Get(suiteCtx, got, scale); err != nil {
+		t.Fatalf("getting the scale subresource: %v", err)
+	}
+	selector, err := labels.Parse(scale.Status.Selector)
+	if err != nil {
+		t.Fatalf("scale selector %q: %v", scale.Status.Selector, err)
+	}
+	if !selector.Matches(labels.Set(sts.Spec.Template.Labels)) || selector.Empty() {
+		t.Errorf("scale selector %q does not select the dispatcher's pods (labels %v)", scale.Status.Selector, sts.Spec.Template.Labels)
+	}
+	if scale.Spec.Replicas != 1 {
+		t.Errorf("scale replicas = %d, want 1", scale.Spec.Replicas)
 	}
 	if c := meta.FindStatusCondition(got.Status.Conditions, hooklinev1.ConditionReady); c.Reason != hooklinev1.ReasonReplicasUnavailable {
 		t.Errorf("Ready reason = %q, want %q", c.Reason, hooklinev1.ReasonReplicasUnavailable)
@@ -274,9 +307,11 @@ func TestWebhookDispatcherRebindsClusterRole(t *testing.T) {
 	// roleRef cannot be changed in place.
 	crbName := types.NamespacedName{Name: "hookline-dispatcher:" + ns + ":pool"}
 	stale := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: crbName.Name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "hookline-dispatcher-old"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "pool-dispatcher", Namespace: ns}},
+		ObjectMeta: metav1.ObjectMeta{Name: crbName.Name, Labels: map[string]string{
+			"hookline.dev/dispatcher-namespace": ns, "hookline.dev/dispatcher-name": "pool",
+		}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "hookline-dispatcher-old"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "pool-dispatcher", Namespace: ns}},
 	}
 	if err := k8sClient.Create(suiteCtx, stale); err != nil {
 		t.Fatalf("creating the stale ClusterRoleBinding: %v", err)
@@ -300,7 +335,7 @@ func TestWebhookDispatcherGrantsSubscriptionSecrets(t *testing.T) {
 	sns := newNamespace(t)
 	sub := createTestSubscription(t, sns, client.ObjectKeyFromObject(d))
 
-	roleName := types.NamespacedName{Namespace: sns, Name: "hookline-dispatcher-" + dns + "-pool"}
+	roleName := types.NamespacedName{Namespace: sns, Name: "hookline-dispatcher:" + dns + ":pool"}
 	role := &rbacv1.Role{}
 	waitForObject(t, roleName, role, func() string {
 		want := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"},
@@ -336,7 +371,7 @@ func TestWebhookDispatcherFollowsNamespaceSelector(t *testing.T) {
 	})
 	sns := newNamespace(t)
 	createTestSubscription(t, sns, client.ObjectKeyFromObject(d))
-	roleName := types.NamespacedName{Namespace: sns, Name: "hookline-dispatcher-" + dns + "-pool"}
+	roleName := types.NamespacedName{Namespace: sns, Name: "hookline-dispatcher:" + dns + ":pool"}
 
 	// Not admitted: no access to its Secrets. Let the dispatcher settle
 	// (Ready comes after the Secret access step), then check nothing was
@@ -376,7 +411,7 @@ func TestWebhookDispatcherDeletionReleasesAccess(t *testing.T) {
 	createTestSubscription(t, sns, client.ObjectKeyFromObject(d))
 
 	crbName := types.NamespacedName{Name: "hookline-dispatcher:" + dns + ":pool"}
-	roleName := types.NamespacedName{Namespace: sns, Name: "hookline-dispatcher-" + dns + "-pool"}
+	roleName := types.NamespacedName{Namespace: sns, Name: "hookline-dispatcher:" + dns + ":pool"}
 	waitForObject(t, crbName, &rbacv1.ClusterRoleBinding{}, nil)
 	waitForObject(t, roleName, &rbacv1.Role{}, nil)
 	waitForObject(t, roleName, &rbacv1.RoleBinding{}, nil)
@@ -421,30 +456,275 @@ func TestWebhookDispatcherScaledToZero(t *testing.T) {
 	waitForKstatus(t, d, status.CurrentStatus)
 }
 
-func TestWebhookDispatcherInvalidNameStalls(t *testing.T) {
+func TestWebhookDispatcherAdmissionRefusesInvalidName(t *testing.T) {
 	ns := newNamespace(t)
-	// Admission accepts any DNS subdomain as a name; a Service needs a
-	// DNS label that starts with a letter.
-	d := createTestDispatcher(t, ns, func(d *hooklinev1.WebhookDispatcher) { d.Name = "1team" })
+	// A DNS subdomain, as every name must be, but the dispatcher's Service
+	// needs a DNS label that starts with a letter. (validDispatcherSpec
+	// refuses it on servers without the rule: TestWebhookDispatcherValidSpec.)
+	d := &hooklinev1.WebhookDispatcher{ObjectMeta: metav1.ObjectMeta{Name: "1team", Namespace: ns}}
+	err := k8sClient.Create(suiteCtx, d)
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "metadata.name must start with a letter") {
+		t.Fatalf("creating a dispatcher named 1team: got %v, want it refused as invalid: must start with a letter", err)
+	}
+}
 
-	waitForKstatus(t, d, status.FailedStatus)
-	got := waitForDispatcherCondition(t, d, hooklinev1.ConditionStalled, metav1.ConditionTrue, "must start with a letter")
-	if c := meta.FindStatusCondition(got.Status.Conditions, hooklinev1.ConditionStalled); c.Reason != hooklinev1.ReasonInvalidSpec {
+// patchDispatcher merge-patches the dispatcher with patch (JSON).
+func patchDispatcher(d *hooklinev1.WebhookDispatcher, patch string) error {
+	return k8sClient.Patch(suiteCtx, d.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(patch)))
+}
+
+func TestWebhookDispatcherQueueChangeAdmission(t *testing.T) {
+	ns := newNamespace(t)
+	embedded := createTestDispatcher(t, ns, func(d *hooklinev1.WebhookDispatcher) {
+		d.Spec.Queue.Embedded = &hooklinev1.EmbeddedQueue{Size: ptr.To(resource.MustParse("1Gi")), StorageClassName: ptr.To("standard")}
+	})
+	external := createTestDispatcher(t, ns, func(d *hooklinev1.WebhookDispatcher) {
+		d.Name = "shared"
+		d.Spec.Queue.External = &hooklinev1.ExternalQueue{URL: "nats://nats-0.nats:4222"}
+	})
+	const (
+		volumeFixed  = "the embedded queue's volume cannot change once created"
+		backendFixed = "the queue backend cannot change between embedded and external"
+	)
+	tests := []struct {
+		name    string
+		d       *hooklinev1.WebhookDispatcher
+		patch   string
+		wantErr string // empty: accepted
+	}{
+		{"queue size", embedded, `{"spec":{"queue":{"embedded":{"size":"5Gi"}}}}`, volumeFixed},
+		{"storage class", embedded, `{"spec":{"queue":{"embedded":{"storageClassName":"fast-ssd"}}}}`, volumeFixed},
+		{"embedded to external", embedded, `{"spec":{"queue":{"embedded":null,"external":{"url":"nats://nats:4222"}}}}`, backendFixed},
+		{"external to embedded", external, `{"spec":{"queue":{"external":null,"embedded":{}}}}`, backendFixed},
+		{"external to the default embedded queue", external, `{"spec":{"queue":{"external":null}}}`, backendFixed},
+		{"another external URL", external, `{"spec":{"queue":{"external":{"url":"tls://nats.example:4222"}}}}`, ""},
+		{"the same embedded queue, other fields", embedded, `{"spec":{"image":"mirror.example/hookline:v2"}}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := patchDispatcher(tt.d, tt.patch)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got %v, want refused as invalid: %s", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestWebhookDispatcherQueueChangeStalls(t *testing.T) {
+	ns := newNamespace(t)
+	// No embedded block: the claim has the default size, and admission
+	// cannot compare a block that was not there.
+	d := createTestDispatcher(t, ns)
+	markDispatcherAvailable(t, ns, "pool")
+	waitForDispatcherCondition(t, d, hooklinev1.ConditionReady, metav1.ConditionTrue, "1 of 1")
+
+	if err := patchDispatcher(d, `{"spec":{"queue":{"embedded":{"size":"5Gi"}}}}`); err != nil {
+		t.Fatalf("setting the queue size: %v", err)
+	}
+	want := "StatefulSet " + ns + "/pool-dispatcher cannot take the change to spec.volumeClaimTemplates"
+	got := waitForDispatcherCondition(t, d, hooklinev1.ConditionStalled, metav1.ConditionTrue, want)
+	c := meta.FindStatusCondition(got.Status.Conditions, hooklinev1.ConditionStalled)
+	if c.Reason != hooklinev1.ReasonInvalidSpec {
 		t.Errorf("Stalled reason = %q, want %q", c.Reason, hooklinev1.ReasonInvalidSpec)
 	}
-	eventually(t, dispatcherTestTimeout, func() (bool, string) {
+	if len(c.Message) > 300 || strings.Contains(c.Message, "PersistentVolumeClaim{") {
+		t.Errorf("Stalled message is %d characters long, want a short one:\n%s", len(c.Message), c.Message)
+	}
+	if !strings.Contains(c.Message, "create a new dispatcher") {
+		t.Errorf("Stalled message %q does not say what to do", c.Message)
+	}
+	waitForKstatus(t, d, status.FailedStatus)
+	warnings := func() []eventsv1.Event {
+		var out []eventsv1.Event
 		for _, e := range eventsWithReason(t, ns, hooklinev1.ReasonInvalidSpec) {
 			if e.Type == corev1.EventTypeWarning && e.Regarding.Name == d.Name {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	eventually(t, dispatcherTestTimeout, func() (bool, string) {
+		return len(warnings()) > 0, "no Warning event InvalidSpec about the dispatcher"
+	})
+
+	// Another reconciliation (the StatefulSet's status changes) meets the
+	// same refusal: status follows, no second Warning.
+	sts := &appsv1.StatefulSet{}
+	waitForObject(t, types.NamespacedName{Namespace: ns, Name: "pool-dispatcher"}, sts, nil)
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(sts), sts); err != nil {
+			return err
+		}
+		sts.Status.ReadyReplicas, sts.Status.AvailableReplicas = 0, 0
+		return k8sClient.Status().Update(suiteCtx, sts)
+	}); err != nil {
+		t.Fatalf("updating the StatefulSet's status: %v", err)
+	}
+	waitForObject(t, client.ObjectKeyFromObject(d), got, func() string {
+		if got.Status.ReadyReplicas != 0 {
+			return fmt.Sprintf("status.readyReplicas = %d, want 0", got.Status.ReadyReplicas)
+		}
+		return ""
+	})
+	if ws := warnings(); len(ws) != 1 || ws[0].Series != nil {
+		t.Errorf("got %d InvalidSpec Warnings %+v, want exactly one, emitted once", len(ws), ws)
+	}
+	if c := meta.FindStatusCondition(got.Status.Conditions, hooklinev1.ConditionStalled); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("Stalled = %+v after another reconciliation, want True", c)
+	}
+
+	// Putting the queue back lets the dispatcher go on.
+	if err := patchDispatcher(d, `{"spec":{"queue":{"embedded":null}}}`); err != nil {
+		t.Fatalf("restoring the queue: %v", err)
+	}
+	markDispatcherAvailable(t, ns, "pool")
+	waitForDispatcherCondition(t, d, hooklinev1.ConditionReady, metav1.ConditionTrue, "1 of 1")
+	waitForKstatus(t, d, status.CurrentStatus)
+}
+
+// createBlockingService creates, in ns, a Service of the name the dispatcher
+// "pool" renders, which is not the dispatcher's.
+func createBlockingService(t *testing.T, ns string, owners ...metav1.OwnerReference) *corev1.Service {
+	t.Helper()
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "pool-dispatcher", Namespace: ns, Labels: map[string]string{"app": "legacy"}, OwnerReferences: owners},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "legacy"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 80}},
+		},
+	}
+	if err := k8sClient.Create(suiteCtx, svc); err != nil {
+		t.Fatalf("creating the Service: %v", err)
+	}
+	return svc
+}
+
+func TestWebhookDispatcherObjectConflict(t *testing.T) {
+	ns := newNamespace(t)
+	svc := createBlockingService(t, ns)
+	d := createTestDispatcher(t, ns)
+
+	want := "Service " + ns + "/pool-dispatcher exists and is not this dispatcher's"
+	got := waitForDispatcherCondition(t, d, hooklinev1.ConditionStalled, metav1.ConditionTrue, want)
+	if c := meta.FindStatusCondition(got.Status.Conditions, hooklinev1.ConditionStalled); c.Reason != "ObjectConflict" {
+		t.Errorf("Stalled reason = %q, want ObjectConflict", c.Reason)
+	}
+	waitForKstatus(t, d, status.FailedStatus)
+	eventually(t, dispatcherTestTimeout, func() (bool, string) {
+		for _, e := range eventsWithReason(t, ns, "ObjectConflict") {
+			if e.Type == corev1.EventTypeWarning && e.Regarding.Name == d.Name && e.Related != nil && e.Related.Kind == "Service" && e.Related.Name == svc.Name {
 				return true, ""
 			}
 		}
-		return false, "no Warning event InvalidSpec about the dispatcher"
+		return false, "no Warning event ObjectConflict about the dispatcher and the Service"
 	})
-	var list appsv1.StatefulSetList
-	if err := k8sClient.List(suiteCtx, &list, client.InNamespace(ns)); err != nil {
-		t.Fatalf("listing StatefulSets: %v", err)
+
+	// Nothing applied: the Service is as it was, nothing else exists.
+	current := &corev1.Service{}
+	if err := k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(svc), current); err != nil {
+		t.Fatalf("getting the Service: %v", err)
 	}
-	if len(list.Items) != 0 || len(got.Finalizers) != 0 {
-		t.Errorf("a stalled dispatcher got %d StatefulSets and finalizers %v, want nothing applied", len(list.Items), got.Finalizers)
+	if len(current.OwnerReferences) != 0 || current.Labels["app.kubernetes.io/name"] != "" || len(current.Spec.Ports) != 1 || current.Spec.Selector["app"] != "legacy" {
+		t.Errorf("the Service was taken over: owners %v, labels %v, ports %v, selector %v",
+			current.OwnerReferences, current.Labels, current.Spec.Ports, current.Spec.Selector)
 	}
+	if current.ResourceVersion != svc.ResourceVersion {
+		t.Errorf("the Service changed: resourceVersion %s, was %s", current.ResourceVersion, svc.ResourceVersion)
+	}
+	name := types.NamespacedName{Namespace: ns, Name: "pool-dispatcher"}
+	for _, check := range []struct {
+		key types.NamespacedName
+		obj client.Object
+	}{
+		{name, &appsv1.StatefulSet{}},
+		{name, &corev1.ServiceAccount{}},
+		{name, &rbacv1.RoleBinding{}},
+		{name, &policyv1.PodDisruptionBudget{}},
+		{types.NamespacedName{Name: "hookline-dispatcher:" + ns + ":pool"}, &rbacv1.ClusterRoleBinding{}},
+	} {
+		if err := k8sClient.Get(suiteCtx, check.key, check.obj); !apierrors.IsNotFound(err) {
+			t.Errorf("%T %s was applied despite the conflict (err %v)", check.obj, check.key, err)
+		}
+	}
+	if len(got.Finalizers) != 0 {
+		t.Errorf("finalizers %v, want none while nothing is applied", got.Finalizers)
+	}
+
+	// Its owner deletes the Service: the dispatcher goes on by itself.
+	if err := k8sClient.Delete(suiteCtx, svc); err != nil {
+		t.Fatalf("deleting the Service: %v", err)
+	}
+	waitForObject(t, name, current, func() string { return controlledBy(current, d) })
+	markDispatcherAvailable(t, ns, "pool")
+	waitForDispatcherCondition(t, d, hooklinev1.ConditionReady, metav1.ConditionTrue, "1 of 1")
+}
+
+func TestWebhookDispatcherWaitsForPreviousObjects(t *testing.T) {
+	ns := newNamespace(t)
+	// Left by a dispatcher of the same name, deleted: the garbage collector
+	// (which the test server does not run) would delete it.
+	svc := createBlockingService(t, ns, metav1.OwnerReference{
+		APIVersion: "hookline.dev/v1alpha1", Kind: "WebhookDispatcher", Name: "pool",
+		UID: "00000000-0000-0000-0000-000000000001", Controller: ptr.To(true),
+	})
+	d := createTestDispatcher(t, ns)
+	got := waitForDispatcherCondition(t, d, hooklinev1.ConditionReconciling, metav1.ConditionTrue, "Waiting for the garbage collector to delete Service "+ns+"/pool-dispatcher")
+	if s, msg := kstatusOf(t, got); s != status.InProgressStatus {
+		t.Errorf("kstatus = %s (%s), want InProgress", s, msg)
+	}
+	if err := k8sClient.Get(suiteCtx, types.NamespacedName{Namespace: ns, Name: "pool-dispatcher"}, &appsv1.StatefulSet{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the StatefulSet was applied while waiting (err %v)", err)
+	}
+
+	if err := k8sClient.Delete(suiteCtx, svc); err != nil {
+		t.Fatalf("deleting the Service as the garbage collector would: %v", err)
+	}
+	current := &corev1.Service{}
+	waitForObject(t, client.ObjectKeyFromObject(svc), current, func() string { return controlledBy(current, d) })
+}
+
+func TestWebhookDispatcherReplacesItsOwnRole(t *testing.T) {
+	ns := newNamespace(t)
+	// Hold the dispatcher back with a conflict while its objects of an
+	// earlier release are put in place: a Role of its own for Leases and
+	// Events, and a RoleBinding to it (roleRef cannot change in place).
+	svc := createBlockingService(t, ns)
+	d := createTestDispatcher(t, ns)
+	waitForDispatcherCondition(t, d, hooklinev1.ConditionStalled, metav1.ConditionTrue, "exists and is not this dispatcher's")
+	owner := []metav1.OwnerReference{{APIVersion: "hookline.dev/v1alpha1", Kind: "WebhookDispatcher", Name: "pool", UID: d.UID, Controller: ptr.To(true)}}
+	name := types.NamespacedName{Namespace: ns, Name: "pool-dispatcher"}
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: name.Name, Namespace: ns, OwnerReferences: owner},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get"}}},
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name.Name, Namespace: ns, OwnerReferences: owner},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "pool-dispatcher", Namespace: ns}},
+	}
+	for _, obj := range []client.Object{role, binding} {
+		if err := k8sClient.Create(suiteCtx, obj); err != nil {
+			t.Fatalf("creating %T: %v", obj, err)
+		}
+	}
+
+	if err := k8sClient.Delete(suiteCtx, svc); err != nil {
+		t.Fatalf("deleting the Service: %v", err)
+	}
+	current := &rbacv1.RoleBinding{}
+	waitForObject(t, name, current, func() string {
+		if current.RoleRef.Kind != "ClusterRole" || current.RoleRef.Name != testDispatcherClusterRole+"-local" {
+			return fmt.Sprintf("binds %s %s, want the local ClusterRole", current.RoleRef.Kind, current.RoleRef.Name)
+		}
+		return controlledBy(current, d)
+	})
+	waitForGone(t, name, &rbacv1.Role{})
+	markDispatcherAvailable(t, ns, "pool")
+	waitForDispatcherCondition(t, d, hooklinev1.ConditionReady, metav1.ConditionTrue, "1 of 1")
 }

@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -76,35 +79,98 @@ var (
 // dispatcherObjectName is the name of every namespaced object rendered for
 // the dispatcher in its own namespace.
 func dispatcherObjectName(d *hooklinev1.WebhookDispatcher) string {
-	return d.Name + "-dispatcher"
+	return d.Name + dispatcherObjectSuffix
 }
+
+// dispatcherObjectSuffix ends the names of dispatcherObjectName.
+const dispatcherObjectSuffix = "-dispatcher"
 
 // dispatcherAddress is the in-cluster URL of the ingest API.
 func dispatcherAddress(d *hooklinev1.WebhookDispatcher) string {
 	return fmt.Sprintf("http://%s.%s.svc:%d", dispatcherObjectName(d), d.Namespace, dispatcherPortIngest)
 }
 
+// dispatcherRBACPrefix starts the names of the RBAC objects rendered for a
+// dispatcher outside the reach of an owner reference.
+const dispatcherRBACPrefix = "hookline-dispatcher:"
+
+// dispatcherRBACName names the RBAC objects of a dispatcher that live outside
+// its namespace or outside any namespace: "hookline-dispatcher:<ns>:<name>".
+// Neither a namespace nor a dispatcher name can hold a colon (RBAC names
+// can), so no two dispatchers share a name, as "a-b"/"c" and "a"/"b-c" would
+// with dashes. A namespace is at most 63 characters and validDispatcherSpec
+// keeps the dispatcher name short, so it stays far below the 253 allowed.
+func dispatcherRBACName(d *hooklinev1.WebhookDispatcher) string {
+	return dispatcherRBACPrefix + d.Namespace + ":" + d.Name
+}
+
+// dispatcherOfRBACName is the dispatcher an RBAC object named by
+// dispatcherRBACName belongs to.
+func dispatcherOfRBACName(name string) (types.NamespacedName, bool) {
+	ns, dispatcher, ok := strings.Cut(strings.TrimPrefix(name, dispatcherRBACPrefix), ":")
+	if !strings.HasPrefix(name, dispatcherRBACPrefix) || !ok || ns == "" || dispatcher == "" || strings.Contains(dispatcher, ":") {
+		return types.NamespacedName{}, false
+	}
+	return types.NamespacedName{Namespace: ns, Name: dispatcher}, true
+}
+
+// dispatchersNaming is the dispatchers whose rendered objects have o's name,
+// or whose labels o carries: o is theirs, or stands in the way of theirs.
+func dispatchersNaming(o metav1.Object) []types.NamespacedName {
+	var keys []types.NamespacedName
+	add := func(key types.NamespacedName) {
+		if !slices.Contains(keys, key) {
+			keys = append(keys, key)
+		}
+	}
+	if key, ok := dispatcherFromLabels(o.GetLabels()); ok {
+		add(key)
+	}
+	if key, ok := dispatcherOfRBACName(o.GetName()); ok {
+		add(key)
+	}
+	if name, ok := strings.CutSuffix(o.GetName(), dispatcherObjectSuffix); ok && name != "" && o.GetNamespace() != "" {
+		add(types.NamespacedName{Namespace: o.GetNamespace(), Name: name})
+	}
+	return keys
+}
+
 // dispatcherClusterRoleBindingName names the binding of the dispatcher's
-// ServiceAccount to the operator's dispatcher ClusterRole. A namespace is at
-// most 63 characters and validDispatcherSpec keeps the dispatcher name short,
-// so the name stays far below the 253 allowed.
+// ServiceAccount to the operator's dispatcher ClusterRole.
 func dispatcherClusterRoleBindingName(d *hooklinev1.WebhookDispatcher) string {
-	return fmt.Sprintf("hookline-dispatcher:%s:%s", d.Namespace, d.Name)
+	return dispatcherRBACName(d)
 }
 
 // dispatcherSecretRoleName names the Role (and RoleBinding) that lets the
 // dispatcher read the Secrets of its subscriptions in one namespace. It
 // carries the dispatcher's namespace, since dispatchers of several
-// namespaces may serve the same namespace. Its length is bounded as for
-// dispatcherClusterRoleBindingName.
+// namespaces may serve the same namespace.
 func dispatcherSecretRoleName(d *hooklinev1.WebhookDispatcher) string {
-	return fmt.Sprintf("hookline-dispatcher-%s-%s", d.Namespace, d.Name)
+	return dispatcherRBACName(d)
+}
+
+// dispatcherLocalClusterRole is the ClusterRole bound, in the dispatcher's
+// own namespace only, to every dispatcher: the operator's dispatcher
+// ClusterRole name with "-local" appended (hookline-dispatcher-local, from
+// config/rbac/dispatcher_local_clusterrole.yaml). It grants the Leases its
+// instances announce themselves and elect a status writer with, and Events.
+// Binding a ClusterRole in a namespace, rather than rendering a Role with
+// those rules, spares the manager holding them cluster-wide: it needs only
+// bind on the ClusterRole.
+func dispatcherLocalClusterRole(clusterRole string) string {
+	return clusterRole + "-local"
 }
 
 // dispatcherSelector selects the dispatcher's pods. It is immutable on the
 // StatefulSet, so it holds only labels that never change.
 func dispatcherSelector(d *hooklinev1.WebhookDispatcher) map[string]string {
 	return map[string]string{dispatcherLabelName: dispatcherAppName, dispatcherLabelInstance: d.Name}
+}
+
+// dispatcherSelectorString is dispatcherSelector as the scale subresource
+// reports it.
+func dispatcherSelectorString(d *hooklinev1.WebhookDispatcher) string {
+	return labels.SelectorFromSet(dispatcherSelector(d)).String()
 }
 
 func dispatcherLabels(d *hooklinev1.WebhookDispatcher) map[string]string {
@@ -140,6 +206,27 @@ func dispatcherLabelsWithRef(d *hooklinev1.WebhookDispatcher) map[string]string 
 	return l
 }
 
+// dispatcherManages says whether existing, an object of the name of one the
+// dispatcher renders, is the dispatcher's to apply over. Objects in the
+// dispatcher's namespace must carry its controller reference (byLabels
+// false); the others, which cannot, its dispatcherRefLabels (byLabels true).
+// previous reports an object controlled by an earlier dispatcher of the same
+// name, which the garbage collector deletes.
+func dispatcherManages(d *hooklinev1.WebhookDispatcher, existing metav1.Object, byLabels bool) (managed, previous bool) {
+	if byLabels {
+		key, ok := dispatcherFromLabels(existing.GetLabels())
+		return ok && key == types.NamespacedName{Namespace: d.Namespace, Name: d.Name}, false
+	}
+	ref := metav1.GetControllerOfNoCopy(existing)
+	if ref == nil || ref.Kind != "WebhookDispatcher" || ref.Name != d.Name || !strings.HasPrefix(ref.APIVersion, hooklinev1.GroupVersion.Group+"/") {
+		return false, false
+	}
+	if ref.UID != d.UID {
+		return false, true
+	}
+	return true, false
+}
+
 // dispatcherOwner is the controller reference every object in the
 // dispatcher's namespace carries, so it is garbage collected with it and
 // its changes reach the dispatcher's reconciler.
@@ -154,8 +241,8 @@ func dispatcherOwner(d *hooklinev1.WebhookDispatcher) *metav1ac.OwnerReferenceAp
 }
 
 // validDispatcherSpec checks what the API server should have refused but an
-// older one (or the name, which the CRD does not constrain) lets through. The
-// message says what to change.
+// older one, without the CRD's validation rules, lets through. The message
+// says what to change.
 func validDispatcherSpec(d *hooklinev1.WebhookDispatcher) (string, bool) {
 	if d.Spec.Queue.External == nil && d.Spec.Replicas != nil && *d.Spec.Replicas > 1 {
 		return fmt.Sprintf("the embedded queue serves one replica, not %d: set replicas to 1 or use queue.external", *d.Spec.Replicas), false
@@ -170,10 +257,10 @@ func validDispatcherSpec(d *hooklinev1.WebhookDispatcher) (string, bool) {
 	name := dispatcherObjectName(d)
 	if len(name) > dispatcherMaxStatefulSetName {
 		return fmt.Sprintf("the name is too long: the dispatcher's StatefulSet %q may have at most %d characters, so the dispatcher name at most %d",
-			name, dispatcherMaxStatefulSetName, dispatcherMaxStatefulSetName-len("-dispatcher")), false
+			name, dispatcherMaxStatefulSetName, dispatcherMaxStatefulSetName-len(dispatcherObjectSuffix)), false
 	}
-	if errs := validation.IsDNS1035Label(name); len(errs) > 0 {
-		return fmt.Sprintf("the name cannot name a Service %q: it must start with a letter and hold only lower-case letters, digits and '-'", name), false
+	if errs := validation.IsDNS1035Label(d.Name); len(errs) > 0 {
+		return fmt.Sprintf("the name %q cannot name a Service: it must start with a letter, end with a letter or digit, and hold only lower-case letters, digits and '-'", d.Name), false
 	}
 	return "", true
 }
@@ -183,7 +270,6 @@ func validDispatcherSpec(d *hooklinev1.WebhookDispatcher) (string, bool) {
 // them.
 type dispatcherObjects struct {
 	serviceAccount      *corev1ac.ServiceAccountApplyConfiguration
-	role                *rbacv1ac.RoleApplyConfiguration
 	roleBinding         *rbacv1ac.RoleBindingApplyConfiguration
 	clusterRoleBinding  *rbacv1ac.ClusterRoleBindingApplyConfiguration
 	service             *corev1ac.ServiceApplyConfiguration
@@ -200,8 +286,7 @@ func renderDispatcher(d *hooklinev1.WebhookDispatcher, defaultImage, clusterRole
 	}
 	return dispatcherObjects{
 		serviceAccount:      renderDispatcherServiceAccount(d),
-		role:                renderDispatcherRole(d),
-		roleBinding:         renderDispatcherRoleBinding(d),
+		roleBinding:         renderDispatcherRoleBinding(d, clusterRole),
 		clusterRoleBinding:  renderDispatcherClusterRoleBinding(d, clusterRole),
 		service:             renderDispatcherService(d),
 		podDisruptionBudget: renderDispatcherPDB(d),
@@ -215,31 +300,23 @@ func renderDispatcherServiceAccount(d *hooklinev1.WebhookDispatcher) *corev1ac.S
 		WithOwnerReferences(dispatcherOwner(d))
 }
 
-// renderDispatcherRole grants what the dispatcher does in its own namespace:
-// its instances announce themselves and elect a status writer with Leases,
-// and it records Events. What it reads cluster-wide comes with the
-// ClusterRole.
-func renderDispatcherRole(d *hooklinev1.WebhookDispatcher) *rbacv1ac.RoleApplyConfiguration {
-	return rbacv1ac.Role(dispatcherObjectName(d), d.Namespace).
-		WithLabels(dispatcherLabels(d)).
-		WithOwnerReferences(dispatcherOwner(d)).
-		WithRules(
-			rbacv1ac.PolicyRule().
-				WithAPIGroups("coordination.k8s.io").
-				WithResources("leases").
-				WithVerbs("get", "list", "watch", "create", "update", "patch", "delete"),
-			rbacv1ac.PolicyRule().
-				WithAPIGroups("events.k8s.io").
-				WithResources("events").
-				WithVerbs("create", "patch"),
-		)
+// all is every object in the order they are applied.
+func (o dispatcherObjects) all() []dispatcherApplyConfiguration {
+	return []dispatcherApplyConfiguration{
+		o.serviceAccount, o.roleBinding, o.clusterRoleBinding,
+		o.service, o.podDisruptionBudget, o.statefulSet,
+	}
 }
 
-func renderDispatcherRoleBinding(d *hooklinev1.WebhookDispatcher) *rbacv1ac.RoleBindingApplyConfiguration {
+// renderDispatcherRoleBinding grants what the dispatcher does in its own
+// namespace (Leases, Events) by binding the local ClusterRole there
+// (dispatcherLocalClusterRole). What it reads cluster-wide comes with the
+// ClusterRoleBinding.
+func renderDispatcherRoleBinding(d *hooklinev1.WebhookDispatcher, clusterRole string) *rbacv1ac.RoleBindingApplyConfiguration {
 	return rbacv1ac.RoleBinding(dispatcherObjectName(d), d.Namespace).
 		WithLabels(dispatcherLabels(d)).
 		WithOwnerReferences(dispatcherOwner(d)).
-		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("Role").WithName(dispatcherObjectName(d))).
+		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("ClusterRole").WithName(dispatcherLocalClusterRole(clusterRole))).
 		WithSubjects(dispatcherSubject(d))
 }
 
@@ -485,18 +562,6 @@ func dispatcherConvert[T any](in any) (*T, error) {
 type dispatcherSecretAccess struct {
 	secrets    []string
 	configMaps []string
-}
-
-// dispatcherSigningSecretName is the Secret a WebhookSecret keeps its keys in.
-func dispatcherSigningSecretName(ws *hooklinev1.WebhookSecret) string {
-	switch {
-	case ws.Status.SecretName != "":
-		return ws.Status.SecretName
-	case ws.Spec.SecretName != "":
-		return ws.Spec.SecretName
-	default:
-		return ws.Name
-	}
 }
 
 // dispatcherSecretAccessFor lists, sorted and without duplicates, the Secrets

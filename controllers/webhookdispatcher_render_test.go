@@ -11,6 +11,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
@@ -74,7 +75,6 @@ func TestWebhookDispatcherRenderOwnerReferences(t *testing.T) {
 	}}
 	for name, meta := range map[string]metav1.ObjectMeta{
 		"ServiceAccount":      typed[corev1.ServiceAccount](t, objs.serviceAccount).ObjectMeta,
-		"Role":                typed[rbacv1.Role](t, objs.role).ObjectMeta,
 		"RoleBinding":         typed[rbacv1.RoleBinding](t, objs.roleBinding).ObjectMeta,
 		"Service":             typed[corev1.Service](t, objs.service).ObjectMeta,
 		"PodDisruptionBudget": typed[policyv1.PodDisruptionBudget](t, objs.podDisruptionBudget).ObjectMeta,
@@ -444,17 +444,14 @@ func TestWebhookDispatcherRenderRBAC(t *testing.T) {
 	objs := renderFixture(t, dispatcherFixture())
 	subject := []rbacv1.Subject{{Kind: "ServiceAccount", Name: "pool-dispatcher", Namespace: "platform"}}
 
-	role := typed[rbacv1.Role](t, objs.role)
-	wantRules := []rbacv1.PolicyRule{
-		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
-		{APIGroups: []string{"events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
-	}
-	if diff := cmp.Diff(wantRules, role.Rules); diff != "" {
-		t.Errorf("Role rules (-want +got):\n%s", diff)
-	}
-
+	// Leases and Events in its own namespace come from the local
+	// ClusterRole, bound there: no Role whose rules the manager would have
+	// to hold everywhere.
 	rb := typed[rbacv1.RoleBinding](t, objs.roleBinding)
-	if diff := cmp.Diff(rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "pool-dispatcher"}, rb.RoleRef); diff != "" {
+	if rb.Name != "pool-dispatcher" || rb.Namespace != "platform" {
+		t.Errorf("RoleBinding is %s/%s, want platform/pool-dispatcher", rb.Namespace, rb.Name)
+	}
+	if diff := cmp.Diff(rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "hookline-dispatcher-local"}, rb.RoleRef); diff != "" {
 		t.Errorf("RoleBinding roleRef (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(subject, rb.Subjects); diff != "" {
@@ -519,7 +516,7 @@ func TestWebhookDispatcherSecretAccess(t *testing.T) {
 
 	role, binding := renderDispatcherSecretAccess(d, "shop", access)
 	r := typed[rbacv1.Role](t, role)
-	if r.Name != "hookline-dispatcher-platform-pool" || r.Namespace != "shop" {
+	if r.Name != "hookline-dispatcher:platform:pool" || r.Namespace != "shop" {
 		t.Errorf("Role is %s/%s", r.Namespace, r.Name)
 	}
 	wantRules := []rbacv1.PolicyRule{
@@ -536,7 +533,7 @@ func TestWebhookDispatcherSecretAccess(t *testing.T) {
 		t.Errorf("labels %v do not lead back to the dispatcher", r.Labels)
 	}
 	b := typed[rbacv1.RoleBinding](t, binding)
-	if diff := cmp.Diff(rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "hookline-dispatcher-platform-pool"}, b.RoleRef); diff != "" {
+	if diff := cmp.Diff(rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "hookline-dispatcher:platform:pool"}, b.RoleRef); diff != "" {
 		t.Errorf("roleRef (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]rbacv1.Subject{{Kind: "ServiceAccount", Name: "pool-dispatcher", Namespace: "platform"}}, b.Subjects); diff != "" {
@@ -558,20 +555,103 @@ func TestWebhookDispatcherSecretAccess(t *testing.T) {
 	}
 }
 
-func TestWebhookDispatcherSigningSecretName(t *testing.T) {
+func TestWebhookDispatcherRBACNames(t *testing.T) {
+	// With dashes, "a-b"/"c" and "a"/"b-c" both made hookline-dispatcher-a-b-c.
+	tests := []struct{ namespace, name, want string }{
+		{"a-b", "c", "hookline-dispatcher:a-b:c"},
+		{"a", "b-c", "hookline-dispatcher:a:b-c"},
+		{"platform", "pool", "hookline-dispatcher:platform:pool"},
+	}
+	seen := map[string]string{}
+	for _, tt := range tests {
+		d := dispatcherFixture(func(d *hooklinev1.WebhookDispatcher) { d.Namespace, d.Name = tt.namespace, tt.name })
+		for what, got := range map[string]string{
+			"Secret access Role":   dispatcherSecretRoleName(d),
+			"ClusterRoleBinding":   dispatcherClusterRoleBindingName(d),
+			"rendered Role":        typed[rbacv1.Role](t, first(renderDispatcherSecretAccess(d, "shop", dispatcherSecretAccess{}))).Name,
+			"rendered CRB":         typed[rbacv1.ClusterRoleBinding](t, renderFixture(t, d).clusterRoleBinding).Name,
+			"rendered RoleBinding": typed[rbacv1.RoleBinding](t, second(renderDispatcherSecretAccess(d, "shop", dispatcherSecretAccess{}))).Name,
+		} {
+			if got != tt.want {
+				t.Errorf("%s of %s/%s = %q, want %q", what, tt.namespace, tt.name, got, tt.want)
+			}
+		}
+		if other, ok := seen[tt.want]; ok {
+			t.Errorf("%s/%s and %s share the name %q", tt.namespace, tt.name, other, tt.want)
+		}
+		seen[tt.want] = tt.namespace + "/" + tt.name
+		if key, ok := dispatcherOfRBACName(tt.want); !ok || key.Namespace != tt.namespace || key.Name != tt.name {
+			t.Errorf("dispatcherOfRBACName(%q) = %v, %v, want %s/%s", tt.want, key, ok, tt.namespace, tt.name)
+		}
+	}
+}
+
+func first[A, B any](a A, _ B) A  { return a }
+func second[A, B any](_ A, b B) B { return b }
+
+func TestWebhookDispatchersNaming(t *testing.T) {
 	tests := []struct {
 		name string
-		ws   hooklinev1.WebhookSecret
-		want string
+		obj  metav1.ObjectMeta
+		want []types.NamespacedName
 	}{
-		{"status wins", hooklinev1.WebhookSecret{ObjectMeta: metav1.ObjectMeta{Name: "ws"}, Spec: hooklinev1.WebhookSecretSpec{SecretName: "spec"}, Status: hooklinev1.WebhookSecretStatus{SecretName: "status"}}, "status"},
-		{"spec before status", hooklinev1.WebhookSecret{ObjectMeta: metav1.ObjectMeta{Name: "ws"}, Spec: hooklinev1.WebhookSecretSpec{SecretName: "spec"}}, "spec"},
-		{"own name", hooklinev1.WebhookSecret{ObjectMeta: metav1.ObjectMeta{Name: "ws"}}, "ws"},
+		{"rendered in the dispatcher's namespace", metav1.ObjectMeta{Namespace: "platform", Name: "pool-dispatcher"},
+			[]types.NamespacedName{{Namespace: "platform", Name: "pool"}}},
+		{"ClusterRoleBinding by name", metav1.ObjectMeta{Name: "hookline-dispatcher:platform:pool"},
+			[]types.NamespacedName{{Namespace: "platform", Name: "pool"}}},
+		{"Secret access Role by name and labels", metav1.ObjectMeta{Namespace: "shop", Name: "hookline-dispatcher:platform:pool",
+			Labels: map[string]string{"hookline.dev/dispatcher-namespace": "platform", "hookline.dev/dispatcher-name": "pool"}},
+			[]types.NamespacedName{{Namespace: "platform", Name: "pool"}}},
+		{"labels alone", metav1.ObjectMeta{Namespace: "shop", Name: "whatever",
+			Labels: map[string]string{"hookline.dev/dispatcher-namespace": "platform", "hookline.dev/dispatcher-name": "pool"}},
+			[]types.NamespacedName{{Namespace: "platform", Name: "pool"}}},
+		{"just the suffix", metav1.ObjectMeta{Namespace: "platform", Name: "-dispatcher"}, nil},
+		{"cluster scoped with the suffix", metav1.ObjectMeta{Name: "pool-dispatcher"}, nil},
+		{"prefix without a name", metav1.ObjectMeta{Name: "hookline-dispatcher:platform"}, nil},
+		{"prefix with too many parts", metav1.ObjectMeta{Name: "hookline-dispatcher:platform:pool:x"}, nil},
+		{"unrelated", metav1.ObjectMeta{Namespace: "platform", Name: "web"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := dispatcherSigningSecretName(&tt.ws); got != tt.want {
-				t.Errorf("got %q, want %q", got, tt.want)
+			if diff := cmp.Diff(tt.want, dispatchersNaming(&tt.obj)); diff != "" {
+				t.Errorf("dispatchers (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestWebhookDispatcherManages(t *testing.T) {
+	d := dispatcherFixture()
+	ref := func(mutate func(*metav1.OwnerReference)) []metav1.OwnerReference {
+		r := metav1.OwnerReference{APIVersion: "hookline.dev/v1alpha1", Kind: "WebhookDispatcher", Name: "pool", UID: d.UID, Controller: ptr.To(true)}
+		mutate(&r)
+		return []metav1.OwnerReference{r}
+	}
+	ours := map[string]string{"hookline.dev/dispatcher-namespace": "platform", "hookline.dev/dispatcher-name": "pool"}
+	tests := []struct {
+		name         string
+		obj          metav1.ObjectMeta
+		byLabels     bool
+		wantManaged  bool
+		wantPrevious bool
+	}{
+		{"controlled by the dispatcher", metav1.ObjectMeta{OwnerReferences: ref(func(*metav1.OwnerReference) {})}, false, true, false},
+		{"no owner", metav1.ObjectMeta{}, false, false, false},
+		{"owned, not controlled", metav1.ObjectMeta{OwnerReferences: ref(func(r *metav1.OwnerReference) { r.Controller = nil })}, false, false, false},
+		{"controlled by another kind", metav1.ObjectMeta{OwnerReferences: ref(func(r *metav1.OwnerReference) { r.Kind = "Deployment"; r.APIVersion = "apps/v1" })}, false, false, false},
+		{"controlled by another dispatcher", metav1.ObjectMeta{OwnerReferences: ref(func(r *metav1.OwnerReference) { r.Name = "other"; r.UID = "1" })}, false, false, false},
+		{"controlled by a deleted dispatcher of the name", metav1.ObjectMeta{OwnerReferences: ref(func(r *metav1.OwnerReference) { r.UID = "earlier" })}, false, false, true},
+		{"our labels do not stand for a controller reference", metav1.ObjectMeta{Labels: ours}, false, false, false},
+		{"labelled", metav1.ObjectMeta{Labels: ours}, true, true, false},
+		{"unlabelled", metav1.ObjectMeta{OwnerReferences: ref(func(*metav1.OwnerReference) {})}, true, false, false},
+		{"labelled for another namespace", metav1.ObjectMeta{Labels: map[string]string{"hookline.dev/dispatcher-namespace": "elsewhere", "hookline.dev/dispatcher-name": "pool"}}, true, false, false},
+		{"labelled for another name", metav1.ObjectMeta{Labels: map[string]string{"hookline.dev/dispatcher-namespace": "platform", "hookline.dev/dispatcher-name": "other"}}, true, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			managed, previous := dispatcherManages(d, &tt.obj, tt.byLabels)
+			if managed != tt.wantManaged || previous != tt.wantPrevious {
+				t.Errorf("got managed %v, previous %v; want %v, %v", managed, previous, tt.wantManaged, tt.wantPrevious)
 			}
 		})
 	}
@@ -606,6 +686,7 @@ func TestWebhookDispatcherValidSpec(t *testing.T) {
 		{"name too long", func(d *hooklinev1.WebhookDispatcher) { d.Name = strings.Repeat("a", 42) }, "at most 41"},
 		{"name not a DNS label", func(d *hooklinev1.WebhookDispatcher) { d.Name = "eu.pool" }, "cannot name a Service"},
 		{"name starting with a digit", func(d *hooklinev1.WebhookDispatcher) { d.Name = "1pool" }, "must start with a letter"},
+		{"name ending with a dash", func(d *hooklinev1.WebhookDispatcher) { d.Name = "pool-" }, "cannot name a Service"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

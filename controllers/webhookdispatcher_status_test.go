@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -93,6 +94,7 @@ func TestWebhookDispatcherStatus(t *testing.T) {
 				Address:            "http://pool-dispatcher.platform.svc:8080",
 				Replicas:           1, ReadyReplicas: 1,
 				ServiceAccountName: "pool-dispatcher",
+				Selector:           "app.kubernetes.io/instance=pool,app.kubernetes.io/name=hookline-dispatcher",
 				Conditions: []metav1.Condition{
 					{Type: "Ready", Status: "True", Reason: "Succeeded", Message: "1 of 1 dispatcher instances available", ObservedGeneration: 2, LastTransitionTime: now},
 				},
@@ -108,6 +110,7 @@ func TestWebhookDispatcherStatus(t *testing.T) {
 				Address:            "http://pool-dispatcher.platform.svc:8080",
 				Replicas:           1, ReadyReplicas: 1,
 				ServiceAccountName: "pool-dispatcher",
+				Selector:           "app.kubernetes.io/instance=pool,app.kubernetes.io/name=hookline-dispatcher",
 				Conditions: []metav1.Condition{
 					{Type: "Ready", Status: "True", Reason: "Succeeded", Message: "1 of 1 dispatcher instances available", ObservedGeneration: 2, LastTransitionTime: t0},
 				},
@@ -122,6 +125,7 @@ func TestWebhookDispatcherStatus(t *testing.T) {
 				Address:            "http://pool-dispatcher.platform.svc:8080",
 				Replicas:           1,
 				ServiceAccountName: "pool-dispatcher",
+				Selector:           "app.kubernetes.io/instance=pool,app.kubernetes.io/name=hookline-dispatcher",
 				Conditions: []metav1.Condition{
 					{Type: "Ready", Status: "False", Reason: "ReplicasUnavailable", Message: "0 of 1 dispatcher instances available", ObservedGeneration: 2, LastTransitionTime: now},
 					{Type: "Reconciling", Status: "True", Reason: "ReplicasUnavailable", Message: "0 of 1 dispatcher instances available", ObservedGeneration: 2, LastTransitionTime: now},
@@ -148,6 +152,7 @@ func TestWebhookDispatcherStatus(t *testing.T) {
 				Address:            "http://pool-dispatcher.platform.svc:8080",
 				Replicas:           1, ReadyReplicas: 1,
 				ServiceAccountName: "pool-dispatcher",
+				Selector:           "app.kubernetes.io/instance=pool,app.kubernetes.io/name=hookline-dispatcher",
 				Conditions: []metav1.Condition{
 					{Type: "Ready", Status: "False", Reason: "ApplyFailed", Message: "applying Service platform/pool-dispatcher: forbidden", ObservedGeneration: 2, LastTransitionTime: now},
 					{Type: "Reconciling", Status: "True", Reason: "ApplyFailed", Message: "applying Service platform/pool-dispatcher: forbidden", ObservedGeneration: 2, LastTransitionTime: now},
@@ -161,6 +166,71 @@ func TestWebhookDispatcherStatus(t *testing.T) {
 			got := dispatcherStatus(d, tt.sts, tt.out, now)
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("status (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestWebhookDispatcherRefusedMessage(t *testing.T) {
+	// What the API server answers to a StatefulSet whose volume claims
+	// changed: the whole old and new values, quoted.
+	dump := "Invalid value: []core.PersistentVolumeClaim{core.PersistentVolumeClaim{TypeMeta:v1.TypeMeta{Kind:\"\", APIVersion:\"\"}" +
+		strings.Repeat(", ObjectMeta:v1.ObjectMeta{Name:\"data\"}", 40) + "}: field is immutable"
+	tests := []struct {
+		name   string
+		kind   string
+		causes []metav1.StatusCause
+		want   string
+	}{
+		{"the queue's volume", "StatefulSet", []metav1.StatusCause{
+			{Type: metav1.CauseTypeFieldValueInvalid, Field: "spec.volumeClaimTemplates", Message: dump},
+		}, "StatefulSet shop/pool-dispatcher cannot take the change to spec.volumeClaimTemplates: the embedded queue's volume cannot change " +
+			"once created (StatefulSet volume claims are immutable); restore spec.queue, or create a new dispatcher to move"},
+		{"the queue's volume among others", "StatefulSet", []metav1.StatusCause{
+			{Type: metav1.CauseTypeFieldValueInvalid, Field: "spec.selector", Message: dump},
+			{Type: metav1.CauseTypeFieldValueInvalid, Field: "spec.volumeClaimTemplates", Message: dump},
+		}, "StatefulSet shop/pool-dispatcher cannot take the change to spec.volumeClaimTemplates: the embedded queue's volume cannot change " +
+			"once created (StatefulSet volume claims are immutable); restore spec.queue, or create a new dispatcher to move"},
+		{"other fields, named once each", "Service", []metav1.StatusCause{
+			{Type: metav1.CauseTypeFieldValueInvalid, Field: "spec.clusterIP", Message: dump},
+			{Type: metav1.CauseTypeFieldValueRequired, Field: "spec.ports[0].port", Message: "Required value"},
+			{Type: metav1.CauseTypeFieldValueInvalid, Field: "spec.clusterIP", Message: dump},
+		}, "Service shop/pool-dispatcher refuses the rendered spec.clusterIP (invalid), spec.ports[0].port (required)"},
+		{"many fields", "Service", []metav1.StatusCause{
+			{Type: metav1.CauseTypeForbidden, Field: "a"}, {Type: metav1.CauseTypeFieldValueNotSupported, Field: "b"},
+			{Type: metav1.CauseTypeTooLong, Field: "c"}, {Type: metav1.CauseTypeFieldValueDuplicate, Field: "d"}, {Type: metav1.CauseTypeTooMany, Field: "e"},
+		}, "Service shop/pool-dispatcher refuses the rendered a (forbidden), b (unsupported value), c (too long), 2 more"},
+		{"no causes", "PodDisruptionBudget", nil, "PodDisruptionBudget shop/pool-dispatcher refuses the rendered object as invalid"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := dispatcherRefusedMessage(tt.kind, "shop/pool-dispatcher", tt.causes)
+			if got != tt.want {
+				t.Errorf("message\n got %q\nwant %q", got, tt.want)
+			}
+			if strings.Contains(got, "core.PersistentVolumeClaim") {
+				t.Errorf("the message quotes the refused value: %q", got)
+			}
+		})
+	}
+}
+
+func TestWebhookDispatcherConflictOutcome(t *testing.T) {
+	tests := []struct {
+		name     string
+		previous bool
+		want     outcome
+	}{
+		{"someone else's", false, outcome{phaseStalled, "ObjectConflict",
+			"Service shop/pool-dispatcher exists and is not this dispatcher's: delete it, or give the dispatcher another name"}},
+		{"a deleted dispatcher's", true, outcome{phaseProgressing, hooklinev1.ReasonProgressing,
+			"Waiting for the garbage collector to delete Service shop/pool-dispatcher, left by a deleted dispatcher of the same name"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := dispatcherConflictOutcome("Service", "shop/pool-dispatcher", tt.previous)
+			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(outcome{})); diff != "" {
+				t.Errorf("outcome (-want +got):\n%s", diff)
 			}
 		})
 	}

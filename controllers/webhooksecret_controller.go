@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -46,8 +47,8 @@ const (
 	indexWebhookSecretTarget = ".webhooksecret.secretName"
 )
 
-// errStaleSecret says the Secret changed since the cache showed it; the
-// watch brings the newer version and another reconciliation.
+// errStaleSecret says someone else wrote the Secret between this
+// reconciliation's read and its write; the next one reads it again.
 var errStaleSecret = errors.New("the Secret changed since it was read")
 
 // WebhookSecretReconciler reconciles WebhookSecrets: it generates signing
@@ -60,28 +61,35 @@ type WebhookSecretReconciler struct {
 	APIReader client.Reader
 	// Clock decides every rotation and expiry; tests use a fake one.
 	Clock clock.WithTicker
+
+	// stalls keeps a Stalled WebhookSecret to one Warning per problem.
+	stalls stallWarnings
 }
 
 // +kubebuilder:rbac:groups=hookline.dev,resources=webhooksecrets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=hookline.dev,resources=webhooksecrets/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups=hookline.dev,resources=webhooksecrets/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the reconciler and the index it needs.
 func (r *WebhookSecretReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &hooklinev1.WebhookSecret{}, indexWebhookSecretTarget,
-		func(o client.Object) []string { return []string{secretNameFor(o.(*hooklinev1.WebhookSecret))} }); err != nil {
+		func(o client.Object) []string { return []string{signingSecretName(o.(*hooklinev1.WebhookSecret))} }); err != nil {
 		return fmt.Errorf("indexing WebhookSecrets by Secret name: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&hooklinev1.WebhookSecret{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		// Secrets are watched by their metadata only, so that no key (nor
+		// any other Secret's data) enters the manager's cache; Reconcile
+		// reads the one Secret it needs from the API server.
+		//
 		// A deleted or edited Secret is repaired at once.
-		Owns(&corev1.Secret{}).
+		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		// A Secret nobody (or another WebhookSecret) controls blocks the
 		// WebhookSecrets that target its name; they resume when it goes.
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.webhookSecretsTargeting)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.webhookSecretsTargeting), builder.OnlyMetadata).
 		Complete(r)
 }
 
@@ -98,7 +106,11 @@ func (r *WebhookSecretReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	log := ctrl.LoggerFrom(ctx)
 	ws := &hooklinev1.WebhookSecret{}
 	if err := r.Get(ctx, req.NamespacedName, ws); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			r.stalls.forget(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("getting WebhookSecret %s: %w", req.NamespacedName, err)
 	}
 	if !ws.DeletionTimestamp.IsZero() {
 		// The garbage collector removes the Secret through its owner
@@ -108,8 +120,11 @@ func (r *WebhookSecretReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	// Times are stored with second precision; truncating keeps what is
 	// decided equal to what is recorded.
 	now := r.Clock.Now().UTC().Truncate(time.Second)
-	obs := webhookSecretObservation{secretName: secretNameFor(ws)}
+	obs := webhookSecretObservation{secretName: signingSecretName(ws)}
 	writeStatus := true
+	// What a Stalled outcome's Warning names besides the WebhookSecret:
+	// the action that cannot be taken and the object in the way, if any.
+	stallAction, stallRelated := "Reconcile", runtime.Object(nil)
 	defer func() {
 		if !writeStatus {
 			return
@@ -117,6 +132,11 @@ func (r *WebhookSecretReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		st := webhookSecretStatus(ws, obs, now)
 		if err := applyStatus(ctx, r.Client, ws, &st); err != nil {
 			retErr = errors.Join(retErr, err)
+		}
+		// The same problem found again (every change of a conflicting
+		// Secret brings one) is not told again.
+		if r.stalls.due(req.NamespacedName, ws.Status.Conditions, obs.out) {
+			r.Recorder.Eventf(ws, stallRelated, corev1.EventTypeWarning, obs.out.reason, stallAction, "%s", obs.out.message)
 		}
 	}()
 
@@ -127,24 +147,31 @@ func (r *WebhookSecretReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	if conflict {
 		obs.out = secretConflictOutcome(obs.secretName)
-		r.Recorder.Eventf(ws, secret, corev1.EventTypeWarning, hooklinev1.ReasonSecretConflict, "ApplySecret",
-			"Secret %s exists and is not controlled by this WebhookSecret; it is left untouched", obs.secretName)
+		stallAction, stallRelated = "ApplySecret", secret
 		return ctrl.Result{}, nil
 	}
 
 	p, err := policyFor(ws.Spec)
 	if err != nil {
 		obs.out = invalidSpecOutcome(err)
-		r.Recorder.Eventf(ws, nil, corev1.EventTypeWarning, hooklinev1.ReasonInvalidSpec, "Validate", "Invalid spec: %s", err.Error())
+		stallAction = "Validate"
 		return ctrl.Result{}, nil
 	}
 	obs.interval = p.interval
 
+	if secret != nil && !secret.DeletionTimestamp.IsZero() {
+		// Keys written now would go with it; its deletion brings this
+		// WebhookSecret back to create a new one.
+		obs.out = secretDeletingOutcome(obs.secretName)
+		return ctrl.Result{}, nil
+	}
+
 	next, err := r.reconcileKeys(ctx, ws, secret, &obs, p, now)
 	switch {
 	case errors.Is(err, errStaleSecret):
-		// Nothing is wrong that status should show: the cache is behind
-		// and its update brings this WebhookSecret back.
+		// Nothing is wrong that status should show: someone wrote the
+		// Secret since it was read, and what was decided from the older
+		// version is not written.
 		log.V(1).Info("Secret changed since it was read, retrying", "secret", obs.secretName)
 		writeStatus = false
 		return ctrl.Result{RequeueAfter: time.Second}, nil
@@ -159,13 +186,14 @@ func (r *WebhookSecretReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	return result, nil
 }
 
-// observeSecret reads the target Secret from the cache, and the keys it
-// holds into obs. It returns the Secret (nil if there is none) and whether
-// someone other than this WebhookSecret controls it; such a Secret is
-// never read further nor written.
+// observeSecret reads the target Secret from the API server (the manager
+// caches Secrets' metadata only), and the keys it holds into obs. It
+// returns the Secret (nil if there is none) and whether someone other than
+// this WebhookSecret controls it; such a Secret is never read further nor
+// written, and is returned without its data.
 func (r *WebhookSecretReconciler) observeSecret(ctx context.Context, ws *hooklinev1.WebhookSecret, obs *webhookSecretObservation, now time.Time) (*corev1.Secret, bool, error) {
 	secret := &corev1.Secret{}
-	err := r.Get(ctx, types.NamespacedName{Namespace: ws.Namespace, Name: obs.secretName}, secret)
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ws.Namespace, Name: obs.secretName}, secret)
 	switch {
 	case apierrors.IsNotFound(err):
 		obs.observed = true
@@ -175,6 +203,7 @@ func (r *WebhookSecretReconciler) observeSecret(ctx context.Context, ws *hooklin
 	}
 	obs.observed = true
 	if !metav1.IsControlledBy(secret, ws) {
+		secret.Data, secret.StringData = nil, nil
 		return secret, true, nil
 	}
 	obs.keys = keysFromSecret(secret, now)
@@ -206,16 +235,30 @@ func (r *WebhookSecretReconciler) reconcileKeys(ctx context.Context, ws *hooklin
 	return d.next, nil
 }
 
-// writeSecret server-side applies the Secret holding s. The apply carries
-// the resourceVersion that was read, so a cache that lags behind (after a
-// rotation of our own, say) can never bring back or replace a key. A
-// Secret the cache does not show is created first, bare, so that a Secret
-// someone else has just created is never taken over; the keys and all
-// fields that may change later are then applied.
+// writeSecret server-side applies the Secret holding s; existing is the
+// Secret as read, nil if there was none. The apply carries the uid and
+// resourceVersion that were read, so that keys derived from an older Secret
+// never overwrite what someone else (another controller replica during a
+// leader handover, a user) wrote since, nor bring back a Secret someone
+// deleted since. A Secret that did not exist is
+// created first, bare, so that a Secret someone else has just created is
+// never taken over; the keys and all fields that may change later are then
+// applied. A Secret of another type than ours is deleted first and
+// recreated, since a Secret's type cannot change.
 func (r *WebhookSecretReconciler) writeSecret(ctx context.Context, ws *hooklinev1.WebhookSecret, existing *corev1.Secret, name string, s keyState) error {
+	if existing != nil && existing.Type != webhookSecretType {
+		if err := r.Delete(ctx, existing, client.Preconditions{UID: &existing.UID, ResourceVersion: &existing.ResourceVersion}); err != nil {
+			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+				return errStaleSecret
+			}
+			return fmt.Errorf("deleting Secret %s of type %s to recreate it: %w", name, existing.Type, err)
+		}
+		existing = nil
+	}
+	var uid types.UID
 	var resourceVersion string
 	if existing != nil {
-		resourceVersion = existing.ResourceVersion
+		uid, resourceVersion = existing.UID, existing.ResourceVersion
 	} else {
 		bare := &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ws.Namespace, Name: name, OwnerReferences: []metav1.OwnerReference{
@@ -229,9 +272,11 @@ func (r *WebhookSecretReconciler) writeSecret(ctx context.Context, ws *hooklinev
 			}
 			return fmt.Errorf("creating Secret %s: %w", name, err)
 		}
-		resourceVersion = bare.ResourceVersion
+		uid, resourceVersion = bare.UID, bare.ResourceVersion
 	}
-	ac := secretFor(ws, name, s).WithResourceVersion(resourceVersion)
+	// The uid keeps the apply from creating a Secret deleted since it was
+	// read, which the resourceVersion alone would not.
+	ac := secretFor(ws, name, s).WithUID(uid).WithResourceVersion(resourceVersion)
 	if err := r.Apply(ctx, ac, client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
 		if apierrors.IsConflict(err) {
 			return errStaleSecret
@@ -260,8 +305,12 @@ func (r *WebhookSecretReconciler) recordKeyEvents(ctx context.Context, ws *hookl
 		return
 	}
 	from := before.current.ID()
-	if from == "" {
+	switch {
+	case from != "":
+	case before.damaged:
 		from = "an unreadable key"
+	default:
+		from = "no key"
 	}
 	note := fmt.Sprintf("Rotated signing key in Secret %s from %s to %s (%s) because %s", secretName, from, after.current.ID(), after.current.Algorithm(), d.why)
 	switch {
@@ -278,20 +327,12 @@ func (r *WebhookSecretReconciler) recordKeyEvents(ctx context.Context, ws *hookl
 	r.Recorder.Eventf(ws, nil, corev1.EventTypeNormal, hooklinev1.ReasonKeyRotated, "RotateKey", "%s", note)
 }
 
-// secretNameFor is the name of the Secret ws writes.
-func secretNameFor(ws *hooklinev1.WebhookSecret) string {
-	if ws.Spec.SecretName != "" {
-		return ws.Spec.SecretName
-	}
-	return ws.Name
-}
-
 // keysFromSecret reads the keys a Secret holds. A current key that does not
 // parse is reported as damaged; a previous key that does not parse is
 // dropped, since it cannot sign. A missing or unreadable creation time is
 // taken as now (so losing it delays a rotation rather than forcing one), as
 // is one in the future; a missing expiry is left zero for the policy to
-// settle.
+// settle. A Secret of another type than ours is noted, to be replaced.
 func keysFromSecret(secret *corev1.Secret, now time.Time) keyState {
 	var s keyState
 	if secret == nil {
@@ -326,6 +367,12 @@ func keysFromSecret(secret *corev1.Secret, now time.Time) keyState {
 		}
 	}
 	s.lastRotateRequest = secret.Annotations[annotationLastRotateRequest]
+	if secret.Type != webhookSecretType {
+		s.wrongType = string(secret.Type)
+		if s.wrongType == "" {
+			s.wrongType = string(corev1.SecretTypeOpaque)
+		}
+	}
 	return s
 }
 

@@ -1,23 +1,34 @@
 package controllers
 
 import (
+	"context"
 	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/keys"
@@ -630,9 +641,9 @@ func TestWebhookSecretWriteNeverUsesAStaleRead(t *testing.T) {
 	fresh := whReady(t, ws, whKeyIsNot(whParse(t, stale, "signing-key").ID()))
 	before := whSecret(t, ns, "stale")
 
-	// A reconciler whose cache still shows the Secret before the rotation
-	// must not write what it derived from it.
-	r := &WebhookSecretReconciler{Client: k8sClient}
+	// A reconciler that read the Secret before someone else's write (the
+	// rotation, here) must not write what it derived from it.
+	r := &WebhookSecretReconciler{Client: k8sClient, APIReader: k8sClient}
 	old := keysFromSecret(stale, testClock.Now())
 	err := r.writeSecret(suiteCtx, fresh, stale, "stale", old)
 	if !errors.Is(err, errStaleSecret) {
@@ -642,16 +653,151 @@ func TestWebhookSecretWriteNeverUsesAStaleRead(t *testing.T) {
 		t.Errorf("the Secret was written from a stale read")
 	}
 
-	// A cache that has not seen a Secret yet must not take it over.
+	// A Secret deleted since it was read must not be brought back with
+	// the keys it held. (No WebhookSecret writes this one.)
+	gone := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gone"}, Type: hooklinev1.SigningKeySecretType}
+	if err := k8sClient.Create(suiteCtx, gone); err != nil {
+		t.Fatalf("creating Secret: %v", err)
+	}
+	if err := k8sClient.Delete(suiteCtx, gone); err != nil {
+		t.Fatalf("deleting Secret: %v", err)
+	}
+	err = r.writeSecret(suiteCtx, fresh, gone, "gone", old)
+	if !errors.Is(err, errStaleSecret) {
+		t.Errorf("writing a Secret deleted since it was read: error %v, want errStaleSecret", err)
+	}
+	if err := k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(gone), &corev1.Secret{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a Secret deleted since it was read was brought back (get: %v)", err)
+	}
+
+	// A Secret created after the read found none must not be taken over.
 	foreign := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "unseen"}, Data: map[string][]byte{"token": []byte("abc")}}
 	if err := k8sClient.Create(suiteCtx, foreign); err != nil {
 		t.Fatalf("creating Secret: %v", err)
 	}
 	err = r.writeSecret(suiteCtx, fresh, nil, "unseen", old)
 	if !errors.Is(err, errStaleSecret) {
-		t.Errorf("writing a Secret the cache did not show: error %v, want errStaleSecret", err)
+		t.Errorf("writing a Secret the read did not show: error %v, want errStaleSecret", err)
 	}
 	if after := whSecret(t, ns, "unseen"); after.ResourceVersion != foreign.ResourceVersion {
-		t.Errorf("a Secret the cache did not show was written: %s", whJSON(t, after))
+		t.Errorf("a Secret the read did not show was written: %s", whJSON(t, after))
+	}
+}
+
+func TestWebhookSecretReplacesSecretOfAnotherType(t *testing.T) {
+	ns := newNamespace(t)
+	oldKey, err := keys.Generate(keys.HMACSHA256, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A Secret with the WebhookSecret's keys but of type Opaque, as a
+	// restore from a backup or a hand-made copy leaves it.
+	opaque := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "retyped", Annotations: map[string]string{
+			"hookline.dev/signing-key-created-at": testClock.Now().UTC().Add(-time.Hour).Format(time.RFC3339),
+		}},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{"signing-key": []byte(oldKey.Encoded())},
+	}
+	if err := k8sClient.Create(suiteCtx, opaque); err != nil {
+		t.Fatalf("creating Secret: %v", err)
+	}
+	ws := whCreate(t, ns, "retyped")
+	waitForKstatus(t, ws, status.FailedStatus) // not its own yet
+	whEvents(t, ws, hooklinev1.ReasonSecretConflict)
+
+	// It becomes the WebhookSecret's, and keeps its type: every apply
+	// would fail, as a Secret's type cannot change.
+	opaque.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(ws, hooklinev1.GroupVersion.WithKind("WebhookSecret"))}
+	if err := k8sClient.Update(suiteCtx, opaque); err != nil {
+		t.Fatalf("adopting the Secret: %v", err)
+	}
+	got := whReady(t, ws, whKeyIsNot(""), whKeyIsNot(oldKey.ID()))
+	secret := whSecret(t, ns, "retyped")
+	if secret.Type != hooklinev1.SigningKeySecretType || secret.UID == opaque.UID || !metav1.IsControlledBy(secret, got) {
+		t.Errorf("Secret is of type %q, UID %s (was %s), controller %v: want a new Secret of type %s controlled by the WebhookSecret",
+			secret.Type, secret.UID, opaque.UID, metav1.GetControllerOf(secret), hooklinev1.SigningKeySecretType)
+	}
+	// A rotation like any other: the old key keeps signing for the
+	// overlap.
+	if cur := whParse(t, secret, "signing-key"); cur.ID() != got.Status.CurrentKeyID {
+		t.Errorf("signing-key is %s, status says %s", cur.ID(), got.Status.CurrentKeyID)
+	}
+	if prev := whParse(t, secret, "signing-key.previous"); prev.ID() != oldKey.ID() {
+		t.Errorf("signing-key.previous is %s, want the old key %s", prev.ID(), oldKey.ID())
+	}
+	if k := got.Status.Keys; len(k) != 2 || k[1].ID != oldKey.ID() || k[1].ExpiresAt == nil || !k[1].ExpiresAt.Time.Equal(k[0].CreatedAt.Add(24*time.Hour)) {
+		t.Errorf("status keys = %s, want the old key expiring 24h after the new one's creation", whJSON(t, k))
+	}
+	rotated := whEvents(t, ws, hooklinev1.ReasonKeyRotated)[0]
+	if note := rotated.Note; rotated.Type != corev1.EventTypeNormal || !strings.Contains(note, oldKey.ID()) || !strings.Contains(note, got.Status.CurrentKeyID) ||
+		!strings.Contains(note, `the Secret had type "Opaque"`) || !strings.Contains(note, "recreated") {
+		t.Errorf("KeyRotated event %s %q does not say the Secret was recreated for its type", rotated.Type, note)
+	}
+}
+
+// whRoundTripper is an http.RoundTripper made of a function.
+type whRoundTripper func(*http.Request) (*http.Response, error)
+
+func (f whRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+func TestWebhookSecretCachesSecretMetadataOnly(t *testing.T) {
+	// The controller alone in a manager of its own, which sees only an
+	// empty namespace (the suite's manager reconciles the others); every
+	// list and watch of Secrets it sends is recorded.
+	ns := newNamespace(t)
+	var mu sync.Mutex
+	var accepts []string
+	cfg := rest.CopyConfig(restConfig)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return whRoundTripper(func(req *http.Request) (*http.Response, error) {
+			if req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/secrets") {
+				mu.Lock()
+				accepts = append(accepts, req.Header.Get("Accept"))
+				mu.Unlock()
+			}
+			return rt.RoundTrip(req)
+		})
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 k8sClient.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatalf("creating a manager: %v", err)
+	}
+	r := &WebhookSecretReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("test"), Clock: testClock}
+	if err := r.SetupWithManager(mgr); err != nil {
+		t.Fatalf("setting up the controller: %v", err)
+	}
+	ctx, cancel := context.WithCancel(suiteCtx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	}()
+
+	// The controller starts its watches, and waits for them to sync,
+	// before it reconciles anything.
+	eventually(t, whTimeout, func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(accepts) > 0, "no list or watch of Secrets yet"
+	})
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		t.Fatalf("the cache did not sync")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, accept := range accepts {
+		if !strings.Contains(accept, "as=PartialObjectMetadata") {
+			t.Errorf("Secrets were listed or watched with their contents (Accept: %s)", accept)
+		}
 	}
 }

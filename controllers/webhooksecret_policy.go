@@ -69,6 +69,10 @@ type keyState struct {
 	currentCreatedAt time.Time
 	// damaged says the Secret holds a current key that does not parse.
 	damaged bool
+	// wrongType is the Secret's type when it is not
+	// hooklinev1.SigningKeySecretType (someone recreated the Secret with
+	// another one). A type cannot change, so such a Secret is replaced.
+	wrongType string
 
 	// previous still signs until previousExpiresAt; the zero Key if none.
 	previous          keys.Key
@@ -86,6 +90,8 @@ type rotateReason int
 
 const (
 	rotateNone rotateReason = iota
+	// rotateSecretType: the Secret has another type and is replaced.
+	rotateSecretType
 	// rotateCreate: the Secret holds no key yet.
 	rotateCreate
 	// rotateDamaged: the Secret's current key does not parse.
@@ -122,6 +128,9 @@ func (d decision) rotate() bool { return d.reason != rotateNone }
 func rotationDecision(now time.Time, p rotationPolicy, s keyState, request string) decision {
 	var d decision
 	switch {
+	case s.wrongType != "":
+		d.reason, d.why = rotateSecretType, fmt.Sprintf("the Secret had type %q, and as a type cannot change the Secret was recreated with type %q",
+			s.wrongType, hooklinev1.SigningKeySecretType)
 	case s.damaged:
 		d.reason, d.why = rotateDamaged, "the current key in the Secret could not be parsed"
 	case s.current.IsZero():
@@ -174,7 +183,7 @@ func previousExpiry(p rotationPolicy, s keyState) time.Time {
 // is dropped at once.
 func nextKeys(now time.Time, p rotationPolicy, s keyState, d decision, newKey keys.Key, request string) keyState {
 	out := s
-	out.damaged = false
+	out.damaged, out.wrongType = false, ""
 	if !out.previous.IsZero() {
 		out.previousExpiresAt = previousExpiry(p, s)
 	}

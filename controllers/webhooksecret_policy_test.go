@@ -105,6 +105,7 @@ type whKeysSummary struct {
 	Current, Previous                                string
 	CurrentCreated, PreviousCreated, PreviousExpires time.Time
 	Damaged                                          bool
+	WrongType                                        string
 	LastRequest                                      string
 }
 
@@ -118,7 +119,7 @@ func whSummarize(s keyState) whKeysSummary {
 	return whKeysSummary{
 		Current: id(s.current), Previous: id(s.previous),
 		CurrentCreated: s.currentCreatedAt, PreviousCreated: s.previousCreatedAt, PreviousExpires: s.previousExpiresAt,
-		Damaged: s.damaged, LastRequest: s.lastRotateRequest,
+		Damaged: s.damaged, WrongType: s.wrongType, LastRequest: s.lastRotateRequest,
 	}
 }
 
@@ -236,6 +237,18 @@ func TestWebhookSecretRotationDecision(t *testing.T) {
 			state: keyState{damaged: true}, request: "7",
 			wantReason: rotateDamaged,
 			wantAfter:  whKeysSummary{Current: "new", CurrentCreated: whAt(time.Minute), LastRequest: "7"},
+		},
+		{
+			name: "Secret of another type: rotate, keep the old key for the overlap", now: whAt(time.Minute), policy: hmac(time.Hour, 30*time.Minute),
+			state:      keyState{current: whHMAC1, currentCreatedAt: whT0, wrongType: "Opaque"},
+			wantReason: rotateSecretType, wantNext: whAt(31 * time.Minute),
+			wantAfter: whKeysSummary{Current: "new", CurrentCreated: whAt(time.Minute), Previous: whHMAC1.ID(), PreviousCreated: whT0, PreviousExpires: whAt(31 * time.Minute)},
+		},
+		{
+			name: "Secret of another type outranks a damaged key and an algorithm change", now: whAt(time.Minute), policy: ed(0, time.Hour),
+			state:      keyState{damaged: true, wrongType: "Opaque"},
+			wantReason: rotateSecretType,
+			wantAfter:  whKeysSummary{Current: "new", CurrentCreated: whAt(time.Minute)},
 		},
 		{
 			name: "algorithm change outranks a rotate request, which it acts upon", now: whAt(time.Minute), policy: ed(0, time.Hour), state: single, request: "7",
@@ -363,6 +376,8 @@ func TestWebhookSecretRotationWhy(t *testing.T) {
 	}{
 		{"create", rotationPolicy{algorithm: keys.HMACSHA256}, keyState{}, "", "no signing key"},
 		{"damaged", rotationPolicy{algorithm: keys.HMACSHA256}, keyState{damaged: true}, "", "could not be parsed"},
+		{"Secret type", rotationPolicy{algorithm: keys.HMACSHA256}, keyState{current: whHMAC1, currentCreatedAt: whT0, wrongType: "Opaque"}, "",
+			`the Secret had type "Opaque", and as a type cannot change the Secret was recreated with type "hookline.dev/signing-key"`},
 		{"algorithm", rotationPolicy{algorithm: keys.Ed25519}, keyState{current: whHMAC1, currentCreatedAt: whT0}, "", "from HMAC-SHA256 to Ed25519"},
 		{"request", rotationPolicy{algorithm: keys.HMACSHA256}, keyState{current: whHMAC1, currentCreatedAt: whT0}, "2026-06-01", `hookline.dev/rotate="2026-06-01"`},
 		{"interval", rotationPolicy{algorithm: keys.HMACSHA256, interval: time.Hour}, keyState{current: whHMAC1, currentCreatedAt: whT0}, "", "interval of 1h0m0s has elapsed"},
@@ -554,7 +569,7 @@ func TestWebhookSecretLongNameHasNoNameLabel(t *testing.T) {
 func TestWebhookSecretKeysFromSecret(t *testing.T) {
 	now := whAt(10 * time.Hour)
 	secret := func(data map[string]string, annotations map[string]string) *corev1.Secret {
-		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Annotations: annotations}, Data: map[string][]byte{}}
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Annotations: annotations}, Type: "hookline.dev/signing-key", Data: map[string][]byte{}}
 		for k, v := range data {
 			s.Data[k] = []byte(v)
 		}
@@ -633,6 +648,24 @@ func TestWebhookSecretKeysFromSecret(t *testing.T) {
 			whKeysSummary{Current: whHMAC2.ID(), CurrentCreated: now},
 		},
 		{
+			"Secret of another type: the keys and the type",
+			func() *corev1.Secret {
+				s := secret(map[string]string{"signing-key": whHMAC2.Encoded()}, full)
+				s.Type = corev1.SecretTypeOpaque
+				return s
+			}(),
+			whKeysSummary{Current: whHMAC2.ID(), CurrentCreated: whAt(5 * time.Hour), WrongType: "Opaque", LastRequest: "abc"},
+		},
+		{
+			"Secret without a type is Opaque",
+			func() *corev1.Secret {
+				s := secret(map[string]string{"signing-key": whHMAC2.Encoded()}, full)
+				s.Type = ""
+				return s
+			}(),
+			whKeysSummary{Current: whHMAC2.ID(), CurrentCreated: whAt(5 * time.Hour), WrongType: "Opaque", LastRequest: "abc"},
+		},
+		{
 			"times with an offset are read as UTC",
 			secret(map[string]string{"signing-key": whHMAC2.Encoded()}, map[string]string{"hookline.dev/signing-key-created-at": "2026-01-01T07:00:00+02:00"}),
 			whKeysSummary{Current: whHMAC2.ID(), CurrentCreated: whAt(5 * time.Hour)},
@@ -648,13 +681,13 @@ func TestWebhookSecretKeysFromSecret(t *testing.T) {
 	}
 }
 
-func TestWebhookSecretSecretNameFor(t *testing.T) {
+func TestWebhookSecretSigningSecretName(t *testing.T) {
 	ws := whFixture("payments")
-	if got := secretNameFor(ws); got != "payments" {
+	if got := signingSecretName(ws); got != "payments" {
 		t.Errorf("default Secret name = %q, want the WebhookSecret's name", got)
 	}
 	ws.Spec.SecretName = "payments-signing"
-	if got := secretNameFor(ws); got != "payments-signing" {
+	if got := signingSecretName(ws); got != "payments-signing" {
 		t.Errorf("Secret name = %q, want spec.secretName", got)
 	}
 }

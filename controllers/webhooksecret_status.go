@@ -91,6 +91,17 @@ func secretConflictOutcome(secretName string) outcome {
 	}
 }
 
+// secretDeletingOutcome is the outcome while this WebhookSecret's Secret
+// is being deleted (a finalizer holds it): a new one is created once it is
+// gone.
+func secretDeletingOutcome(secretName string) outcome {
+	return outcome{
+		phase:   phaseProgressing,
+		reason:  hooklinev1.ReasonProgressing,
+		message: fmt.Sprintf("Secret %s is being deleted; a new one with a new signing key is created once it is gone", secretName),
+	}
+}
+
 // invalidSpecOutcome is the outcome for a spec admission should have
 // refused.
 func invalidSpecOutcome(err error) outcome {

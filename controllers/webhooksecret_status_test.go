@@ -234,6 +234,15 @@ func TestWebhookSecretStalledOutcomes(t *testing.T) {
 	}
 }
 
+func TestWebhookSecretDeletingOutcome(t *testing.T) {
+	// Waiting for a Secret to go is progress, not a problem to report.
+	got := secretDeletingOutcome("payments")
+	if got.phase != phaseProgressing || got.reason != hooklinev1.ReasonProgressing ||
+		got.message != "Secret payments is being deleted; a new one with a new signing key is created once it is gone" {
+		t.Errorf("outcome = %+v", got)
+	}
+}
+
 func TestWebhookSecretStatusHasNoKeyMaterial(t *testing.T) {
 	states := []keyState{
 		{current: whHMAC2, currentCreatedAt: whAt(time.Hour), previous: whHMAC1, previousCreatedAt: whT0, previousExpiresAt: whAt(2 * time.Hour)},

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -52,11 +52,8 @@ type WebhookSubscriptionReconciler struct {
 	Clock             clock.WithTicker
 	DefaultDispatcher types.NamespacedName
 
-	// stalledNotes remembers, per subscription, the Stalled reason and
-	// message last reported by an Event. The status says the same once
-	// written, but a reconcile may read a cached status older than its own
-	// last write; this keeps it from reporting the same refusal twice.
-	stalledNotes sync.Map // types.NamespacedName -> string
+	// stalls keeps a refusal from being reported by more than one Warning.
+	stalls stallWarnings
 }
 
 // +kubebuilder:rbac:groups=hookline.dev,resources=webhooksubscriptions,verbs=get;list;watch
@@ -71,6 +68,8 @@ type WebhookSubscriptionReconciler struct {
 // SetupWithManager registers the field indexes on referenced Secrets and
 // ConfigMaps, and the watches: subscriptions on generation changes, and
 // each referenced kind mapped back to the subscriptions that use it.
+// Secrets and ConfigMaps are watched as metadata only, so the manager never
+// caches their contents; reconciliation reads them through APIReader.
 func (r *WebhookSubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	ctx := context.Background()
 	idx := mgr.GetFieldIndexer()
@@ -96,9 +95,11 @@ func (r *WebhookSubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error
 			handler.EnqueueRequestsFromMapFunc(r.subscriptionsInNamespace),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Watches(&corev1.Secret{},
-			handler.EnqueueRequestsFromMapFunc(r.subscriptionsIndexedBy(indexSubscriptionReferencedSecrets))).
+			handler.EnqueueRequestsFromMapFunc(r.subscriptionsIndexedBy(indexSubscriptionReferencedSecrets)),
+			builder.OnlyMetadata).
 		Watches(&corev1.ConfigMap{},
-			handler.EnqueueRequestsFromMapFunc(r.subscriptionsIndexedBy(indexSubscriptionReferencedConfigMaps))).
+			handler.EnqueueRequestsFromMapFunc(r.subscriptionsIndexedBy(indexSubscriptionReferencedConfigMaps)),
+			builder.OnlyMetadata).
 		Complete(r)
 }
 
@@ -152,7 +153,7 @@ func (r *WebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.
 	sub := &hooklinev1.WebhookSubscription{}
 	if err := r.Get(ctx, req.NamespacedName, sub); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.stalledNotes.Delete(req.NamespacedName)
+			r.stalls.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -167,7 +168,9 @@ func (r *WebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.
 			out = errorOutcome(retErr)
 		}
 		desired := subscriptionStatus(sub, out, dispatcher.String(), metav1.NewTime(r.Clock.Now()))
-		r.reportStalled(req.NamespacedName, sub, out)
+		if r.stalls.due(req.NamespacedName, sub.Status.Conditions, out) {
+			r.Recorder.Eventf(sub, nil, corev1.EventTypeWarning, out.reason, "Reconcile", "%s", out.message)
+		}
 		// Applied even when the cached status looks the same: the cache may
 		// not show this controller's last write yet, and an apply that
 		// changes nothing writes nothing.
@@ -195,22 +198,6 @@ func (r *WebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.
 	}
 	out = subscriptionReadyOutcome(&sub.Spec, dispatcher)
 	return ctrl.Result{}, nil
-}
-
-// reportStalled records a Warning Event when the subscription becomes
-// Stalled, or Stalled for another reason, once per change.
-func (r *WebhookSubscriptionReconciler) reportStalled(key types.NamespacedName, sub *hooklinev1.WebhookSubscription, out outcome) {
-	if out.phase != phaseStalled {
-		r.stalledNotes.Delete(key)
-		return
-	}
-	note := out.reason + "\n" + out.message
-	if prev, ok := r.stalledNotes.Swap(key, note); ok && prev == note {
-		return
-	}
-	if subscriptionStalledEventDue(sub.Status.Conditions, out) {
-		r.Recorder.Eventf(sub, nil, corev1.EventTypeWarning, out.reason, "Reconcile", "%s", out.message)
-	}
 }
 
 // The steps return done=true with the outcome that ends the reconciliation,
@@ -257,34 +244,59 @@ func (r *WebhookSubscriptionReconciler) checkWebhookSecret(ctx context.Context, 
 	return o, done, nil
 }
 
+// checkReferencedObjects reads each Secret and ConfigMap the headers and
+// TLS settings name straight from the API server (their contents are not
+// cached), once per object, and checks that the keys are there.
 func (r *WebhookSubscriptionReconciler) checkReferencedObjects(ctx context.Context, sub *hooklinev1.WebhookSubscription, _ types.NamespacedName) (outcome, bool, error) {
+	keysOf := map[subscriptionObjectID]sets.Set[string]{}
 	for _, ref := range subscriptionObjectRefList(&sub.Spec) {
-		key := types.NamespacedName{Namespace: sub.Namespace, Name: ref.name}
-		var present func(string) bool
-		var err error
-		switch ref.kind {
-		case subscriptionRefConfigMap:
-			cm := &corev1.ConfigMap{}
-			err = r.Get(ctx, key, cm)
-			present = func(k string) bool {
-				_, inData := cm.Data[k]
-				_, inBinary := cm.BinaryData[k]
-				return inData || inBinary
+		id := subscriptionObjectID{ref.kind, ref.name}
+		keys, seen := keysOf[id]
+		if !seen {
+			var found bool
+			var err error
+			keys, found, err = r.referencedKeys(ctx, sub.Namespace, id)
+			if err != nil {
+				return outcome{}, false, err
 			}
-		default:
-			secret := &corev1.Secret{}
-			err = r.Get(ctx, key, secret)
-			present = func(k string) bool { _, ok := secret.Data[k]; return ok }
+			if !found {
+				return subscriptionRefOutcome(ref, false, ""), true, nil
+			}
+			keysOf[id] = keys
 		}
-		if apierrors.IsNotFound(err) {
-			return subscriptionRefOutcome(ref, false, ""), true, nil
-		}
-		if err != nil {
-			return outcome{}, false, fmt.Errorf("getting %s %s: %w", ref.kind, ref.name, err)
-		}
-		if k := subscriptionMissingKey(ref, present); k != "" {
+		if k := subscriptionMissingKey(ref, keys.Has); k != "" {
 			return subscriptionRefOutcome(ref, true, k), true, nil
 		}
 	}
 	return outcome{}, false, nil
+}
+
+// subscriptionObjectID is a referenced Secret or ConfigMap in the
+// subscription's namespace.
+type subscriptionObjectID struct{ kind, name string }
+
+// referencedKeys gets the object through the API reader and returns the
+// names of its keys (values go no further); found is false when it does
+// not exist.
+func (r *WebhookSubscriptionReconciler) referencedKeys(ctx context.Context, namespace string, id subscriptionObjectID) (keys sets.Set[string], found bool, err error) {
+	key := types.NamespacedName{Namespace: namespace, Name: id.name}
+	switch id.kind {
+	case subscriptionRefConfigMap:
+		cm := &corev1.ConfigMap{}
+		if err = r.APIReader.Get(ctx, key, cm); err == nil {
+			keys = sets.KeySet(cm.Data).Union(sets.KeySet(cm.BinaryData))
+		}
+	default:
+		secret := &corev1.Secret{}
+		if err = r.APIReader.Get(ctx, key, secret); err == nil {
+			keys = sets.KeySet(secret.Data)
+		}
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("getting %s %s: %w", id.kind, id.name, err)
+	}
+	return keys, true, nil
 }

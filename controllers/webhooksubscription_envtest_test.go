@@ -170,7 +170,7 @@ func TestWebhookSubscriptionBecomesReady(t *testing.T) {
 		t.Errorf("status.dispatcher = %q, want %q", got.Status.Dispatcher, want)
 	}
 	ready := whsubCondition(t, got, hooklinev1.ConditionReady)
-	if want := "Delivering to example.com:8443 through " + ns + "/d"; ready.Message != want {
+	if want := "Valid; events for example.com:8443 go through " + ns + "/d"; ready.Message != want {
 		t.Errorf("Ready message = %q, want %q", ready.Message, want)
 	}
 	for _, typ := range []string{hooklinev1.ConditionReconciling, hooklinev1.ConditionStalled} {
@@ -199,8 +199,8 @@ func TestWebhookSubscriptionBecomesReady(t *testing.T) {
 
 	whsubUpdate(t, sub, func(s *hooklinev1.WebhookSubscription) { s.Spec.Suspend = true })
 	got = whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
-	if msg := whsubCondition(t, got, hooklinev1.ConditionReady).Message; !strings.HasPrefix(msg, "Suspended by spec.suspend") {
-		t.Errorf("Ready message of a suspended subscription = %q", msg)
+	if msg, want := whsubCondition(t, got, hooklinev1.ConditionReady).Message, "Suspended by spec.suspend; otherwise valid, events for example.com:8443 go through "+ns+"/d once resumed"; msg != want {
+		t.Errorf("Ready message of a suspended subscription = %q, want %q", msg, want)
 	}
 	waitForKstatus(t, sub, status.CurrentStatus)
 	if c := whsubCondition(t, got, hooklinev1.ConditionAccepted); c.Message != "served by d-dispatcher-0" {
@@ -294,7 +294,7 @@ func TestWebhookSubscriptionDispatcherNamespacePolicy(t *testing.T) {
 		n.Labels[label] = "on"
 	})
 	got = whsubWaitForReady(t, sub, types.NamespacedName{Namespace: infra, Name: "d"})
-	if c := whsubCondition(t, got, hooklinev1.ConditionReady); c.Message != "Delivering to example.com through "+infra+"/d" {
+	if c := whsubCondition(t, got, hooklinev1.ConditionReady); c.Message != "Valid; events for example.com go through "+infra+"/d" {
 		t.Errorf("Ready message = %q", c.Message)
 	}
 	waitForKstatus(t, sub, status.CurrentStatus)
@@ -320,7 +320,7 @@ func TestWebhookSubscriptionPlainHTTPPolicy(t *testing.T) {
 
 	whsubUpdate(t, dispatcher, func(d *hooklinev1.WebhookDispatcher) { d.Spec.Egress.AllowPlainHTTP = true })
 	got = whsubWaitForReady(t, sub, types.NamespacedName{Namespace: ns, Name: "d"})
-	if c := whsubCondition(t, got, hooklinev1.ConditionReady); c.Message != "Delivering to receiver.team-a.svc:8080 through "+ns+"/d" {
+	if c := whsubCondition(t, got, hooklinev1.ConditionReady); c.Message != "Valid; events for receiver.team-a.svc:8080 go through "+ns+"/d" {
 		t.Errorf("Ready message = %q", c.Message)
 	}
 	waitForKstatus(t, sub, status.CurrentStatus)
@@ -362,27 +362,33 @@ func TestWebhookSubscriptionWaitsForReferencedSecrets(t *testing.T) {
 		s.Spec.TLS = &hooklinev1.TLSSpec{CA: &hooklinev1.CASource{ConfigMapKeyRef: &hooklinev1.SecretKeyReference{Name: "bundle", Key: "ca.crt"}}}
 	})
 
-	got := whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonSecretNotFound)
+	got := whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonReferenceNotFound)
 	waitForKstatus(t, sub, status.InProgressStatus)
 	if msg := whsubCondition(t, got, hooklinev1.ConditionReady).Message; msg != "Secret auth, referenced by spec.headers[0].valueFrom.secretKeyRef, not found" {
 		t.Errorf("Ready message = %q", msg)
 	}
 
-	// The Secret appears without the key, then gains it.
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "auth"}, Data: map[string][]byte{"other": []byte(otherValue)}}
+	// The Secret appears without the key, then gains it. The message
+	// names the missing key, not the keys the Secret has.
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "auth"}, Data: map[string][]byte{"unrelated-key": []byte(otherValue)}}
 	if err := k8sClient.Create(suiteCtx, secret); err != nil {
 		t.Fatalf("creating the Secret: %v", err)
 	}
 	eventually(t, whsubTimeout, func() (bool, string) {
-		got = whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonSecretNotFound)
+		got = whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonReferenceNotFound)
 		msg := whsubCondition(t, got, hooklinev1.ConditionReady).Message
 		return msg == `Secret auth, referenced by spec.headers[0].valueFrom.secretKeyRef, has no key "token"`, fmt.Sprintf("Ready message = %q", msg)
 	})
+	for _, c := range got.Status.Conditions {
+		if strings.Contains(c.Message, "unrelated-key") {
+			t.Errorf("condition %s names a key the Secret holds: %q", c.Type, c.Message)
+		}
+	}
 	whsubUpdate(t, secret, func(s *corev1.Secret) { s.Data["token"] = []byte(headerValue) })
 
 	// Then the CA bundle is awaited, and found.
 	eventually(t, whsubTimeout, func() (bool, string) {
-		got = whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonSecretNotFound)
+		got = whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonReferenceNotFound)
 		msg := whsubCondition(t, got, hooklinev1.ConditionReady).Message
 		return msg == "ConfigMap bundle, referenced by spec.tls.ca.configMapKeyRef, not found", fmt.Sprintf("Ready message = %q", msg)
 	})

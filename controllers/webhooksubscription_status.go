@@ -42,13 +42,20 @@ func validateSubscriptionSpec(spec *hooklinev1.WebhookSubscriptionSpec) error {
 	if spec.Signing.SecretRef.Namespace != "" {
 		return errors.New("spec.signing.secretRef.namespace: must not be set: a subscription only uses secrets in its own namespace")
 	}
+	fromSecrets := 0
 	for i, h := range spec.Headers {
+		if h.ValueFrom != nil {
+			fromSecrets++
+		}
 		if (h.Value != nil) == (h.ValueFrom != nil) {
 			return fmt.Errorf("spec.headers[%d]: set exactly one of value and valueFrom", i)
 		}
 		if subscriptionReservedHeader(h.Name) {
 			return fmt.Errorf("spec.headers[%d].name: %q is set by Hookline and cannot be overridden", i, h.Name)
 		}
+	}
+	if fromSecrets > subscriptionMaxSecretHeaders {
+		return fmt.Errorf("spec.headers: at most %d headers may take their value from a Secret", subscriptionMaxSecretHeaders)
 	}
 	if tls := spec.TLS; tls != nil && tls.CA != nil && (tls.CA.SecretKeyRef != nil) == (tls.CA.ConfigMapKeyRef != nil) {
 		return errors.New("spec.tls.ca: set exactly one of secretKeyRef and configMapKeyRef")
@@ -73,6 +80,12 @@ func validateSubscriptionSpec(spec *hooklinev1.WebhookSubscriptionSpec) error {
 	}
 	return nil
 }
+
+// subscriptionMaxSecretHeaders is how many headers may take their value from
+// a Secret. It keeps the Secrets a subscription names within what the
+// admission policy can authorize: every authorization check has a fixed CEL
+// cost, and the policy's budget allows about two dozen.
+const subscriptionMaxSecretHeaders = 8
 
 // subscriptionReservedHeader says whether Hookline sets the header itself: the
 // signature scheme's webhook-* headers and those the HTTP client owns.
@@ -160,14 +173,15 @@ func subscriptionMissingKey(ref subscriptionObjectRef, present func(key string) 
 }
 
 // subscriptionRefOutcome is the outcome for a referenced Secret or ConfigMap that
-// is missing (found false) or lacks a key. It names the object, the key and
-// the field, never a value.
+// is missing (found false) or lacks the key the spec names. It names the
+// object, the field and that key: never a value, nor the keys the object
+// has.
 func subscriptionRefOutcome(ref subscriptionObjectRef, found bool, key string) outcome {
 	msg := fmt.Sprintf("%s %s, referenced by %s, not found", ref.kind, ref.name, ref.field)
 	if found {
 		msg = fmt.Sprintf("%s %s, referenced by %s, has no key %q", ref.kind, ref.name, ref.field, key)
 	}
-	return outcome{phase: phaseProgressing, reason: hooklinev1.ReasonSecretNotFound, message: msg}
+	return outcome{phase: phaseProgressing, reason: hooklinev1.ReasonReferenceNotFound, message: msg}
 }
 
 // subscriptionDispatcherOutcome decides whether a subscription may attach to d: the
@@ -212,17 +226,19 @@ func subscriptionSigningOutcome(s *hooklinev1.WebhookSecret) (outcome, bool) {
 	return outcome{phase: phaseProgressing, reason: hooklinev1.ReasonSecretNotReady, message: msg}, true
 }
 
-// subscriptionReadyOutcome is the outcome of a subscription that can be delivered:
-// the message names the URL's host (never its path or query, which may
-// carry a token) and the dispatcher.
+// subscriptionReadyOutcome is the outcome of a subscription whose spec and
+// references check out. The message says only what the controller knows
+// (whether deliveries succeed is the dispatcher's to report, in
+// EndpointHealthy): it names the URL's host (never its path or query, which
+// may carry a token) and the dispatcher.
 func subscriptionReadyOutcome(spec *hooklinev1.WebhookSubscriptionSpec, dispatcher types.NamespacedName) outcome {
 	host := "the endpoint"
 	if u, err := url.Parse(spec.URL); err == nil && u.Host != "" {
 		host = u.Host
 	}
-	msg := fmt.Sprintf("Delivering to %s through %s", host, dispatcher)
+	msg := fmt.Sprintf("Valid; events for %s go through %s", host, dispatcher)
 	if spec.Suspend {
-		msg = fmt.Sprintf("Suspended by spec.suspend; deliveries to %s through %s are held", host, dispatcher)
+		msg = fmt.Sprintf("Suspended by spec.suspend; otherwise valid, events for %s go through %s once resumed", host, dispatcher)
 	}
 	return outcome{phase: phaseReady, reason: hooklinev1.ReasonSucceeded, message: msg}
 }
@@ -237,15 +253,4 @@ func subscriptionStatus(sub *hooklinev1.WebhookSubscription, out outcome, dispat
 		Conditions:         mergeConditions(sub.Status.Conditions, summaryConditions(out), summaryTypes, sub.Generation, now),
 		Dispatcher:         dispatcher,
 	}
-}
-
-// subscriptionStalledEventDue says whether a Stalled outcome is news: the previous
-// status was not stalled for the same reason and message. The Warning
-// Event is emitted once per change, not on every reconcile.
-func subscriptionStalledEventDue(current []metav1.Condition, out outcome) bool {
-	if out.phase != phaseStalled {
-		return false
-	}
-	prev := meta.FindStatusCondition(current, hooklinev1.ConditionStalled)
-	return prev == nil || prev.Status != metav1.ConditionTrue || prev.Reason != out.reason || prev.Message != out.message
 }

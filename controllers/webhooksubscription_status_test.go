@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -61,6 +62,17 @@ func TestValidateSubscriptionSpec(t *testing.T) {
 		{"reserved header", func(s *hooklinev1.WebhookSubscriptionSpec) {
 			s.Headers = []hooklinev1.Header{{Name: "Webhook-Signature", Value: ptr.To("v1,x")}}
 		}, `spec.headers[0].name: "Webhook-Signature" is set by Hookline`},
+		{"eight headers from Secrets", func(s *hooklinev1.WebhookSubscriptionSpec) {
+			for i := range 8 {
+				s.Headers = append(s.Headers, hooklinev1.Header{Name: fmt.Sprintf("X-H%d", i), ValueFrom: secretHeader})
+			}
+			s.Headers = append(s.Headers, hooklinev1.Header{Name: "X-Static", Value: ptr.To("v")})
+		}, ""},
+		{"nine headers from Secrets", func(s *hooklinev1.WebhookSubscriptionSpec) {
+			for i := range 9 {
+				s.Headers = append(s.Headers, hooklinev1.Header{Name: fmt.Sprintf("X-H%d", i), ValueFrom: secretHeader})
+			}
+		}, "spec.headers: at most 8 headers may take their value from a Secret"},
 		{"host header", func(s *hooklinev1.WebhookSubscriptionSpec) {
 			s.Headers = []hooklinev1.Header{{Name: "HOST", Value: ptr.To("x")}}
 		}, "cannot be overridden"},
@@ -143,8 +155,8 @@ func TestSubscriptionObjectRefs(t *testing.T) {
 		{true, "tls.key", `Secret client-cert, referenced by spec.tls.clientCertificateSecretRef, has no key "tls.key"`},
 	} {
 		o := subscriptionRefOutcome(cert, tt.found, tt.key)
-		if o.phase != phaseProgressing || o.reason != hooklinev1.ReasonSecretNotFound || o.message != tt.want {
-			t.Errorf("subscriptionRefOutcome = %+v, want Progressing SecretNotFound %q", o, tt.want)
+		if o.phase != phaseProgressing || o.reason != hooklinev1.ReasonReferenceNotFound || o.message != tt.want {
+			t.Errorf("subscriptionRefOutcome = %+v, want Progressing ReferenceNotFound %q", o, tt.want)
 		}
 	}
 }
@@ -237,13 +249,13 @@ func TestSubscriptionReadyOutcome(t *testing.T) {
 	spec := validSubscriptionSpec()
 	spec.URL = "https://hooks.example.com:8443/path/secret-path?token=t0ken"
 	o := subscriptionReadyOutcome(&spec, d)
-	if o.phase != phaseReady || o.reason != hooklinev1.ReasonSucceeded || o.message != "Delivering to hooks.example.com:8443 through hookline-system/default" {
+	if o.phase != phaseReady || o.reason != hooklinev1.ReasonSucceeded || o.message != "Valid; events for hooks.example.com:8443 go through hookline-system/default" {
 		t.Errorf("outcome = %+v", o)
 	}
 	spec.Suspend = true
 	o = subscriptionReadyOutcome(&spec, d)
-	if o.phase != phaseReady || !strings.HasPrefix(o.message, "Suspended by spec.suspend") {
-		t.Errorf("suspended outcome = %+v", o)
+	if want := "Suspended by spec.suspend; otherwise valid, events for hooks.example.com:8443 go through hookline-system/default once resumed"; o.phase != phaseReady || o.message != want {
+		t.Errorf("suspended outcome = %+v, want Ready with %q", o, want)
 	}
 	for _, m := range []string{subscriptionReadyOutcome(&spec, d).message, o.message} {
 		if strings.Contains(m, "t0ken") || strings.Contains(m, "secret-path") {
@@ -266,7 +278,7 @@ func TestSubscriptionStatus(t *testing.T) {
 		},
 		Delivery: &hooklinev1.DeliveryStatus{Delivered: 7},
 	}
-	out := outcome{phase: phaseReady, reason: hooklinev1.ReasonSucceeded, message: "Delivering to example.com through team-a/d"}
+	out := outcome{phase: phaseReady, reason: hooklinev1.ReasonSucceeded, message: "Valid; events for example.com go through team-a/d"}
 	got := subscriptionStatus(sub, out, "team-a/d", t1)
 	want := hooklinev1.WebhookSubscriptionStatus{
 		ObservedGeneration: 3,
@@ -279,34 +291,5 @@ func TestSubscriptionStatus(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("status (-want +got):\n%s", diff)
-	}
-
-}
-
-func TestSubscriptionStalledEventDue(t *testing.T) {
-	stalled := func(reason, msg string) []metav1.Condition {
-		return []metav1.Condition{{Type: "Stalled", Status: "True", Reason: reason, Message: msg}}
-	}
-	out := outcome{phase: phaseStalled, reason: hooklinev1.ReasonNamespaceNotAllowed, message: "refused"}
-	tests := []struct {
-		name    string
-		current []metav1.Condition
-		out     outcome
-		want    bool
-	}{
-		{"first time stalled", nil, out, true},
-		{"was progressing", []metav1.Condition{{Type: "Reconciling", Status: "True", Reason: "SecretNotFound"}}, out, true},
-		{"same reason and message", stalled(hooklinev1.ReasonNamespaceNotAllowed, "refused"), out, false},
-		{"new reason", stalled(hooklinev1.ReasonInvalidSpec, "refused"), out, true},
-		{"same reason, new problem", stalled(hooklinev1.ReasonNamespaceNotAllowed, "other"), out, true},
-		{"not stalled", nil, outcome{phase: phaseProgressing, reason: "SecretNotFound"}, false},
-		{"ready", stalled(hooklinev1.ReasonInvalidSpec, "x"), outcome{phase: phaseReady, reason: "Succeeded"}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := subscriptionStalledEventDue(tt.current, tt.out); got != tt.want {
-				t.Errorf("subscriptionStalledEventDue = %v, want %v", got, tt.want)
-			}
-		})
 	}
 }

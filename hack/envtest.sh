@@ -21,10 +21,20 @@ if [[ -x "$dir/kube-apiserver" && -x "$dir/etcd" ]]; then
 	exit 0
 fi
 
+# One build at a time: test packages started together (go test ./... on a
+# cold cache) wait for the first build instead of racing it.
+mkdir -p "$cache_root"
+exec 9>"$cache_root/.envtest.lock"
+flock 9
+if [[ -x "$dir/kube-apiserver" && -x "$dir/etcd" ]]; then
+	echo "$dir"
+	exit 0
+fi
+
 minor=${k8s_version#v1.}
 minor=${minor%%.*}
 ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
-tmp=$(mktemp -d "$cache_root/.build-XXXXXX" 2>/dev/null || { mkdir -p "$cache_root" && mktemp -d "$cache_root/.build-XXXXXX"; })
+tmp=$(mktemp -d "$cache_root/.build-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 echo "Building kube-apiserver $k8s_version and etcd from source (first build takes about ten minutes)" >&2

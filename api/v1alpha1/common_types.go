@@ -26,6 +26,9 @@ const (
 	// ReasonInvalidSpec means the spec breaks a rule that admission could
 	// not check (for example on an older API server); it must be edited.
 	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonObjectConflict means an object the controller would write
+	// exists and is not controlled by this resource; it is left untouched.
+	ReasonObjectConflict = "ObjectConflict"
 )
 
 // WebhookSecret reasons.
@@ -63,8 +66,11 @@ const (
 	// ReasonURLNotAllowed means the dispatcher's egress policy refuses the
 	// URL (for example plain http when the dispatcher does not allow it).
 	ReasonURLNotAllowed = "URLNotAllowed"
-	// ReasonSuspended means spec.suspend is true: nothing is delivered.
-	ReasonSuspended = "Suspended"
+	// ReasonReferenceNotFound means a Secret or ConfigMap named by
+	// spec.headers or spec.tls does not exist yet, or lacks the key the
+	// spec names; the subscription waits for it. The message names the
+	// object, the field and the missing key, never the keys the object has.
+	ReasonReferenceNotFound = "ReferenceNotFound"
 )
 
 // WebhookDispatcher reasons.

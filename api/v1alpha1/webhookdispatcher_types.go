@@ -87,8 +87,11 @@ const (
 )
 
 // QueueSpec selects the queue backend: the embedded NATS JetStream server
-// (the default) or an external JetStream cluster.
+// (the default) or an external JetStream cluster. The backend cannot change
+// once the dispatcher exists: the embedded queue lives on the StatefulSet's
+// volume claims, which are immutable.
 // +kubebuilder:validation:XValidation:rule="!(has(self.embedded) && has(self.external))",message="set at most one of embedded and external"
+// +kubebuilder:validation:XValidation:rule="has(self.external) == has(oldSelf.external)",message="the queue backend cannot change between embedded and external once created: StatefulSet volume claims are immutable; create a new dispatcher to move"
 type QueueSpec struct {
 	// Embedded runs a JetStream server inside each dispatcher pod, storing
 	// on a persistent volume with fsync on every write.
@@ -101,7 +104,9 @@ type QueueSpec struct {
 	External *ExternalQueue `json:"external,omitempty"`
 }
 
-// EmbeddedQueue configures the dispatcher's own storage.
+// EmbeddedQueue configures the dispatcher's own storage. It cannot change
+// once set: it becomes the StatefulSet's volume claim template.
+// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="the embedded queue's volume cannot change once created: StatefulSet volume claims are immutable; create a new dispatcher to move"
 type EmbeddedQueue struct {
 	// Size of the volume claim. Defaults to 1Gi.
 	// +optional
@@ -227,6 +232,13 @@ type WebhookDispatcherStatus struct {
 	// ServiceAccountName is the identity the dispatcher runs as.
 	// +optional
 	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// Selector is the label selector of the dispatcher's pods, in the
+	// string form the scale subresource reports to kubectl scale and the
+	// HorizontalPodAutoscaler.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Selector string `json:"selector,omitempty"`
 }
 
 // WebhookDispatcher is a pool of dispatcher instances that ingest events,
@@ -234,13 +246,15 @@ type WebhookDispatcherStatus struct {
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 41",message="metadata.name must be at most 41 characters: the dispatcher's pods are named after it"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must start with a letter and hold only lower-case letters, digits and '-': the dispatcher's Service is named after it"
 // +kubebuilder:subresource:status
-// +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas
+// +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas,selectorpath=.status.selector
 // +kubebuilder:resource:shortName=whd;whdispatcher,categories=hookline
 // +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.status.address`
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.spec.replicas`
 // +kubebuilder:printcolumn:name="Ready Replicas",type=integer,JSONPath=`.status.readyReplicas`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type WebhookDispatcher struct {

@@ -48,8 +48,7 @@ type RotationPolicy struct {
 	// Interval between automatic rotations, for example "720h". At least
 	// 1h and at most 8760h (one year). Unset: rotate only on request.
 	// +optional
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="must be between 1h and 8760h"
 	Interval *metav1.Duration `json:"interval,omitempty"`
 
@@ -58,8 +57,7 @@ type RotationPolicy struct {
 	// Zero removes the previous key at once. At most 720h.
 	// +optional
 	// +kubebuilder:default="24h"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('0s') && duration(self) <= duration('720h')",message="must be between 0s and 720h"
 	Overlap *metav1.Duration `json:"overlap,omitempty"`
 }
@@ -69,9 +67,11 @@ type RotationPolicy struct {
 type KeyStatus struct {
 	// ID is the key's fingerprint ("k-" and 16 hex digits of a SHA-256 over
 	// the secret, or over the public key for Ed25519).
+	// +required
 	ID string `json:"id"`
 
 	// Algorithm of the key.
+	// +required
 	Algorithm SigningAlgorithm `json:"algorithm"`
 
 	// Current is true for the key that signs from now on; false for the
@@ -80,6 +80,7 @@ type KeyStatus struct {
 	Current bool `json:"current,omitempty"`
 
 	// CreatedAt is when the key was generated.
+	// +required
 	CreatedAt metav1.Time `json:"createdAt"`
 
 	// ExpiresAt is when the key stops signing and leaves the Secret. Unset
@@ -149,6 +150,7 @@ type WebhookSecretStatus struct {
 // +kubebuilder:printcolumn:name="Key",type=string,JSONPath=`.status.currentKeyID`
 // +kubebuilder:printcolumn:name="Next Rotation",type=date,JSONPath=`.status.nextRotationTime`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type WebhookSecret struct {

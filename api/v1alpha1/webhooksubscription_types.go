@@ -44,7 +44,7 @@ type WebhookSubscriptionSpec struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=255
-	// +kubebuilder:validation:items:Pattern=`^(?:(?:[A-Za-z0-9_-]{1,64}|\*)\.)*(?:[A-Za-z0-9_-]{1,64}|\*|>)$`
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^(([A-Za-z0-9_-]{1,64}|[*])[.])*([A-Za-z0-9_-]{1,64}|[*]|>)$')",message="must be segments of letters, digits, '_' or '-' (at most 64 each) joined by '.', with '*' for one segment and '>' only as the last"
 	EventTypes []string `json:"eventTypes"`
 
 	// Filter is an optional CEL expression over the event that must be
@@ -65,13 +65,14 @@ type WebhookSubscriptionSpec struct {
 	Signing SigningSpec `json:"signing"`
 
 	// Headers added to every delivery, with literal values or values from
-	// Secret keys in the same namespace. Headers the signature scheme
-	// uses (webhook-*), content-type, content-length, host and user-agent
-	// cannot be set.
+	// Secret keys in the same namespace (at most 8 of them from Secrets).
+	// Headers the signature scheme uses (webhook-*), content-type,
+	// content-length, host and user-agent cannot be set.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:XValidation:rule="self.filter(h, has(h.valueFrom)).size() <= 8",message="at most 8 headers may take their value from a Secret"
 	Headers []Header `json:"headers,omitempty"`
 
 	// TLS settings for connections to the URL. Certificates are always
@@ -108,6 +109,8 @@ type DispatcherReference struct {
 // SigningSpec selects the signing keys.
 type SigningSpec struct {
 	// SecretRef names a WebhookSecret in the subscription's namespace.
+	// Where Hookline's admission policy is installed, whoever creates or
+	// changes the subscription must be allowed to get it.
 	// +required
 	SecretRef WebhookSecretReference `json:"secretRef"`
 }
@@ -146,7 +149,9 @@ type Header struct {
 	Value *string `json:"value,omitempty"`
 
 	// ValueFrom takes the value from a Secret key in the same namespace.
-	// It never appears in logs or status.
+	// It never appears in logs or status. Where Hookline's admission policy
+	// is installed, whoever creates or changes the subscription must be
+	// allowed to get the Secret.
 	// +optional
 	ValueFrom *HeaderValueSource `json:"valueFrom,omitempty"`
 }
@@ -158,7 +163,9 @@ type HeaderValueSource struct {
 	SecretKeyRef SecretKeyReference `json:"secretKeyRef"`
 }
 
-// TLSSpec configures server verification and client certificates.
+// TLSSpec configures server verification and client certificates. Where
+// Hookline's admission policy is installed, whoever creates or changes the
+// subscription must be allowed to get every Secret and ConfigMap named here.
 type TLSSpec struct {
 	// CA adds certificate authorities (PEM) for private receivers, on top
 	// of the system roots.
@@ -202,8 +209,7 @@ type DeliveryPolicy struct {
 	// headers. Between 1s and 5m.
 	// +optional
 	// +kubebuilder:default="15s"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="must be between 1s and 5m"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
@@ -250,8 +256,7 @@ type RetryPolicy struct {
 	// after it the delivery is dead-lettered. Between 1m and 720h.
 	// +optional
 	// +kubebuilder:default="24h"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('1m') && duration(self) <= duration('720h')",message="must be between 1m and 720h"
 	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
 
@@ -259,16 +264,14 @@ type RetryPolicy struct {
 	// and 1h.
 	// +optional
 	// +kubebuilder:default="5s"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('100ms') && duration(self) <= duration('1h')",message="must be between 100ms and 1h"
 	InitialBackoff *metav1.Duration `json:"initialBackoff,omitempty"`
 
 	// MaxBackoff caps the wait between attempts. Between 1s and 24h.
 	// +optional
 	// +kubebuilder:default="1h"
-	// +kubebuilder:validation:Type=string
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="must be between 1s and 24h"
 	MaxBackoff *metav1.Duration `json:"maxBackoff,omitempty"`
 }
@@ -328,6 +331,7 @@ type DeliveryStatus struct {
 // DeliveryFailure describes one failed attempt.
 type DeliveryFailure struct {
 	// Time of the attempt.
+	// +required
 	Time metav1.Time `json:"time"`
 
 	// StatusCode the endpoint answered, if it answered.
@@ -376,6 +380,7 @@ type WebhookSubscriptionStatus struct {
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.url`
 // +kubebuilder:printcolumn:name="Event Types",type=string,JSONPath=`.spec.eventTypes`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Healthy",type=string,JSONPath=`.status.conditions[?(@.type=="EndpointHealthy")].status`
 // +kubebuilder:printcolumn:name="Status",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
 // +kubebuilder:printcolumn:name="Dispatcher",type=string,JSONPath=`.status.dispatcher`,priority=1

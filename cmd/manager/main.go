@@ -15,6 +15,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
@@ -36,6 +37,7 @@ func main() {
 func run() error {
 	var (
 		metricsAddr       string
+		metricsSecure     bool
 		probeAddr         string
 		leaderElect       bool
 		leaderElectionNS  string
@@ -44,12 +46,13 @@ func run() error {
 		operatorNamespace string
 		showVersion       bool
 	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
+	flag.BoolVar(&metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to callers whose bearer token may get the /metrics URL (checked by TokenReview and SubjectAccessReview); false serves plain HTTP to anyone.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one manager replica reconciles at a time.")
 	flag.StringVar(&leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the operator's namespace.")
 	flag.StringVar(&dispatcherImage, "dispatcher-image", defaultImageRepository+":"+version.Version, "Dispatcher image for WebhookDispatchers that do not set spec.image.")
-	flag.StringVar(&dispatcherRole, "dispatcher-cluster-role", "hookline-dispatcher", "ClusterRole bound to every dispatcher's ServiceAccount; the manager's RBAC grants bind on this name only.")
+	flag.StringVar(&dispatcherRole, "dispatcher-cluster-role", "hookline-dispatcher", "ClusterRole bound to every dispatcher's ServiceAccount cluster-wide; the one named with the suffix -local is bound in the dispatcher's namespace. The manager's RBAC grants bind on these two names only.")
 	flag.StringVar(&operatorNamespace, "operator-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the default WebhookDispatcher (defaults to $POD_NAMESPACE, else hookline-system).")
 	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
 	opts := zap.Options{}
@@ -83,13 +86,13 @@ func run() error {
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                 metricsOptions(metricsAddr, metricsSecure),
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "hookline-manager.hookline.dev",
 		LeaderElectionNamespace: leaderElectionNS,
-		// The manager exits when it loses the lease, so a new leader never
-		// overlaps with an old one still writing.
+		// A manager that stops (a rolling update) hands the lease over at
+		// once instead of making the next leader wait for it to expire.
 		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
@@ -123,4 +126,17 @@ func run() error {
 		return fmt.Errorf("running the manager: %w", err)
 	}
 	return nil
+}
+
+// metricsOptions serves metrics over HTTPS with authentication and
+// authorisation by default, as the metrics carry object names.
+func metricsOptions(addr string, secure bool) metricsserver.Options {
+	if !secure {
+		return metricsserver.Options{BindAddress: addr}
+	}
+	return metricsserver.Options{
+		BindAddress:    addr,
+		SecureServing:  true,
+		FilterProvider: filters.WithAuthenticationAndAuthorization,
+	}
 }

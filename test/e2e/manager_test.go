@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -27,7 +29,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -105,6 +109,7 @@ func TestManagerWithInstalledRBAC(t *testing.T) {
 		"--dispatcher-image=registry.example/hookline:e2e",
 		"--health-probe-bind-address="+probeAddr,
 		"--metrics-bind-address="+metricsAddr,
+		"--metrics-secure",
 	)
 	mgr.Stdout, mgr.Stderr = &logs, &logs
 	if err := mgr.Start(); err != nil {
@@ -187,9 +192,17 @@ func TestManagerWithInstalledRBAC(t *testing.T) {
 		return fmt.Errorf("no Role in namespace team grants the dispatcher the Secret \"signing\" by name; roles: %d", len(roles.Items))
 	})
 
-	metrics, err := httpGet("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatalf("metrics: %v", err)
+	// Metrics are served over HTTPS to callers allowed to get /metrics,
+	// such as a scraper bound to hookline-metrics-reader.
+	if code, _ := scrape(t, metricsAddr, "", http.StatusUnauthorized); code != http.StatusUnauthorized {
+		t.Errorf("metrics without a token answered %d, want 401", code)
+	}
+	code, metrics := scrape(t, metricsAddr, scraperToken(ctx, t, cfg, admin, "hookline-metrics-reader"), http.StatusOK)
+	if code != http.StatusOK {
+		t.Fatalf("metrics with the scraper's token answered %d: %s", code, metrics)
+	}
+	if code, _ := scrape(t, metricsAddr, scraperToken(ctx, t, cfg, admin, ""), http.StatusForbidden); code != http.StatusForbidden {
+		t.Errorf("metrics with a token not allowed /metrics answered %d, want 403", code)
 	}
 	for _, want := range []string{`controller_runtime_reconcile_total{controller="webhooksecret"`, `controller_runtime_reconcile_total{controller="webhooksubscription"`, `controller_runtime_reconcile_total{controller="webhookdispatcher"`} {
 		if !strings.Contains(metrics, want) {
@@ -262,6 +275,69 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// scraperToken returns a ServiceAccount token, for an account bound to
+// clusterRole unless that is empty.
+func scraperToken(ctx context.Context, t *testing.T, cfg *rest.Config, admin client.Client, clusterRole string) string {
+	t.Helper()
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{GenerateName: "scraper-", Namespace: operatorNamespace}}
+	if err := admin.Create(ctx, sa); err != nil {
+		t.Fatal(err)
+	}
+	if clusterRole != "" {
+		binding := &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: sa.Name},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: clusterRole},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa.Name, Namespace: operatorNamespace}},
+		}
+		if err := admin.Create(ctx, binding); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(operatorNamespace).CreateToken(ctx, sa.Name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](600)}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("requesting a token: %v", err)
+	}
+	return tr.Status.Token
+}
+
+// scrape GETs the metrics over HTTPS with token (none if empty), polling
+// briefly for the answer want, since a new binding takes a moment to apply
+// and the manager caches authorisation decisions.
+func scrape(t *testing.T, addr, token string, want int) (int, string) {
+	t.Helper()
+	// The manager serves metrics with a self-signed certificate here; a
+	// cluster gives it a real one.
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // test against a self-signed local server
+	req, err := http.NewRequest(http.MethodGet, "https://"+addr+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	var code int
+	var body []byte
+	for range 50 {
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("scraping metrics: %v", err)
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		code = resp.StatusCode
+		if code == want {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return code, string(body)
 }
 
 func httpGet(url string) (string, error) {

@@ -1,0 +1,167 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+)
+
+// whsubRequestLog records the requests a client configuration sends.
+type whsubRequestLog struct {
+	mu   sync.Mutex
+	reqs []whsubRequest
+}
+
+type whsubRequest struct {
+	method, path, query, accept string
+}
+
+func (l *whsubRequestLog) wrap(rt http.RoundTripper) http.RoundTripper {
+	return whsubRoundTripper(func(req *http.Request) (*http.Response, error) {
+		l.mu.Lock()
+		l.reqs = append(l.reqs, whsubRequest{req.Method, req.URL.Path, req.URL.RawQuery, req.Header.Get("Accept")})
+		l.mu.Unlock()
+		return rt.RoundTrip(req)
+	})
+}
+
+func (l *whsubRequestLog) snapshot() []whsubRequest {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]whsubRequest(nil), l.reqs...)
+}
+
+// count returns how many GETs of path were sent.
+func (l *whsubRequestLog) count(path string) int {
+	n := 0
+	for _, r := range l.snapshot() {
+		if r.method == http.MethodGet && r.path == path {
+			n++
+		}
+	}
+	return n
+}
+
+type whsubRoundTripper func(*http.Request) (*http.Response, error)
+
+func (f whsubRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
+// TestWebhookSubscriptionCachesNoSecretContents runs the subscription
+// controller alone in a manager of its own whose every request is recorded:
+// Secrets and ConfigMaps are listed and watched as metadata only, never with
+// their data, and the referenced ones are read with a direct GET. A change
+// to a referenced Secret still wakes the subscription.
+func TestWebhookSubscriptionCachesNoSecretContents(t *testing.T) {
+	ns := newNamespace(t)
+	whsubAvailableDispatcher(t, ns, "d", nil)
+	whsubWebhookSecret(t, ns, "s")
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "auth"}, Data: map[string][]byte{"token": []byte("Bearer c4che-Zq9")}}
+	if err := k8sClient.Create(suiteCtx, secret); err != nil {
+		t.Fatalf("creating the Secret: %v", err)
+	}
+	if err := k8sClient.Create(suiteCtx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bundle"}, Data: map[string]string{"ca.crt": "-----BEGIN CERTIFICATE-----\n"}}); err != nil {
+		t.Fatalf("creating the ConfigMap: %v", err)
+	}
+
+	var log whsubRequestLog
+	cfg := rest.CopyConfig(restConfig)
+	cfg.Wrap(log.wrap)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 k8sClient.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		// Only this test's namespace, so this second controller leaves the
+		// other tests' subscriptions to the suite's.
+		Cache: cache.Options{
+			DefaultNamespaces: map[string]cache.Config{ns: {}},
+			ByObject:          map[client.Object]cache.ByObject{&corev1.Namespace{}: {Field: fields.OneTermEqualSelector("metadata.name", ns)}},
+		},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatalf("creating the manager: %v", err)
+	}
+	defaultDispatcher := types.NamespacedName{Namespace: testOperatorNamespace, Name: DefaultDispatcherName}
+	if err := SetupIndexes(suiteCtx, mgr, defaultDispatcher); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&WebhookSubscriptionReconciler{
+		Client:            mgr.GetClient(),
+		APIReader:         mgr.GetAPIReader(),
+		Recorder:          mgr.GetEventRecorder(EventReporter),
+		Clock:             testClock,
+		DefaultDispatcher: defaultDispatcher,
+	}).SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(suiteCtx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the test's manager: %v", err)
+		}
+	})
+
+	sub := whsubSubscription(t, ns, "cached", func(s *hooklinev1.WebhookSubscription) {
+		s.Spec.Headers = []hooklinev1.Header{
+			{Name: "Authorization", ValueFrom: &hooklinev1.HeaderValueSource{SecretKeyRef: hooklinev1.SecretKeyReference{Name: "auth", Key: "token"}}},
+			{Name: "X-Also-Authorization", ValueFrom: &hooklinev1.HeaderValueSource{SecretKeyRef: hooklinev1.SecretKeyReference{Name: "auth", Key: "token"}}},
+		}
+		s.Spec.TLS = &hooklinev1.TLSSpec{CA: &hooklinev1.CASource{ConfigMapKeyRef: &hooklinev1.SecretKeyReference{Name: "bundle", Key: "ca.crt"}}}
+	})
+	secretPath := "/api/v1/namespaces/" + ns + "/secrets/auth"
+	configMapPath := "/api/v1/namespaces/" + ns + "/configmaps/bundle"
+	eventually(t, whsubTimeout, func() (bool, string) {
+		s, c := log.count(secretPath), log.count(configMapPath)
+		return s > 0 && c > 0, fmt.Sprintf("the test's controller sent %d GETs of the Secret and %d of the ConfigMap", s, c)
+	})
+	whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
+
+	// A change to the Secret's data reaches the controller through the
+	// metadata watch, and it reads the Secret again.
+	before := log.count(secretPath)
+	whsubUpdate(t, secret, func(s *corev1.Secret) { s.Data = map[string][]byte{"renamed": []byte("Bearer c4che-Zq9")} })
+	eventually(t, whsubTimeout, func() (bool, string) {
+		n := log.count(secretPath)
+		return n > before, fmt.Sprintf("%d GETs of the Secret, as many as before it changed", n)
+	})
+	whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonReferenceNotFound)
+
+	watched := map[string]bool{}
+	for _, r := range log.snapshot() {
+		for _, kind := range []string{"secrets", "configmaps"} {
+			if !strings.HasSuffix(r.path, "/"+kind) {
+				continue
+			}
+			if !strings.Contains(r.accept, "as=PartialObjectMetadata") {
+				t.Errorf("the controller read the %s collection with their data: %s %s?%s (Accept %q)", kind, r.method, r.path, r.query, r.accept)
+				continue
+			}
+			watched[kind] = true
+		}
+	}
+	for _, kind := range []string{"secrets", "configmaps"} {
+		if !watched[kind] {
+			t.Errorf("the controller never listed or watched %s metadata", kind)
+		}
+	}
+}
