@@ -1,16 +1,13 @@
 package controllers
 
 import (
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,14 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/keys"
@@ -733,71 +724,5 @@ func TestWebhookSecretReplacesSecretOfAnotherType(t *testing.T) {
 	if note := rotated.Note; rotated.Type != corev1.EventTypeNormal || !strings.Contains(note, oldKey.ID()) || !strings.Contains(note, got.Status.CurrentKeyID) ||
 		!strings.Contains(note, `the Secret had type "Opaque"`) || !strings.Contains(note, "recreated") {
 		t.Errorf("KeyRotated event %s %q does not say the Secret was recreated for its type", rotated.Type, note)
-	}
-}
-
-// whRoundTripper is an http.RoundTripper made of a function.
-type whRoundTripper func(*http.Request) (*http.Response, error)
-
-func (f whRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
-
-func TestWebhookSecretCachesSecretMetadataOnly(t *testing.T) {
-	// The controller alone in a manager of its own, which sees only an
-	// empty namespace (the suite's manager reconciles the others); every
-	// list and watch of Secrets it sends is recorded.
-	ns := newNamespace(t)
-	var mu sync.Mutex
-	var accepts []string
-	cfg := rest.CopyConfig(restConfig)
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		return whRoundTripper(func(req *http.Request) (*http.Response, error) {
-			if req.Method == http.MethodGet && strings.HasSuffix(req.URL.Path, "/secrets") {
-				mu.Lock()
-				accepts = append(accepts, req.Header.Get("Accept"))
-				mu.Unlock()
-			}
-			return rt.RoundTrip(req)
-		})
-	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 k8sClient.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatalf("creating a manager: %v", err)
-	}
-	r := &WebhookSecretReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("test"), Clock: testClock}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatalf("setting up the controller: %v", err)
-	}
-	ctx, cancel := context.WithCancel(suiteCtx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-
-	// The controller starts its watches, and waits for them to sync,
-	// before it reconciles anything.
-	eventually(t, whTimeout, func() (bool, string) {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(accepts) > 0, "no list or watch of Secrets yet"
-	})
-	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		t.Fatalf("the cache did not sync")
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, accept := range accepts {
-		if !strings.Contains(accept, "as=PartialObjectMetadata") {
-			t.Errorf("Secrets were listed or watched with their contents (Accept: %s)", accept)
-		}
 	}
 }

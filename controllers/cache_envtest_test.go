@@ -23,33 +23,33 @@ import (
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 )
 
-// whsubRequestLog records the requests a client configuration sends.
-type whsubRequestLog struct {
+// requestLog records the requests a client configuration sends.
+type requestLog struct {
 	mu   sync.Mutex
-	reqs []whsubRequest
+	reqs []recordedRequest
 }
 
-type whsubRequest struct {
+type recordedRequest struct {
 	method, path, query, accept string
 }
 
-func (l *whsubRequestLog) wrap(rt http.RoundTripper) http.RoundTripper {
-	return whsubRoundTripper(func(req *http.Request) (*http.Response, error) {
+func (l *requestLog) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
 		l.mu.Lock()
-		l.reqs = append(l.reqs, whsubRequest{req.Method, req.URL.Path, req.URL.RawQuery, req.Header.Get("Accept")})
+		l.reqs = append(l.reqs, recordedRequest{req.Method, req.URL.Path, req.URL.RawQuery, req.Header.Get("Accept")})
 		l.mu.Unlock()
 		return rt.RoundTrip(req)
 	})
 }
 
-func (l *whsubRequestLog) snapshot() []whsubRequest {
+func (l *requestLog) snapshot() []recordedRequest {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]whsubRequest(nil), l.reqs...)
+	return append([]recordedRequest(nil), l.reqs...)
 }
 
 // count returns how many GETs of path were sent.
-func (l *whsubRequestLog) count(path string) int {
+func (l *requestLog) count(path string) int {
 	n := 0
 	for _, r := range l.snapshot() {
 		if r.method == http.MethodGet && r.path == path {
@@ -59,16 +59,17 @@ func (l *whsubRequestLog) count(path string) int {
 	return n
 }
 
-type whsubRoundTripper func(*http.Request) (*http.Response, error)
+type roundTripperFunc func(*http.Request) (*http.Response, error)
 
-func (f whsubRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+func (f roundTripperFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
-// TestWebhookSubscriptionCachesNoSecretContents runs the subscription
-// controller alone in a manager of its own whose every request is recorded:
-// Secrets and ConfigMaps are listed and watched as metadata only, never with
-// their data, and the referenced ones are read with a direct GET. A change
-// to a referenced Secret still wakes the subscription.
-func TestWebhookSubscriptionCachesNoSecretContents(t *testing.T) {
+// TestManagerCachesNoSecretOrConfigMapData runs every controller, as
+// cmd/manager sets them up, in a manager of its own whose every request is
+// recorded: Secrets and ConfigMaps are listed and watched as metadata only,
+// never with their data (a cluster's Secrets never sit in the manager's
+// memory), and the ones needed are read with a direct GET. A change to a
+// referenced Secret still wakes the subscription.
+func TestManagerCachesNoSecretOrConfigMapData(t *testing.T) {
 	ns := newNamespace(t)
 	whsubAvailableDispatcher(t, ns, "d", nil)
 	whsubWebhookSecret(t, ns, "s")
@@ -80,15 +81,15 @@ func TestWebhookSubscriptionCachesNoSecretContents(t *testing.T) {
 		t.Fatalf("creating the ConfigMap: %v", err)
 	}
 
-	var log whsubRequestLog
+	var log requestLog
 	cfg := rest.CopyConfig(restConfig)
 	cfg.Wrap(log.wrap)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 k8sClient.Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		// Only this test's namespace, so this second controller leaves the
-		// other tests' subscriptions to the suite's.
+		// Only this test's namespace, so these second controllers leave the
+		// other tests' objects to the suite's.
 		Cache: cache.Options{
 			DefaultNamespaces: map[string]cache.Config{ns: {}},
 			ByObject:          map[client.Object]cache.ByObject{&corev1.Namespace{}: {Field: fields.OneTermEqualSelector("metadata.name", ns)}},
@@ -98,17 +99,12 @@ func TestWebhookSubscriptionCachesNoSecretContents(t *testing.T) {
 	if err != nil {
 		t.Fatalf("creating the manager: %v", err)
 	}
-	defaultDispatcher := types.NamespacedName{Namespace: testOperatorNamespace, Name: DefaultDispatcherName}
-	if err := SetupIndexes(suiteCtx, mgr, defaultDispatcher); err != nil {
-		t.Fatal(err)
-	}
-	if err := (&WebhookSubscriptionReconciler{
-		Client:            mgr.GetClient(),
-		APIReader:         mgr.GetAPIReader(),
-		Recorder:          mgr.GetEventRecorder(EventReporter),
-		Clock:             testClock,
-		DefaultDispatcher: defaultDispatcher,
-	}).SetupWithManager(mgr); err != nil {
+	if err := Setup(suiteCtx, mgr, Options{
+		DefaultDispatcher:     types.NamespacedName{Namespace: testOperatorNamespace, Name: DefaultDispatcherName},
+		DispatcherImage:       testDispatcherImage,
+		DispatcherClusterRole: testDispatcherClusterRole,
+		Clock:                 testClock,
+	}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(suiteCtx)
@@ -132,7 +128,8 @@ func TestWebhookSubscriptionCachesNoSecretContents(t *testing.T) {
 	configMapPath := "/api/v1/namespaces/" + ns + "/configmaps/bundle"
 	eventually(t, whsubTimeout, func() (bool, string) {
 		s, c := log.count(secretPath), log.count(configMapPath)
-		return s > 0 && c > 0, fmt.Sprintf("the test's controller sent %d GETs of the Secret and %d of the ConfigMap", s, c)
+		w := log.count("/api/v1/namespaces/" + ns + "/secrets/s")
+		return s > 0 && c > 0 && w > 0, fmt.Sprintf("the test's controllers sent %d GETs of the header Secret, %d of the ConfigMap and %d of the signing Secret", s, c, w)
 	})
 	whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
 
@@ -153,7 +150,7 @@ func TestWebhookSubscriptionCachesNoSecretContents(t *testing.T) {
 				continue
 			}
 			if !strings.Contains(r.accept, "as=PartialObjectMetadata") {
-				t.Errorf("the controller read the %s collection with their data: %s %s?%s (Accept %q)", kind, r.method, r.path, r.query, r.accept)
+				t.Errorf("a controller read the %s collection with their data: %s %s?%s (Accept %q)", kind, r.method, r.path, r.query, r.accept)
 				continue
 			}
 			watched[kind] = true
@@ -161,7 +158,7 @@ func TestWebhookSubscriptionCachesNoSecretContents(t *testing.T) {
 	}
 	for _, kind := range []string{"secrets", "configmaps"} {
 		if !watched[kind] {
-			t.Errorf("the controller never listed or watched %s metadata", kind)
+			t.Errorf("no controller listed or watched %s metadata", kind)
 		}
 	}
 }
