@@ -297,9 +297,6 @@ func (r *WebhookDispatcherReconciler) applyDispatcher(ctx context.Context, d *ho
 			return nil, err
 		}
 	}
-	if err := r.deleteOwnRole(ctx, d); err != nil {
-		return nil, err
-	}
 	sts, err := dispatcherConvert[appsv1.StatefulSet](objs.statefulSet)
 	if err != nil {
 		return nil, fmt.Errorf("reading the applied StatefulSet: %w", err)
@@ -308,9 +305,9 @@ func (r *WebhookDispatcherReconciler) applyDispatcher(ctx context.Context, d *ho
 }
 
 // replaceRebound deletes the dispatcher's bindings (among existing) that
-// bind another role than rendered: the operator was reconfigured with
-// another ClusterRole, or the binding predates the local ClusterRole.
-// roleRef is immutable, so applying over them would fail.
+// bind another role than rendered, as after the operator was reconfigured
+// with another ClusterRole: roleRef is immutable, so applying over them
+// would fail.
 func (r *WebhookDispatcherReconciler) replaceRebound(ctx context.Context, objs dispatcherObjects, existing []client.Object) error {
 	for _, o := range existing {
 		var (
@@ -335,27 +332,6 @@ func (r *WebhookDispatcherReconciler) replaceRebound(ctx context.Context, objs d
 			return fmt.Errorf("deleting %T %s to bind another role: %w", o, klog.KObj(o), err)
 		}
 	}
-	return nil
-}
-
-// deleteOwnRole deletes the Role dispatchers had in their namespace before
-// the local ClusterRole took its place; nothing binds it any more.
-func (r *WebhookDispatcherReconciler) deleteOwnRole(ctx context.Context, d *hooklinev1.WebhookDispatcher) error {
-	role := &rbacv1.Role{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: d.Namespace, Name: dispatcherObjectName(d)}, role); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("reading Role %s: %w", klog.KObj(role), err)
-	}
-	if managed, _ := dispatcherManages(d, role, false); !managed {
-		return nil
-	}
-	uid := role.UID
-	if err := r.Delete(ctx, role, client.Preconditions{UID: &uid}); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("deleting the Role the local ClusterRole replaces: %w", err)
-	}
-	ctrl.LoggerFrom(ctx).Info("Deleted the Role the local ClusterRole replaces", "role", klog.KObj(role))
 	return nil
 }
 
