@@ -40,6 +40,7 @@ verify: generate manifests ## Fail if generated files are stale, gofmt would cha
 .PHONY: build
 build: ## Build the binaries into bin/
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/manager ./cmd/manager
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/dispatcher ./cmd/dispatcher
 
 .PHONY: envtest
 envtest: ## Build kube-apiserver and etcd from source (cached) and print their directory

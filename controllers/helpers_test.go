@@ -6,12 +6,18 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 )
 
 // kstatusOf fetches obj from the API server and returns what kstatus (the
@@ -41,21 +47,32 @@ func waitForKstatus(t *testing.T, obj client.Object, want status.Status) {
 	})
 }
 
-// markDispatcherAvailable plays the StatefulSet controller and kubelet, which
-// the test API server does not run: it waits for the StatefulSet rendered for
-// the dispatcher and reports all its replicas ready and available.
+// markDispatcherAvailable plays the StatefulSet controller, kubelet and the
+// dispatcher processes, none of which the test API server runs: it reports
+// the dispatcher's pods available (markStatefulSetAvailable) and announces
+// each instance with a Lease renewed now (by testClock) for
+// testInstanceLeaseSeconds, as a running dispatcher does.
 func markDispatcherAvailable(t *testing.T, namespace, dispatcher string) {
+	t.Helper()
+	replicas := markStatefulSetAvailable(t, namespace, dispatcher)
+	for i := range replicas {
+		announceInstance(t, namespace, dispatcher, fmt.Sprintf("%s-dispatcher-%d", dispatcher, i), testClock.Now(), testInstanceLeaseSeconds, nil)
+	}
+}
+
+// markStatefulSetAvailable plays the StatefulSet controller and kubelet: it
+// waits for the StatefulSet rendered for the dispatcher, reports all its
+// replicas ready, available and up to date, and returns how many there are.
+func markStatefulSetAvailable(t *testing.T, namespace, dispatcher string) int32 {
 	t.Helper()
 	sts := &appsv1.StatefulSet{}
 	key := types.NamespacedName{Namespace: namespace, Name: dispatcher + "-dispatcher"}
+	var replicas int32
 	eventually(t, 20*time.Second, func() (bool, string) {
 		if err := k8sClient.Get(suiteCtx, key, sts); err != nil {
 			return false, fmt.Sprintf("getting StatefulSet %s: %v", key, err)
 		}
-		replicas := int32(1)
-		if sts.Spec.Replicas != nil {
-			replicas = *sts.Spec.Replicas
-		}
+		replicas = ptr.Deref(sts.Spec.Replicas, 1)
 		sts.Status.ObservedGeneration = sts.Generation
 		sts.Status.Replicas = replicas
 		sts.Status.ReadyReplicas = replicas
@@ -67,6 +84,53 @@ func markDispatcherAvailable(t *testing.T, namespace, dispatcher string) {
 		}
 		return true, ""
 	})
+	return replicas
+}
+
+// testInstanceLeaseSeconds is how long the instance Leases of
+// markDispatcherAvailable last: long enough that no test outlives them
+// unless it steps testClock.
+const testInstanceLeaseSeconds = 3600
+
+// instanceLeaseName is the Lease the dispatcher's instance keeps, as the
+// dispatcher names it: "<dispatcher>-instance-<instance>".
+func instanceLeaseName(dispatcher, instance string) string {
+	return dispatcher + "-instance-" + instance
+}
+
+// announceInstance creates or renews the Lease of one dispatcher instance,
+// renewed at renewed for seconds, with the labels of an instance Lease of
+// dispatcher unless labels says otherwise. It returns the Lease as stored.
+func announceInstance(t *testing.T, namespace, dispatcher, instance string, renewed time.Time, seconds int32, labels map[string]string) *coordinationv1.Lease {
+	t.Helper()
+	if labels == nil {
+		labels = map[string]string{hooklinev1.LabelDispatcher: dispatcher, hooklinev1.LabelLeaseRole: hooklinev1.LeaseRoleInstance}
+	}
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: instanceLeaseName(dispatcher, instance)}}
+	eventually(t, 20*time.Second, func() (bool, string) {
+		err := k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(lease), lease)
+		if client.IgnoreNotFound(err) != nil {
+			return false, fmt.Sprintf("getting Lease %s: %v", lease.Name, err)
+		}
+		lease.Namespace, lease.Name = namespace, instanceLeaseName(dispatcher, instance)
+		lease.Labels = labels
+		lease.Spec = coordinationv1.LeaseSpec{
+			HolderIdentity:       ptr.To(instance),
+			LeaseDurationSeconds: ptr.To(seconds),
+			AcquireTime:          ptr.To(metav1.NewMicroTime(renewed)),
+			RenewTime:            ptr.To(metav1.NewMicroTime(renewed)),
+		}
+		if apierrors.IsNotFound(err) {
+			err = k8sClient.Create(suiteCtx, lease)
+		} else {
+			err = k8sClient.Update(suiteCtx, lease)
+		}
+		if err != nil {
+			return false, fmt.Sprintf("writing Lease %s: %v", lease.Name, err)
+		}
+		return true, ""
+	})
+	return lease
 }
 
 // eventsWithReason lists the Kubernetes Events in namespace with reason.

@@ -6,8 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -65,21 +63,7 @@ func SetupIndexes(ctx context.Context, mgr ctrl.Manager, defaultDispatcher types
 
 // admitsNamespace says whether the dispatcher admits subscriptions from ns.
 func admitsNamespace(d *hooklinev1.WebhookDispatcher, ns *corev1.Namespace) (bool, error) {
-	switch d.Spec.AllowedNamespaces.From {
-	case hooklinev1.NamespacesFromAll:
-		return true, nil
-	case hooklinev1.NamespacesFromSelector:
-		if d.Spec.AllowedNamespaces.Selector == nil {
-			return false, fmt.Errorf("allowedNamespaces.from is Selector but no selector is set")
-		}
-		sel, err := metav1.LabelSelectorAsSelector(d.Spec.AllowedNamespaces.Selector)
-		if err != nil {
-			return false, fmt.Errorf("parsing allowedNamespaces.selector: %w", err)
-		}
-		return sel.Matches(labels.Set(ns.Labels)), nil
-	default: // Same, and unset on objects admitted before defaulting.
-		return ns.Name == d.Namespace, nil
-	}
+	return d.AdmitsNamespace(ns.Name, ns.Labels)
 }
 
 // requestsForList lists objects with opts into list (from the manager's
@@ -98,11 +82,5 @@ func requestsForList(ctx context.Context, c client.Reader, list client.ObjectLis
 	return reqs
 }
 
-// signingSecretName is the Secret a WebhookSecret writes its keys to:
-// spec.secretName, defaulting to the WebhookSecret's name.
-func signingSecretName(ws *hooklinev1.WebhookSecret) string {
-	if ws.Spec.SecretName != "" {
-		return ws.Spec.SecretName
-	}
-	return ws.Name
-}
+// signingSecretName is the Secret a WebhookSecret writes its keys to.
+func signingSecretName(ws *hooklinev1.WebhookSecret) string { return ws.SigningSecretName() }

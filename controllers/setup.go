@@ -4,9 +4,15 @@ import (
 	"context"
 	"fmt"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 )
 
 // EventReporter is the name the controllers' Kubernetes Events carry.
@@ -25,6 +31,16 @@ type Options struct {
 	DispatcherClusterRole string
 	// Clock is the time source; tests inject a fake one.
 	Clock clock.WithTicker
+}
+
+// CacheOptions are the manager cache options the controllers are meant to
+// run with. Of all Leases, which every node and every elected component
+// renews every few seconds, the manager caches only the dispatcher instance
+// Leases it counts; the controllers read no other Lease.
+func CacheOptions() cache.Options {
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&coordinationv1.Lease{}: {Label: labels.SelectorFromSet(labels.Set{hooklinev1.LabelLeaseRole: hooklinev1.LeaseRoleInstance})},
+	}}
 }
 
 // The manager's metrics endpoint authenticates and authorises its callers.

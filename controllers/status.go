@@ -78,6 +78,11 @@ const (
 	// phaseStalled: the spec cannot work until someone edits it;
 	// Stalled=True and no retry.
 	phaseStalled
+	// phaseHeld: the spec is achieved but the object does not do its job
+	// for a reason outside the spec (an endpoint that fails, deliveries
+	// held): Ready=False alone, neither Reconciling nor Stalled. kstatus
+	// has no word for it and falls back on Ready: InProgress.
+	phaseHeld
 )
 
 // outcome is what a reconciliation's steps concluded.
@@ -92,12 +97,15 @@ var summaryTypes = []string{hooklinev1.ConditionReady, hooklinev1.ConditionRecon
 
 // summaryConditions turns an outcome into the Ready, Reconciling and Stalled
 // conditions kstatus reads: Current when Ready, InProgress while
-// Reconciling, Failed when Stalled. Conditions that do not apply are left
+// Reconciling (and, by its fallback on Ready, when held), Failed when
+// Stalled. Conditions that do not apply are left
 // out, so applying the result removes them.
 func summaryConditions(o outcome) []metav1.Condition {
 	switch o.phase {
 	case phaseReady:
 		return []metav1.Condition{{Type: hooklinev1.ConditionReady, Status: metav1.ConditionTrue, Reason: o.reason, Message: o.message}}
+	case phaseHeld:
+		return []metav1.Condition{{Type: hooklinev1.ConditionReady, Status: metav1.ConditionFalse, Reason: o.reason, Message: o.message}}
 	case phaseStalled:
 		return []metav1.Condition{
 			{Type: hooklinev1.ConditionReady, Status: metav1.ConditionFalse, Reason: o.reason, Message: o.message},

@@ -20,6 +20,7 @@ func TestSummaryConditions(t *testing.T) {
 		{"ready", outcome{phase: phaseReady, reason: "Succeeded"}, map[string]metav1.ConditionStatus{"Ready": "True"}},
 		{"progressing", outcome{phase: phaseProgressing, reason: "SecretNotFound"}, map[string]metav1.ConditionStatus{"Ready": "False", "Reconciling": "True"}},
 		{"stalled", outcome{phase: phaseStalled, reason: "NamespaceNotAllowed"}, map[string]metav1.ConditionStatus{"Ready": "False", "Stalled": "True"}},
+		{"held", outcome{phase: phaseHeld, reason: "EndpointUnhealthy"}, map[string]metav1.ConditionStatus{"Ready": "False"}},
 		{"error", errorOutcome(errors.New("boom")), map[string]metav1.ConditionStatus{"Ready": "False", "Reconciling": "True"}},
 	}
 	for _, tt := range tests {

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -40,11 +42,13 @@ const dispatcherFinalizer = "hookline.dev/dispatcher-cleanup"
 // Objects are created and changed with server-side apply (create and patch),
 // never updated or deleted but for the RBAC objects the controller cleans up
 // itself; the finalizer is added and removed with a patch. The manager creates
-// Roles granting Secret and ConfigMap reads, which RBAC allows only to a
-// holder of those permissions (it holds them for itself anyway); it binds the
-// dispatcher ClusterRoles, cluster-wide and in the dispatcher's namespace
-// (dispatcherLocalClusterRole), with the bind verb instead of holding what
-// they grant.
+// Roles granting get, list and watch on named Secrets and ConfigMaps, which
+// RBAC allows only to a holder of those permissions (it holds them for itself
+// anyway); it binds the dispatcher ClusterRoles, cluster-wide and in the
+// dispatcher's namespace (dispatcherLocalClusterRole), with the bind verb
+// instead of holding what they grant. Leases are only read: each running dispatcher instance keeps
+// one (hooklinev1.LabelLeaseRole), and the live ones make the dispatcher
+// Ready.
 //
 // +kubebuilder:rbac:groups=hookline.dev,resources=webhookdispatchers,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=hookline.dev,resources=webhookdispatchers/status,verbs=get;patch
@@ -58,10 +62,12 @@ const dispatcherFinalizer = "hookline.dev/dispatcher-cleanup"
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=hookline-dispatcher;hookline-dispatcher-local
 // +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch
 
 // WebhookDispatcherReconciler renders each WebhookDispatcher into a
 // StatefulSet, Service, ServiceAccount, RBAC and PodDisruptionBudget,
-// server-side applied, and reports the address and availability.
+// server-side applied, and reports the address and availability: the
+// instances that announce themselves with a live Lease.
 type WebhookDispatcherReconciler struct {
 	client.Client
 	Recorder recorder.EventRecorder
@@ -109,7 +115,55 @@ func (r *WebhookDispatcherReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Namespace{},
 			handler.EnqueueRequestsFromMapFunc(r.dispatchersOfNamespace),
 			builder.WithPredicates(predicate.LabelChangedPredicate{})).
+		// Instances come and go with their Leases. Renewals, every few
+		// seconds per instance, change nothing; the expiry of a Lease no
+		// one renews is caught by the requeue Reconcile asks for.
+		Watches(&coordinationv1.Lease{},
+			handler.EnqueueRequestsFromMapFunc(dispatcherOfInstanceLease),
+			builder.WithPredicates(r.instanceLeaseNews())).
 		Complete(r)
+}
+
+// instanceLeaseNews passes the events of dispatcher instance Leases that
+// may change how many instances run: a Lease created or deleted, and an
+// update to a Lease that had expired (a revived instance) or that moves it
+// to another dispatcher. The renewal of a live Lease is not news.
+func (r *WebhookDispatcherReconciler) instanceLeaseNews() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return isInstanceLease(e.Object) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return isInstanceLease(e.Object) },
+		GenericFunc: func(e event.GenericEvent) bool { return isInstanceLease(e.Object) },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			if !isInstanceLease(e.ObjectOld) && !isInstanceLease(e.ObjectNew) {
+				return false
+			}
+			if e.ObjectOld.GetLabels()[hooklinev1.LabelDispatcher] != e.ObjectNew.GetLabels()[hooklinev1.LabelDispatcher] ||
+				isInstanceLease(e.ObjectOld) != isInstanceLease(e.ObjectNew) {
+				return true
+			}
+			old, ok := e.ObjectOld.(*coordinationv1.Lease)
+			if !ok {
+				return true
+			}
+			expiry, ok := instanceLeaseExpiry(old)
+			return !ok || !expiry.After(r.Clock.Now())
+		},
+	}
+}
+
+// isInstanceLease says whether o is labelled as a dispatcher instance Lease.
+func isInstanceLease(o client.Object) bool {
+	l := o.GetLabels()
+	return l[hooklinev1.LabelLeaseRole] == hooklinev1.LeaseRoleInstance && l[hooklinev1.LabelDispatcher] != ""
+}
+
+// dispatcherOfInstanceLease maps an instance Lease to the dispatcher of its
+// namespace that its label names.
+func dispatcherOfInstanceLease(_ context.Context, o client.Object) []reconcile.Request {
+	if !isInstanceLease(o) {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetLabels()[hooklinev1.LabelDispatcher]}}}
 }
 
 // Reconcile applies everything the dispatcher needs and reports whether its
@@ -132,6 +186,8 @@ func (r *WebhookDispatcherReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		related runtime.Object
 		// released: the finalizer is gone and so, possibly, the object.
 		released bool
+		// instances is nil until the instance Leases were read.
+		instances *dispatcherInstances
 	)
 	defer func() {
 		if released {
@@ -146,7 +202,14 @@ func (r *WebhookDispatcherReconciler) Reconcile(ctx context.Context, req ctrl.Re
 			// Status keeps describing what runs when nothing was applied.
 			sts = r.observeStatefulSet(ctx, d)
 		}
-		st := dispatcherStatus(d, sts, out, metav1.NewTime(r.Clock.Now()))
+		if instances == nil {
+			in, err := r.instances(ctx, d)
+			if err != nil {
+				ctrl.LoggerFrom(ctx).Error(err, "Counting the dispatcher's instances for status")
+			}
+			instances = &in
+		}
+		st := dispatcherStatus(d, sts, *instances, out, metav1.NewTime(r.Clock.Now()))
 		// A dispatcher deleted meanwhile has no status left to write.
 		if err := applyStatus(ctx, r.Client, d, &st); client.IgnoreNotFound(err) != nil {
 			retErr = errors.Join(retErr, err)
@@ -208,8 +271,32 @@ func (r *WebhookDispatcherReconciler) Reconcile(ctx context.Context, req ctrl.Re
 		return ctrl.Result{}, nil
 	}
 
-	out = dispatcherAvailability(d, sts)
-	return ctrl.Result{}, nil
+	in, err := r.instances(ctx, d)
+	if err != nil {
+		out = errorOutcome(err)
+		return ctrl.Result{}, err
+	}
+	instances = &in
+	out = dispatcherAvailability(d, sts, in)
+	// A crashed instance's Lease just expires, with no event to tell:
+	// look again when the first live one would (not sooner than a second
+	// from now, so an expiry moments away does not spin the queue).
+	if !in.nextExpiry.IsZero() {
+		result.RequeueAfter = max(in.nextExpiry.Sub(r.Clock.Now()), time.Second)
+	}
+	return result, nil
+}
+
+// instances counts the dispatcher's live instance Leases, as the cache has
+// them.
+func (r *WebhookDispatcherReconciler) instances(ctx context.Context, d *hooklinev1.WebhookDispatcher) (dispatcherInstances, error) {
+	var leases coordinationv1.LeaseList
+	if err := r.List(ctx, &leases, client.InNamespace(d.Namespace), client.MatchingLabels{
+		hooklinev1.LabelDispatcher: d.Name, hooklinev1.LabelLeaseRole: hooklinev1.LeaseRoleInstance,
+	}); err != nil {
+		return dispatcherInstances{}, fmt.Errorf("listing the dispatcher's instance Leases: %w", err)
+	}
+	return liveDispatcherInstances(d, leases.Items, r.Clock.Now()), nil
 }
 
 // observeStatefulSet returns the dispatcher's StatefulSet as the cache has

@@ -17,8 +17,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -200,8 +204,8 @@ func TestWebhookDispatcherRendersOwnedObjects(t *testing.T) {
 		return ""
 	})
 
-	// No instance is available: the StatefulSet controller does not run here.
-	got := waitForDispatcherCondition(t, d, hooklinev1.ConditionReady, metav1.ConditionFalse, "0 of 1 dispatcher instances available")
+	// No instance runs: no dispatcher process announced itself.
+	got := waitForDispatcherCondition(t, d, hooklinev1.ConditionReady, metav1.ConditionFalse, "0 of 1 dispatcher instances running")
 	if got.Status.Address != "http://pool-dispatcher."+ns+".svc:8080" {
 		t.Errorf("status.address = %q", got.Status.Address)
 	}
@@ -236,7 +240,7 @@ func TestWebhookDispatcherRendersOwnedObjects(t *testing.T) {
 
 	markDispatcherAvailable(t, ns, "pool")
 	waitForKstatus(t, d, status.CurrentStatus)
-	got = waitForDispatcherCondition(t, d, hooklinev1.ConditionReady, metav1.ConditionTrue, "1 of 1 dispatcher instances available")
+	got = waitForDispatcherCondition(t, d, hooklinev1.ConditionReady, metav1.ConditionTrue, "1 of 1 dispatcher instances running")
 	if got.Status.ReadyReplicas != 1 || got.Status.Replicas != 1 {
 		t.Errorf("replicas %d, ready %d, want 1 and 1", got.Status.Replicas, got.Status.ReadyReplicas)
 	}
@@ -324,7 +328,7 @@ func TestWebhookDispatcherRebindsClusterRole(t *testing.T) {
 		}
 		return ""
 	})
-	waitForDispatcherCondition(t, d, hooklinev1.ConditionReady, metav1.ConditionFalse, "0 of 1 dispatcher instances available")
+	waitForDispatcherCondition(t, d, hooklinev1.ConditionReady, metav1.ConditionFalse, "0 of 1 dispatcher instances running")
 }
 
 func TestWebhookDispatcherGrantsSubscriptionSecrets(t *testing.T) {
@@ -561,14 +565,14 @@ func TestWebhookDispatcherQueueChangeStalls(t *testing.T) {
 		if err := k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(sts), sts); err != nil {
 			return err
 		}
-		sts.Status.ReadyReplicas, sts.Status.AvailableReplicas = 0, 0
+		sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Status.ObservedGeneration}
 		return k8sClient.Status().Update(suiteCtx, sts)
 	}); err != nil {
 		t.Fatalf("updating the StatefulSet's status: %v", err)
 	}
 	waitForObject(t, client.ObjectKeyFromObject(d), got, func() string {
-		if got.Status.ReadyReplicas != 0 {
-			return fmt.Sprintf("status.readyReplicas = %d, want 0", got.Status.ReadyReplicas)
+		if got.Status.Replicas != 0 {
+			return fmt.Sprintf("status.replicas = %d, want 0", got.Status.Replicas)
 		}
 		return ""
 	})
@@ -687,4 +691,160 @@ func TestWebhookDispatcherWaitsForPreviousObjects(t *testing.T) {
 	}
 	current := &corev1.Service{}
 	waitForObject(t, client.ObjectKeyFromObject(svc), current, func() string { return controlledBy(current, d) })
+}
+
+// waitForReadyReplicas waits until the dispatcher's Ready condition has
+// want with exactly message, for its current generation, and
+// status.readyReplicas is ready.
+func waitForReadyReplicas(t *testing.T, d *hooklinev1.WebhookDispatcher, want metav1.ConditionStatus, message string, ready int32) {
+	t.Helper()
+	got := &hooklinev1.WebhookDispatcher{}
+	waitForObject(t, client.ObjectKeyFromObject(d), got, func() string {
+		c := meta.FindStatusCondition(got.Status.Conditions, hooklinev1.ConditionReady)
+		if c == nil || c.Status != want || c.Message != message || got.Status.ReadyReplicas != ready || got.Status.ObservedGeneration != got.Generation {
+			return fmt.Sprintf("Ready %+v, readyReplicas %d; want %s %q and %d", c, got.Status.ReadyReplicas, want, message, ready)
+		}
+		return ""
+	})
+}
+
+func TestWebhookDispatcherReadyFromInstanceLeases(t *testing.T) {
+	ns := newNamespace(t)
+	d := createTestDispatcher(t, ns)
+	// Its pod is Ready, but no dispatcher process serves in it.
+	markStatefulSetAvailable(t, ns, "pool")
+	waitForReadyReplicas(t, d, metav1.ConditionFalse, "0 of 1 dispatcher instances running", 0)
+	waitForKstatus(t, d, status.InProgressStatus)
+
+	// The instance announces itself, for a short Lease.
+	lease := announceInstance(t, ns, "pool", "pool-dispatcher-0", testClock.Now(), 2, nil)
+	waitForReadyReplicas(t, d, metav1.ConditionTrue, "1 of 1 dispatcher instances running", 1)
+	waitForKstatus(t, d, status.CurrentStatus)
+	// It crashes: nobody renews the Lease, time passes.
+	testClock.Step(3 * time.Second)
+	waitForReadyReplicas(t, d, metav1.ConditionFalse, "0 of 1 dispatcher instances running", 0)
+	waitForKstatus(t, d, status.InProgressStatus)
+
+	// It comes back and renews the expired Lease, which is news.
+	announceInstance(t, ns, "pool", "pool-dispatcher-0", testClock.Now(), 2, nil)
+	waitForReadyReplicas(t, d, metav1.ConditionTrue, "1 of 1 dispatcher instances running", 1)
+	// It crashes again. By now the reconciliations that creating the
+	// dispatcher set off are long done, and nothing changes in the API
+	// server: only the requeue at the Lease's expiry can notice.
+	testClock.Step(3 * time.Second)
+	waitForReadyReplicas(t, d, metav1.ConditionFalse, "0 of 1 dispatcher instances running", 0)
+
+	announceInstance(t, ns, "pool", "pool-dispatcher-0", testClock.Now(), testInstanceLeaseSeconds, nil)
+	waitForReadyReplicas(t, d, metav1.ConditionTrue, "1 of 1 dispatcher instances running", 1)
+
+	// A graceful stop deletes the Lease.
+	if err := k8sClient.Delete(suiteCtx, lease); err != nil {
+		t.Fatalf("deleting the Lease: %v", err)
+	}
+	waitForReadyReplicas(t, d, metav1.ConditionFalse, "0 of 1 dispatcher instances running", 0)
+}
+
+func TestWebhookDispatcherCountsOnlyItsInstanceLeases(t *testing.T) {
+	ns := newNamespace(t)
+	elsewhere := newNamespace(t)
+	d := createTestDispatcher(t, ns, func(d *hooklinev1.WebhookDispatcher) {
+		d.Spec.Replicas = ptr.To[int32](2)
+		d.Spec.Queue.External = &hooklinev1.ExternalQueue{URL: "nats://nats:4222"}
+	})
+	waitForReadyReplicas(t, d, metav1.ConditionFalse, "0 of 2 dispatcher instances running", 0)
+
+	now := testClock.Now()
+	// Live Leases that are not this dispatcher's instances: another
+	// dispatcher's, one without the role label, one of another role, and
+	// one of a dispatcher of the same name in another namespace.
+	announceInstance(t, ns, "other", "other-dispatcher-0", now, 3600, nil)
+	announceInstance(t, ns, "pool", "unlabelled", now, 3600, map[string]string{hooklinev1.LabelDispatcher: "pool"})
+	announceInstance(t, ns, "pool", "elected", now, 3600, map[string]string{hooklinev1.LabelDispatcher: "pool", hooklinev1.LabelLeaseRole: "status-writer"})
+	announceInstance(t, elsewhere, "pool", "pool-dispatcher-0", now, 3600, nil)
+	// Then one of its own. The cache sees Leases in the order they were
+	// written, so when it counts this one it has seen the others too.
+	announceInstance(t, ns, "pool", "pool-dispatcher-0", now, 3600, nil)
+	waitForReadyReplicas(t, d, metav1.ConditionFalse, "1 of 2 dispatcher instances running", 1)
+
+	announceInstance(t, ns, "pool", "pool-dispatcher-1", now, 3600, nil)
+	waitForReadyReplicas(t, d, metav1.ConditionTrue, "2 of 2 dispatcher instances running", 2)
+}
+
+// TestWebhookDispatcherSecretRoleAllowsWatchByName acts as the dispatcher's
+// ServiceAccount: the Role rendered for a subscription's namespace lets it
+// get, list and watch the Secrets it names, narrowed to one name by a field
+// selector as the dispatcher's informers are, and nothing wider.
+func TestWebhookDispatcherSecretRoleAllowsWatchByName(t *testing.T) {
+	dns := newNamespace(t)
+	d := createTestDispatcher(t, dns, admitAllNamespaces)
+	sns := newNamespace(t)
+	if err := k8sClient.Create(suiteCtx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: sns, Name: "partner-token"},
+		Data:       map[string][]byte{"token": []byte("t0ken")},
+	}); err != nil {
+		t.Fatalf("creating the header Secret: %v", err)
+	}
+	if err := k8sClient.Create(suiteCtx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: sns, Name: "unrelated"}}); err != nil {
+		t.Fatalf("creating an unrelated Secret: %v", err)
+	}
+	createTestSubscription(t, sns, client.ObjectKeyFromObject(d))
+	waitForObject(t, types.NamespacedName{Namespace: sns, Name: "hookline-dispatcher:" + dns + ":pool"}, &rbacv1.RoleBinding{}, nil)
+
+	cfg := rest.CopyConfig(restConfig)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + dns + ":pool-dispatcher"}
+	secrets := kubernetes.NewForConfigOrDie(cfg).CoreV1().Secrets(sns)
+	byName := func(name string) metav1.ListOptions {
+		return metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()}
+	}
+
+	// RBAC takes a moment to see a new binding.
+	eventually(t, dispatcherTestTimeout, func() (bool, string) {
+		list, err := secrets.List(suiteCtx, byName("partner-token"))
+		if err != nil {
+			return false, fmt.Sprintf("listing Secret partner-token by name: %v", err)
+		}
+		if len(list.Items) != 1 || list.Items[0].Name != "partner-token" {
+			return false, fmt.Sprintf("listed %d Secrets, want partner-token alone", len(list.Items))
+		}
+		return true, ""
+	})
+	w, err := secrets.Watch(suiteCtx, byName("partner-token"))
+	if err != nil {
+		t.Fatalf("watching Secret partner-token by name: %v", err)
+	}
+	select {
+	case ev := <-w.ResultChan():
+		if s, ok := ev.Object.(*corev1.Secret); !ok || ev.Type != watch.Added || s.Name != "partner-token" {
+			t.Errorf("first watch event %s %T, want ADDED of Secret partner-token", ev.Type, ev.Object)
+		}
+	case <-time.After(dispatcherTestTimeout):
+		t.Errorf("no watch event within %s", dispatcherTestTimeout)
+	}
+	w.Stop()
+	if _, err := secrets.Get(suiteCtx, "partner-token", metav1.GetOptions{}); err != nil {
+		t.Errorf("getting Secret partner-token: %v", err)
+	}
+
+	// Not narrowed to a granted name: refused.
+	if _, err := secrets.List(suiteCtx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("listing every Secret: err %v, want Forbidden", err)
+	}
+	if w, err := secrets.Watch(suiteCtx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		if err == nil {
+			w.Stop()
+		}
+		t.Errorf("watching every Secret: err %v, want Forbidden", err)
+	}
+	if _, err := secrets.List(suiteCtx, byName("unrelated")); !apierrors.IsForbidden(err) {
+		t.Errorf("listing Secret unrelated by name: err %v, want Forbidden", err)
+	}
+	if w, err := secrets.Watch(suiteCtx, byName("unrelated")); !apierrors.IsForbidden(err) {
+		if err == nil {
+			w.Stop()
+		}
+		t.Errorf("watching Secret unrelated by name: err %v, want Forbidden", err)
+	}
+	if _, err := secrets.Get(suiteCtx, "unrelated", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("getting Secret unrelated: err %v, want Forbidden", err)
+	}
 }

@@ -601,8 +601,12 @@ func dispatcherSecretAccessFor(subs []hooklinev1.WebhookSubscription, signingSec
 
 // renderDispatcherSecretAccess renders the Role and RoleBinding that let the
 // dispatcher read, in namespace, exactly the Secrets and ConfigMaps of
-// access. Outside the dispatcher's namespace no owner reference is
-// possible; the labels and the finalizer take its place.
+// access. Besides get, the verbs include list and watch: the dispatcher
+// follows each object with an informer narrowed by the field selector
+// metadata.name, and RBAC checks such a list or watch against resourceNames
+// as a request for that one name, never for the others. Outside the
+// dispatcher's namespace no owner reference is possible; the labels and the
+// finalizer take its place.
 func renderDispatcherSecretAccess(d *hooklinev1.WebhookDispatcher, namespace string, access dispatcherSecretAccess) (*rbacv1ac.RoleApplyConfiguration, *rbacv1ac.RoleBindingApplyConfiguration) {
 	name := dispatcherSecretRoleName(d)
 	role := rbacv1ac.Role(name, namespace).WithLabels(dispatcherLabelsWithRef(d))

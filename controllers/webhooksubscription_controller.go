@@ -41,7 +41,9 @@ const (
 // that the signing WebhookSecret and every referenced Secret and ConfigMap
 // key exist, and reports the result as Ready, Reconciling or Stalled. The
 // dispatcher reads the same objects to deliver; it owns the Accepted,
-// EndpointHealthy and Suspended conditions and the delivery block.
+// EndpointHealthy and Suspended conditions and the delivery block, which
+// this controller never writes but folds into Ready once its own checks
+// pass (subscriptionDeliveryOutcome).
 type WebhookSubscriptionReconciler struct {
 	client.Client
 	Recorder recorder.EventRecorder
@@ -66,7 +68,8 @@ type WebhookSubscriptionReconciler struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the field indexes on referenced Secrets and
-// ConfigMaps, and the watches: subscriptions on generation changes, and
+// ConfigMaps, and the watches: subscriptions on generation changes and on
+// changes of the dispatcher's conditions, and
 // each referenced kind mapped back to the subscriptions that use it.
 // Secrets and ConfigMaps are watched as metadata only, so the manager never
 // caches their contents; reconciliation reads them through APIReader.
@@ -84,7 +87,8 @@ func (r *WebhookSubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error
 		return fmt.Errorf("indexing subscriptions by referenced ConfigMap: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&hooklinev1.WebhookSubscription{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(&hooklinev1.WebhookSubscription{}, builder.WithPredicates(
+			predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, subscriptionDispatcherConditionsChanged))).
 		Watches(&hooklinev1.WebhookSecret{},
 			handler.EnqueueRequestsFromMapFunc(r.subscriptionsIndexedBy(indexSubscriptionSecret)),
 			builder.WithPredicates(subscriptionDependencyReadyChanged)).
@@ -101,6 +105,41 @@ func (r *WebhookSubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error
 			handler.EnqueueRequestsFromMapFunc(r.subscriptionsIndexedBy(indexSubscriptionReferencedConfigMaps)),
 			builder.OnlyMetadata).
 		Complete(r)
+}
+
+// subscriptionDispatcherConditionsChanged passes status updates that
+// change the status, reason or observed generation of a condition the
+// dispatcher owns, which the Ready summary follows. Their messages alone
+// (counts, the last failure) change with every status write and are left
+// out, and so is everything this controller writes itself.
+var subscriptionDispatcherConditionsChanged = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		oldSub, ok1 := e.ObjectOld.(*hooklinev1.WebhookSubscription)
+		newSub, ok2 := e.ObjectNew.(*hooklinev1.WebhookSubscription)
+		if !ok1 || !ok2 {
+			return false
+		}
+		for _, typ := range subscriptionDispatcherConditionTypes {
+			o := meta.FindStatusCondition(oldSub.Status.Conditions, typ)
+			n := meta.FindStatusCondition(newSub.Status.Conditions, typ)
+			if (o == nil) != (n == nil) {
+				return true
+			}
+			if o != nil && (o.Status != n.Status || o.Reason != n.Reason || o.ObservedGeneration != n.ObservedGeneration) {
+				return true
+			}
+		}
+		return false
+	},
+}
+
+// subscriptionDispatcherConditionTypes are the condition types the
+// dispatcher writes on subscriptions.
+var subscriptionDispatcherConditionTypes = []string{
+	hooklinev1.ConditionAccepted, hooklinev1.ConditionEndpointHealthy, hooklinev1.ConditionSuspended,
 }
 
 // subscriptionDependencyReadyChanged passes creations, deletions, and
@@ -196,7 +235,7 @@ func (r *WebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.
 			return ctrl.Result{}, nil
 		}
 	}
-	out = subscriptionReadyOutcome(&sub.Spec, dispatcher)
+	out = subscriptionDeliveryOutcome(sub, subscriptionReadyOutcome(&sub.Spec, dispatcher))
 	return ctrl.Result{}, nil
 }
 

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -471,4 +472,180 @@ func TestWebhookSubscriptionDefaultDispatcher(t *testing.T) {
 		return got.Status.Dispatcher == want && strings.Contains(ready.Message, want),
 			fmt.Sprintf("status.dispatcher = %q, Ready message = %q, want both to name %s", got.Status.Dispatcher, ready.Message, want)
 	})
+}
+
+// whsubDispatcherCondition is a condition as the dispatcher writes it, for
+// generation gen.
+func whsubDispatcherCondition(typ string, status metav1.ConditionStatus, reason, message string, gen int64) map[string]any {
+	return map[string]any{
+		"type": typ, "status": string(status), "reason": reason, "message": message,
+		"observedGeneration": gen, "lastTransitionTime": "2026-06-01T12:00:00Z",
+	}
+}
+
+// whsubApplyDispatcherConditions plays the dispatcher: it server-side
+// applies conds (all three of its condition types, as it always does) as
+// the subscription's status, with the dispatcher's field manager.
+func whsubApplyDispatcherConditions(t *testing.T, sub *hooklinev1.WebhookSubscription, conds ...map[string]any) {
+	t.Helper()
+	list := make([]any, len(conds))
+	for i, c := range conds {
+		list[i] = c
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": hooklinev1.GroupVersion.String(),
+		"kind":       "WebhookSubscription",
+		"metadata":   map[string]any{"name": sub.Name, "namespace": sub.Namespace},
+		"status":     map[string]any{"conditions": list},
+	}}
+	if err := k8sClient.Status().Apply(suiteCtx, client.ApplyConfigurationFromUnstructured(u),
+		client.FieldOwner("hookline-dispatcher"), client.ForceOwnership); err != nil {
+		t.Fatalf("applying the dispatcher's conditions: %v", err)
+	}
+}
+
+// whsubConditionOwners returns the field managers that own the status
+// condition of type typ.
+func whsubConditionOwners(sub *hooklinev1.WebhookSubscription, typ string) []string {
+	var owners []string
+	key := fmt.Sprintf(`"k:{\"type\":\"%s\"}"`, typ)
+	for _, mf := range sub.ManagedFields {
+		if mf.Subresource == "status" && mf.FieldsV1 != nil && strings.Contains(string(mf.FieldsV1.Raw), key) {
+			owners = append(owners, mf.Manager)
+		}
+	}
+	return owners
+}
+
+func TestWebhookSubscriptionFollowsDispatcherConditions(t *testing.T) {
+	ns := newNamespace(t)
+	whsubAvailableDispatcher(t, ns, "d", nil)
+	whsubWebhookSecret(t, ns, "s")
+	sub := whsubSubscription(t, ns, "orders", nil)
+	got := whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
+	gen := got.Generation
+
+	accepted := whsubDispatcherCondition(hooklinev1.ConditionAccepted, metav1.ConditionTrue, hooklinev1.ReasonAccepted, "The dispatcher delivers the events this subscription selects", gen)
+	notHeld := whsubDispatcherCondition(hooklinev1.ConditionSuspended, metav1.ConditionFalse, hooklinev1.ReasonNotSuspended, "Deliveries are not held", gen)
+	failing := whsubDispatcherCondition(hooklinev1.ConditionEndpointHealthy, metav1.ConditionFalse, hooklinev1.ReasonDeliveryFailing, "5 consecutive failures, last: HTTP 503", gen)
+
+	// The endpoint fails: not Ready, but nothing to reconcile nor to edit.
+	// kstatus, finding neither Reconciling nor Stalled, falls back on
+	// Ready=False: InProgress, not Failed.
+	whsubApplyDispatcherConditions(t, sub, accepted, failing, notHeld)
+	got = whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonEndpointUnhealthy)
+	waitForKstatus(t, sub, status.InProgressStatus)
+	if msg := whsubCondition(t, got, hooklinev1.ConditionReady).Message; msg != "5 consecutive failures, last: HTTP 503" {
+		t.Errorf("Ready message = %q, want the EndpointHealthy message", msg)
+	}
+	for _, typ := range []string{hooklinev1.ConditionReconciling, hooklinev1.ConditionStalled} {
+		if c := meta.FindStatusCondition(got.Status.Conditions, typ); c != nil {
+			t.Errorf("an unhealthy endpoint sets %s: %+v", typ, c)
+		}
+	}
+	// The controller's reconcile left the dispatcher's conditions as the
+	// dispatcher wrote them, and owns none of them.
+	for typ, want := range map[string][2]string{
+		hooklinev1.ConditionAccepted:        {"True", hooklinev1.ReasonAccepted},
+		hooklinev1.ConditionEndpointHealthy: {"False", hooklinev1.ReasonDeliveryFailing},
+		hooklinev1.ConditionSuspended:       {"False", hooklinev1.ReasonNotSuspended},
+	} {
+		c := whsubCondition(t, got, typ)
+		if string(c.Status) != want[0] || c.Reason != want[1] || c.ObservedGeneration != gen {
+			t.Errorf("%s = %+v, want %s/%s at generation %d as the dispatcher applied it", typ, c, want[0], want[1], gen)
+		}
+		if owners := whsubConditionOwners(got, typ); !slices.Equal(owners, []string{"hookline-dispatcher"}) {
+			t.Errorf("%s is owned by %v, want hookline-dispatcher alone", typ, owners)
+		}
+	}
+	if owners := whsubConditionOwners(got, hooklinev1.ConditionReady); !slices.Equal(owners, []string{FieldManager}) {
+		t.Errorf("Ready is owned by %v, want %s alone", owners, FieldManager)
+	}
+
+	// Deliveries succeed again.
+	whsubApplyDispatcherConditions(t, sub, accepted, notHeld,
+		whsubDispatcherCondition(hooklinev1.ConditionEndpointHealthy, metav1.ConditionTrue, hooklinev1.ReasonDeliverySucceeded, "The last delivery attempt succeeded", gen))
+	got = whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
+	if msg, want := whsubCondition(t, got, hooklinev1.ConditionReady).Message, "Valid; events for example.com go through "+ns+"/d; the endpoint is healthy"; msg != want {
+		t.Errorf("Ready message = %q, want %q", msg, want)
+	}
+	waitForKstatus(t, sub, status.CurrentStatus)
+
+	// Held by spec.suspend, as the dispatcher reports it.
+	whsubUpdate(t, sub, func(s *hooklinev1.WebhookSubscription) { s.Spec.Suspend = true })
+	got = whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
+	gen = got.Generation
+	whsubApplyDispatcherConditions(t, sub,
+		whsubDispatcherCondition(hooklinev1.ConditionAccepted, metav1.ConditionTrue, hooklinev1.ReasonAccepted, "served", gen),
+		whsubDispatcherCondition(hooklinev1.ConditionEndpointHealthy, metav1.ConditionTrue, hooklinev1.ReasonDeliverySucceeded, "ok", gen),
+		whsubDispatcherCondition(hooklinev1.ConditionSuspended, metav1.ConditionTrue, hooklinev1.ReasonSuspendedBySpec, "spec.suspend is true", gen))
+	// A suspension the user chose is Ready (reason Suspended): kstatus
+	// Current, so GitOps health checks are not held up by it.
+	got = whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSuspended)
+	waitForKstatus(t, sub, status.CurrentStatus)
+	if msg := whsubCondition(t, got, hooklinev1.ConditionReady).Message; msg != "spec.suspend is true" {
+		t.Errorf("Ready message = %q, want the Suspended message", msg)
+	}
+	for _, typ := range []string{hooklinev1.ConditionReconciling, hooklinev1.ConditionStalled} {
+		if c := meta.FindStatusCondition(got.Status.Conditions, typ); c != nil {
+			t.Errorf("a suspended subscription sets %s: %+v", typ, c)
+		}
+	}
+}
+
+func TestWebhookSubscriptionStallsOnDispatcherConditions(t *testing.T) {
+	ns := newNamespace(t)
+	whsubAvailableDispatcher(t, ns, "d", nil)
+	whsubWebhookSecret(t, ns, "s")
+	sub := whsubSubscription(t, ns, "orders", nil)
+	gen := whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded).Generation
+
+	// The endpoint answered 410 Gone: only a change to the spec helps.
+	whsubApplyDispatcherConditions(t, sub,
+		whsubDispatcherCondition(hooklinev1.ConditionAccepted, metav1.ConditionTrue, hooklinev1.ReasonAccepted, "served", gen),
+		whsubDispatcherCondition(hooklinev1.ConditionEndpointHealthy, metav1.ConditionFalse, hooklinev1.ReasonEndpointGone, "The endpoint answered 410 Gone at 2026-06-01T12:00:00Z", gen),
+		whsubDispatcherCondition(hooklinev1.ConditionSuspended, metav1.ConditionTrue, hooklinev1.ReasonEndpointGone, "The endpoint answered 410 Gone; change the spec to resume", gen))
+	got := whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonEndpointGone)
+	waitForKstatus(t, sub, status.FailedStatus)
+	if c := whsubCondition(t, got, hooklinev1.ConditionStalled); c.Status != metav1.ConditionTrue || c.Reason != hooklinev1.ReasonEndpointGone ||
+		c.Message != "The endpoint answered 410 Gone; change the spec to resume" {
+		t.Errorf("Stalled = %+v, want True/EndpointGone with the Suspended message", c)
+	}
+	eventually(t, whsubTimeout, func() (bool, string) {
+		n := len(whsubWarnings(t, sub, hooklinev1.ReasonEndpointGone))
+		return n == 1, fmt.Sprintf("%d EndpointGone warnings, want 1", n)
+	})
+
+	// Someone points it elsewhere: the dispatcher's conditions describe the
+	// previous generation until it catches up, and are ignored.
+	whsubUpdate(t, sub, func(s *hooklinev1.WebhookSubscription) { s.Spec.URL = "https://example.com/hooks/v2" })
+	got = whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
+	waitForKstatus(t, sub, status.CurrentStatus)
+	if c := whsubCondition(t, got, hooklinev1.ConditionSuspended); c.Status != metav1.ConditionTrue || c.ObservedGeneration != gen {
+		t.Errorf("Suspended = %+v, want the dispatcher's stale condition left alone", c)
+	}
+	gen = got.Generation
+
+	// The dispatcher refuses the new spec.
+	notServed := func(reason, msg string) {
+		t.Helper()
+		whsubApplyDispatcherConditions(t, sub,
+			whsubDispatcherCondition(hooklinev1.ConditionAccepted, metav1.ConditionFalse, reason, msg, gen),
+			whsubDispatcherCondition(hooklinev1.ConditionEndpointHealthy, metav1.ConditionUnknown, hooklinev1.ReasonNoDeliveries, "No delivery has been attempted yet", gen),
+			whsubDispatcherCondition(hooklinev1.ConditionSuspended, metav1.ConditionFalse, hooklinev1.ReasonNotSuspended, "Deliveries are not held", gen))
+	}
+	notServed(hooklinev1.ReasonInvalidSpec, "spec.eventTypes[0]: not served by this dispatcher version")
+	got = whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonInvalidSpec)
+	waitForKstatus(t, sub, status.FailedStatus)
+	if c := whsubCondition(t, got, hooklinev1.ConditionStalled); c.Message != "spec.eventTypes[0]: not served by this dispatcher version" {
+		t.Errorf("Stalled = %+v, want the Accepted message", c)
+	}
+
+	// Waiting for something that may still appear is in progress.
+	notServed(hooklinev1.ReasonSecretNotReady, "WebhookSecret s has no signing key yet")
+	got = whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonSecretNotReady)
+	waitForKstatus(t, sub, status.InProgressStatus)
+	if c := meta.FindStatusCondition(got.Status.Conditions, hooklinev1.ConditionStalled); c != nil {
+		t.Errorf("a secret not ready yet stalls: %+v", c)
+	}
 }

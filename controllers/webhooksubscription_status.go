@@ -243,6 +243,87 @@ func subscriptionReadyOutcome(spec *hooklinev1.WebhookSubscriptionSpec, dispatch
 	return outcome{phase: phaseReady, reason: hooklinev1.ReasonSucceeded, message: msg}
 }
 
+// subscriptionDeliveryOutcome refines ready, the outcome of a subscription
+// whose spec and references check out, with what the dispatcher reports in
+// its own conditions (Accepted, EndpointHealthy, Suspended). A condition
+// that describes an older generation than sub's is ignored: the dispatcher
+// has not yet caught up with the spec.
+//
+//   - Suspended because the endpoint answered 410 Gone: Stalled, since only
+//     a change to the spec resumes deliveries.
+//   - Not accepted: Stalled when the spec must change, in progress when
+//     something may still appear or become ready.
+//   - Suspended otherwise (spec.suspend, a circuit breaker): Ready=False,
+//     neither Reconciling nor Stalled: the spec is reconciled, deliveries
+//     are held.
+//   - Endpoint unhealthy: Ready=False, neither Reconciling nor Stalled,
+//     likewise; deliveries are retried without anyone acting.
+func subscriptionDeliveryOutcome(sub *hooklinev1.WebhookSubscription, ready outcome) outcome {
+	current := func(typ string) *metav1.Condition {
+		c := meta.FindStatusCondition(sub.Status.Conditions, typ)
+		if c == nil || c.ObservedGeneration != sub.Generation {
+			return nil
+		}
+		return c
+	}
+	suspended := current(hooklinev1.ConditionSuspended)
+	if suspended != nil && suspended.Status != metav1.ConditionTrue {
+		suspended = nil
+	}
+	if suspended != nil && suspended.Reason == hooklinev1.ReasonEndpointGone {
+		return outcome{phase: phaseStalled, reason: hooklinev1.ReasonEndpointGone,
+			message: subscriptionConditionMessage(suspended, "The endpoint answered 410 Gone; deliveries are suspended until the spec changes")}
+	}
+	if accepted := current(hooklinev1.ConditionAccepted); accepted != nil && accepted.Status == metav1.ConditionFalse {
+		p := phaseProgressing
+		if subscriptionNotAcceptedStalls(accepted.Reason) {
+			p = phaseStalled
+		}
+		return outcome{phase: p, reason: accepted.Reason,
+			message: subscriptionConditionMessage(accepted, "The dispatcher does not serve this subscription")}
+	}
+	if suspended != nil {
+		// Suspending by hand is a state the user chose: Ready stays True,
+		// so kstatus and GitOps health checks see it as Current. Any
+		// other suspension is trouble to see.
+		p := phaseHeld
+		if suspended.Reason == hooklinev1.ReasonSuspendedBySpec {
+			p = phaseReady
+		}
+		return outcome{phase: p, reason: hooklinev1.ReasonSuspended,
+			message: subscriptionConditionMessage(suspended, "Deliveries are held; events stay queued")}
+	}
+	healthy := current(hooklinev1.ConditionEndpointHealthy)
+	if healthy != nil && healthy.Status == metav1.ConditionFalse {
+		return outcome{phase: phaseHeld, reason: hooklinev1.ReasonEndpointUnhealthy,
+			message: subscriptionConditionMessage(healthy, "Deliveries to the endpoint fail")}
+	}
+	if healthy != nil && healthy.Status == metav1.ConditionTrue && ready.phase == phaseReady {
+		ready.message += "; the endpoint is healthy"
+	}
+	return ready
+}
+
+// subscriptionNotAcceptedStalls says whether the dispatcher's reason for not
+// serving a subscription needs someone to change a spec (the
+// subscription's, or the dispatcher's admission or egress policy), rather
+// than waiting for something to appear.
+func subscriptionNotAcceptedStalls(reason string) bool {
+	switch reason {
+	case hooklinev1.ReasonInvalidSpec, hooklinev1.ReasonURLNotAllowed, hooklinev1.ReasonNamespaceNotAllowed, hooklinev1.ReasonFilterInvalid:
+		return true
+	}
+	return false
+}
+
+// subscriptionConditionMessage is c's message, or fallback when it has none.
+func subscriptionConditionMessage(c *metav1.Condition, fallback string) string {
+	if c.Message != "" {
+		return c.Message
+	}
+	return fallback
+}
+
 // subscriptionStatus is the status this controller applies: its own
 // conditions merged with the current ones, the generation they describe
 // and the resolved dispatcher. The dispatcher's conditions and delivery

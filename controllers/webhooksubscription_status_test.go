@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 )
@@ -291,5 +293,144 @@ func TestSubscriptionStatus(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("status (-want +got):\n%s", diff)
+	}
+}
+
+func TestSubscriptionDeliveryOutcome(t *testing.T) {
+	const gen = 4
+	ready := outcome{phase: phaseReady, reason: hooklinev1.ReasonSucceeded, message: "Valid; events for example.com go through team-a/d"}
+	cond := func(typ string, status metav1.ConditionStatus, reason, msg string) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen}
+	}
+	stale := func(c metav1.Condition) metav1.Condition { c.ObservedGeneration = gen - 1; return c }
+	var (
+		accepted    = cond(hooklinev1.ConditionAccepted, metav1.ConditionTrue, hooklinev1.ReasonAccepted, "The dispatcher delivers the events this subscription selects")
+		healthy     = cond(hooklinev1.ConditionEndpointHealthy, metav1.ConditionTrue, hooklinev1.ReasonDeliverySucceeded, "The last delivery attempt succeeded")
+		noAttempts  = cond(hooklinev1.ConditionEndpointHealthy, metav1.ConditionUnknown, hooklinev1.ReasonNoDeliveries, "No delivery has been attempted yet")
+		failing     = cond(hooklinev1.ConditionEndpointHealthy, metav1.ConditionFalse, hooklinev1.ReasonDeliveryFailing, "5 consecutive failures, last: HTTP 503")
+		goneHealth  = cond(hooklinev1.ConditionEndpointHealthy, metav1.ConditionFalse, hooklinev1.ReasonEndpointGone, "The endpoint answered 410 Gone at 2026-06-01T12:00:00Z")
+		notHeld     = cond(hooklinev1.ConditionSuspended, metav1.ConditionFalse, hooklinev1.ReasonNotSuspended, "Deliveries are not held")
+		gone        = cond(hooklinev1.ConditionSuspended, metav1.ConditionTrue, hooklinev1.ReasonEndpointGone, "The endpoint answered 410 Gone")
+		bySpec      = cond(hooklinev1.ConditionSuspended, metav1.ConditionTrue, hooklinev1.ReasonSuspendedBySpec, "spec.suspend is true")
+		circuitOpen = cond(hooklinev1.ConditionSuspended, metav1.ConditionTrue, hooklinev1.ReasonCircuitOpen, "")
+	)
+	notAccepted := func(reason string) metav1.Condition {
+		return cond(hooklinev1.ConditionAccepted, metav1.ConditionFalse, reason, "not served: "+reason)
+	}
+	tests := []struct {
+		name  string
+		conds []metav1.Condition
+		want  outcome
+	}{
+		{"no dispatcher conditions yet", nil, ready},
+		{"accepted, nothing delivered yet", []metav1.Condition{accepted, noAttempts, notHeld}, ready},
+		{"healthy", []metav1.Condition{accepted, healthy, notHeld},
+			outcome{phaseReady, hooklinev1.ReasonSucceeded, ready.message + "; the endpoint is healthy"}},
+		{"unhealthy", []metav1.Condition{accepted, failing, notHeld},
+			outcome{phaseHeld, hooklinev1.ReasonEndpointUnhealthy, "5 consecutive failures, last: HTTP 503"}},
+		{"unhealthy without a message", []metav1.Condition{cond(hooklinev1.ConditionEndpointHealthy, metav1.ConditionFalse, hooklinev1.ReasonDeliveryFailing, "")},
+			outcome{phaseHeld, hooklinev1.ReasonEndpointUnhealthy, "Deliveries to the endpoint fail"}},
+		{"gone", []metav1.Condition{accepted, goneHealth, gone},
+			outcome{phaseStalled, hooklinev1.ReasonEndpointGone, "The endpoint answered 410 Gone"}},
+		{"gone without a message", []metav1.Condition{cond(hooklinev1.ConditionSuspended, metav1.ConditionTrue, hooklinev1.ReasonEndpointGone, "")},
+			outcome{phaseStalled, hooklinev1.ReasonEndpointGone, "The endpoint answered 410 Gone; deliveries are suspended until the spec changes"}},
+		{"gone outranks not accepted", []metav1.Condition{notAccepted(hooklinev1.ReasonSecretNotReady), gone},
+			outcome{phaseStalled, hooklinev1.ReasonEndpointGone, "The endpoint answered 410 Gone"}},
+		{"a 410 reported by health alone is unhealthy", []metav1.Condition{accepted, goneHealth, notHeld},
+			outcome{phaseHeld, hooklinev1.ReasonEndpointUnhealthy, "The endpoint answered 410 Gone at 2026-06-01T12:00:00Z"}},
+		{"suspended by spec", []metav1.Condition{accepted, healthy, bySpec},
+			outcome{phaseReady, hooklinev1.ReasonSuspended, "spec.suspend is true"}},
+		{"suspended outranks unhealthy", []metav1.Condition{accepted, failing, bySpec},
+			outcome{phaseReady, hooklinev1.ReasonSuspended, "spec.suspend is true"}},
+		{"circuit open", []metav1.Condition{accepted, failing, circuitOpen},
+			outcome{phaseHeld, hooklinev1.ReasonSuspended, "Deliveries are held; events stay queued"}},
+		{"not accepted: invalid spec", []metav1.Condition{notAccepted(hooklinev1.ReasonInvalidSpec), noAttempts, notHeld},
+			outcome{phaseStalled, hooklinev1.ReasonInvalidSpec, "not served: InvalidSpec"}},
+		{"not accepted: URL", []metav1.Condition{notAccepted(hooklinev1.ReasonURLNotAllowed)},
+			outcome{phaseStalled, hooklinev1.ReasonURLNotAllowed, "not served: URLNotAllowed"}},
+		{"not accepted: namespace", []metav1.Condition{notAccepted(hooklinev1.ReasonNamespaceNotAllowed)},
+			outcome{phaseStalled, hooklinev1.ReasonNamespaceNotAllowed, "not served: NamespaceNotAllowed"}},
+		{"not accepted: filter", []metav1.Condition{notAccepted(hooklinev1.ReasonFilterInvalid)},
+			outcome{phaseStalled, hooklinev1.ReasonFilterInvalid, "not served: FilterInvalid"}},
+		{"not accepted: secret not ready", []metav1.Condition{notAccepted(hooklinev1.ReasonSecretNotReady)},
+			outcome{phaseProgressing, hooklinev1.ReasonSecretNotReady, "not served: SecretNotReady"}},
+		{"not accepted: reference", []metav1.Condition{notAccepted(hooklinev1.ReasonReferenceNotFound)},
+			outcome{phaseProgressing, hooklinev1.ReasonReferenceNotFound, "not served: ReferenceNotFound"}},
+		{"not accepted: dispatcher", []metav1.Condition{notAccepted(hooklinev1.ReasonDispatcherNotFound)},
+			outcome{phaseProgressing, hooklinev1.ReasonDispatcherNotFound, "not served: DispatcherNotFound"}},
+		{"not accepted outranks suspended by spec", []metav1.Condition{notAccepted(hooklinev1.ReasonInvalidSpec), bySpec},
+			outcome{phaseStalled, hooklinev1.ReasonInvalidSpec, "not served: InvalidSpec"}},
+		{"not accepted, no message", []metav1.Condition{cond(hooklinev1.ConditionAccepted, metav1.ConditionFalse, hooklinev1.ReasonNotServed, "")},
+			outcome{phaseProgressing, hooklinev1.ReasonNotServed, "The dispatcher does not serve this subscription"}},
+		{"accepted unknown counts for nothing", []metav1.Condition{cond(hooklinev1.ConditionAccepted, metav1.ConditionUnknown, "Starting", "")}, ready},
+		{"stale conditions are ignored", []metav1.Condition{stale(notAccepted(hooklinev1.ReasonInvalidSpec)), stale(failing), stale(gone)}, ready},
+		{"stale health does not say healthy", []metav1.Condition{accepted, stale(healthy), notHeld}, ready},
+		{"the controller's own conditions are not the dispatcher's", []metav1.Condition{
+			cond(hooklinev1.ConditionReady, metav1.ConditionFalse, hooklinev1.ReasonEndpointUnhealthy, "old"),
+			cond(hooklinev1.ConditionStalled, metav1.ConditionTrue, hooklinev1.ReasonEndpointGone, "old"),
+		}, ready},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sub := &hooklinev1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Generation: gen}}
+			sub.Status.Conditions = tt.conds
+			got := subscriptionDeliveryOutcome(sub, ready)
+			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(outcome{})); diff != "" {
+				t.Errorf("outcome (-want +got):\n%s", diff)
+			}
+		})
+	}
+	// A subscription the controller itself finds not ready is not the
+	// dispatcher's to judge; only called with a ready outcome, but a
+	// healthy endpoint must not decorate anything else.
+	sub := &hooklinev1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Generation: gen}}
+	sub.Status.Conditions = []metav1.Condition{healthy}
+	progressing := outcome{phase: phaseProgressing, reason: hooklinev1.ReasonSecretNotReady, message: "waiting"}
+	if got := subscriptionDeliveryOutcome(sub, progressing); got != progressing {
+		t.Errorf("outcome = %+v, want %+v unchanged", got, progressing)
+	}
+}
+
+func TestSubscriptionDispatcherConditionsChanged(t *testing.T) {
+	c := func(typ string, status metav1.ConditionStatus, reason, msg string, gen int64) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen}
+	}
+	base := []metav1.Condition{
+		c(hooklinev1.ConditionReady, metav1.ConditionTrue, hooklinev1.ReasonSucceeded, "Valid", 2),
+		c(hooklinev1.ConditionAccepted, metav1.ConditionTrue, hooklinev1.ReasonAccepted, "served", 2),
+		c(hooklinev1.ConditionEndpointHealthy, metav1.ConditionTrue, hooklinev1.ReasonDeliverySucceeded, "ok", 2),
+		c(hooklinev1.ConditionSuspended, metav1.ConditionFalse, hooklinev1.ReasonNotSuspended, "not held", 2),
+	}
+	with := func(i int, m func(*metav1.Condition)) []metav1.Condition {
+		out := slices.Clone(base)
+		m(&out[i])
+		return out
+	}
+	tests := []struct {
+		name     string
+		old, new []metav1.Condition
+		want     bool
+	}{
+		{"nothing changed", base, base, false},
+		{"a message changed", base, with(2, func(c *metav1.Condition) { c.Message = "3 consecutive failures since the last success" }), false},
+		{"the controller's Ready changed", base, with(0, func(c *metav1.Condition) { c.Status = metav1.ConditionFalse }), false},
+		{"health status changed", base, with(2, func(c *metav1.Condition) { c.Status = metav1.ConditionFalse }), true},
+		{"suspended reason changed", base, with(3, func(c *metav1.Condition) { c.Reason = hooklinev1.ReasonCircuitOpen }), true},
+		{"accepted caught up with a generation", base, with(1, func(c *metav1.Condition) { c.ObservedGeneration = 3 }), true},
+		{"first written", base[:1], base, true},
+		{"removed", base, base[:1], true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := &hooklinev1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Generation: 3}}
+			n := o.DeepCopy()
+			o.Status.Conditions, n.Status.Conditions = tt.old, tt.new
+			if got := subscriptionDispatcherConditionsChanged.Update(event.UpdateEvent{ObjectOld: o, ObjectNew: n}); got != tt.want {
+				t.Errorf("passes = %t, want %t", got, tt.want)
+			}
+		})
+	}
+	if subscriptionDispatcherConditionsChanged.Create(event.CreateEvent{Object: &hooklinev1.WebhookSubscription{}}) {
+		t.Error("passes creations, which the generation predicate already does")
 	}
 }

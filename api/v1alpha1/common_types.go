@@ -66,6 +66,14 @@ const (
 	// ReasonURLNotAllowed means the dispatcher's egress policy refuses the
 	// URL (for example plain http when the dispatcher does not allow it).
 	ReasonURLNotAllowed = "URLNotAllowed"
+	// ReasonSuspended means the dispatcher holds the subscription's
+	// deliveries (by spec.suspend, or after sustained failure); they stay
+	// queued. The Suspended condition says why.
+	ReasonSuspended = "Suspended"
+	// ReasonEndpointUnhealthy means the spec is reconciled but deliveries
+	// to the endpoint fail; the EndpointHealthy condition has the details.
+	// Nothing needs to change in the spec: deliveries are retried.
+	ReasonEndpointUnhealthy = "EndpointUnhealthy"
 	// ReasonReferenceNotFound means a Secret or ConfigMap named by
 	// spec.headers or spec.tls does not exist yet, or lacks the key the
 	// spec names; the subscription waits for it. The message names the
@@ -80,6 +88,22 @@ const (
 	ReasonReplicasUnavailable = "ReplicasUnavailable"
 	// ReasonApplyFailed means rendering or applying an owned object failed.
 	ReasonApplyFailed = "ApplyFailed"
+)
+
+// Labels of the Lease each running dispatcher instance keeps renewed in its
+// WebhookDispatcher's namespace, named "<dispatcher>-instance-<instance>".
+// The controller counts the live ones (renewTime plus leaseDurationSeconds
+// still ahead) as the dispatcher's ready instances, whether they run in a
+// pod or not. An instance deletes its Lease when it stops; after a crash the
+// Lease expires.
+const (
+	// LabelDispatcher names the WebhookDispatcher the Lease belongs to.
+	LabelDispatcher = "hookline.dev/dispatcher"
+	// LabelLeaseRole says what the Lease is for; instance Leases carry
+	// LeaseRoleInstance.
+	LabelLeaseRole = "hookline.dev/lease-role"
+	// LeaseRoleInstance marks a Lease that announces one running instance.
+	LeaseRoleInstance = "instance"
 )
 
 // Annotations understood by the controllers.

@@ -277,7 +277,7 @@ type WebhookDispatcherList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&WebhookDispatcher{}, &WebhookDispatcherList{})
+	register(&WebhookDispatcher{}, &WebhookDispatcherList{})
 }
 
 // GetConditions returns the status conditions.

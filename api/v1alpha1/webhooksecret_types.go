@@ -173,7 +173,7 @@ type WebhookSecretList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&WebhookSecret{}, &WebhookSecretList{})
+	register(&WebhookSecret{}, &WebhookSecretList{})
 }
 
 // GetConditions returns the status conditions.

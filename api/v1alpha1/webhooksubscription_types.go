@@ -404,7 +404,7 @@ type WebhookSubscriptionList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&WebhookSubscription{}, &WebhookSubscriptionList{})
+	register(&WebhookSubscription{}, &WebhookSubscriptionList{})
 }
 
 // GetConditions returns the status conditions.

@@ -160,16 +160,26 @@ func TestManagerWithInstalledRBAC(t *testing.T) {
 		}
 	}
 
-	// The test server runs no StatefulSet controller or kubelet: report the
-	// rendered StatefulSet's pod as available, as they would.
+	// The test server runs no pods: announce the dispatcher's one instance
+	// with the Lease a running dispatcher keeps renewed, which is what the
+	// manager counts (reading Leases with its installed RBAC).
 	waitFor(t, 30*time.Second, func() error {
-		sts := &appsv1.StatefulSet{}
-		if err := admin.Get(ctx, types.NamespacedName{Namespace: operatorNamespace, Name: "default-dispatcher"}, sts); err != nil {
-			return err
-		}
-		sts.Status = appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: 1, ReadyReplicas: 1, AvailableReplicas: 1, UpdatedReplicas: 1, CurrentReplicas: 1}
-		return admin.Status().Update(ctx, sts)
+		return admin.Get(ctx, types.NamespacedName{Namespace: operatorNamespace, Name: "default-dispatcher"}, &appsv1.StatefulSet{})
 	})
+	renewed := metav1.NewMicroTime(time.Now())
+	if err := admin.Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: operatorNamespace, Name: "default-instance-default-dispatcher-0", Labels: map[string]string{
+			hooklinev1.LabelDispatcher: "default", hooklinev1.LabelLeaseRole: hooklinev1.LeaseRoleInstance,
+		}},
+		Spec: coordinationv1.LeaseSpec{
+			HolderIdentity:       ptr.To("default-dispatcher-0"),
+			LeaseDurationSeconds: ptr.To[int32](300),
+			AcquireTime:          &renewed,
+			RenewTime:            &renewed,
+		},
+	}); err != nil {
+		t.Fatalf("creating the dispatcher's instance Lease: %v", err)
+	}
 
 	for _, obj := range []client.Object{dispatcher, secret, sub} {
 		waitFor(t, 30*time.Second, func() error { return ready(ctx, admin, obj) })

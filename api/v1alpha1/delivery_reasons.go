@@ -1,0 +1,40 @@
+package v1alpha1
+
+// Reasons of the conditions the dispatcher writes on subscriptions
+// (Accepted, EndpointHealthy, Suspended). Where a subscription is not
+// accepted for a reason the controller also reports (a namespace the
+// dispatcher does not admit, a URL its egress policy refuses), the shared
+// reasons above are used instead.
+const (
+	// ReasonAccepted means a running dispatcher serves the subscription:
+	// its events are routed, filtered and delivered.
+	ReasonAccepted = "Accepted"
+	// ReasonNotServed means the dispatcher does not serve the
+	// subscription; the message says why. More specific reasons are used
+	// where one applies.
+	ReasonNotServed = "NotServed"
+	// ReasonFilterInvalid means the dispatcher could not compile the
+	// subscription's filter, so it delivers nothing until the filter is
+	// fixed.
+	ReasonFilterInvalid = "FilterInvalid"
+	// ReasonNoDeliveries means no delivery has been attempted yet, so the
+	// endpoint's health is unknown.
+	ReasonNoDeliveries = "NoDeliveries"
+	// ReasonDeliverySucceeded means the last delivery attempts succeeded,
+	// or fewer consecutive attempts failed than make an endpoint unhealthy.
+	ReasonDeliverySucceeded = "DeliverySucceeded"
+	// ReasonDeliveryFailing means consecutive delivery attempts failed; the
+	// message names the count and the last failure.
+	ReasonDeliveryFailing = "DeliveryFailing"
+	// ReasonEndpointGone means the endpoint answered 410 Gone: it asked not
+	// to receive deliveries any more, and the subscription is suspended.
+	ReasonEndpointGone = "EndpointGone"
+	// ReasonSuspendedBySpec means spec.suspend holds the deliveries; they
+	// stay queued until it is set back to false.
+	ReasonSuspendedBySpec = "SuspendedBySpec"
+	// ReasonCircuitOpen means the dispatcher holds the deliveries after
+	// sustained failure, and probes the endpoint before resuming.
+	ReasonCircuitOpen = "CircuitOpen"
+	// ReasonNotSuspended means deliveries are not held.
+	ReasonNotSuspended = "NotSuspended"
+)

@@ -1,0 +1,186 @@
+// Command dispatcher runs one WebhookDispatcher's data plane: the ingest
+// API, the durable queue (embedded NATS JetStream or an external cluster),
+// signed delivery to the attached subscriptions, and status write-back.
+// The operator runs it as the dispatcher's StatefulSet; it runs as well
+// outside a cluster with --kubeconfig.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/auth"
+	"github.com/hookline/hookline/internal/dispatcher"
+	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/internal/version"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "dispatcher:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		name, namespace, instance, kubeconfig string
+		dataDir, queueURL, queueCreds         string
+		streamReplicas                        int
+		queueMaxBytes                         int64
+		queueMaxAge, dedupWindow              time.Duration
+		producerAuth                          string
+		ingestAddr, healthAddr, metricsAddr   string
+		maxEventBytes                         int64
+		statusInterval, shutdownGrace         time.Duration
+		logLevel                              string
+	)
+	hostname, _ := os.Hostname()
+	defInstance := os.Getenv("POD_NAME")
+	if defInstance == "" {
+		defInstance = hostname
+	}
+	flag.StringVar(&name, "dispatcher-name", "", "Name of the WebhookDispatcher served (required).")
+	flag.StringVar(&namespace, "dispatcher-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the WebhookDispatcher served; defaults to $POD_NAMESPACE.")
+	flag.StringVar(&instance, "instance", defInstance, "Name of this instance among the dispatcher's; defaults to $POD_NAME, else the host name.")
+	flag.StringVar(&kubeconfig, "kubeconfig", "", "Path to a kubeconfig, to run outside the cluster; empty means in-cluster configuration.")
+	flag.StringVar(&dataDir, "data-dir", "", "Directory of the embedded queue's file store. Exactly one of --data-dir and --queue-url is required.")
+	flag.StringVar(&queueURL, "queue-url", "", "URL(s) of an external NATS JetStream cluster, comma-separated.")
+	flag.StringVar(&queueCreds, "queue-credentials", "", "NATS credentials file (.creds) for --queue-url.")
+	flag.IntVar(&streamReplicas, "stream-replicas", 1, "Replicas of the streams on an external cluster.")
+	flag.Int64Var(&queueMaxBytes, "queue-max-bytes", 0, "Bound of the events stream in bytes; 0 means 70% of the data directory's filesystem (embedded) or 1 GiB (external).")
+	flag.DurationVar(&queueMaxAge, "queue-max-age", 7*24*time.Hour, "Events older than this are dropped from the queue; keep it above every subscription's retry maxAge.")
+	flag.DurationVar(&dedupWindow, "dedup-window", 2*time.Minute, "Window in which a producer-supplied event id is stored only once.")
+	flag.StringVar(&producerAuth, "producer-authentication", string(hooklinev1.ProducerAuthServiceAccountToken),
+		"ServiceAccountToken checks producers' bearer tokens (TokenReview, audience \"hookline\") and their RBAC (create webhookevents); None disables it, for local development only.")
+	flag.StringVar(&ingestAddr, "ingest-bind-address", ":8080", "Address of the ingest API.")
+	flag.StringVar(&healthAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz; empty disables.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":9090", "Address of /metrics; empty disables.")
+	flag.Int64Var(&maxEventBytes, "max-event-bytes", 1<<20, "Largest request body the ingest API accepts.")
+	flag.DurationVar(&statusInterval, "status-interval", 10*time.Second, "Least time between two status writes of one subscription.")
+	flag.DurationVar(&shutdownGrace, "shutdown-grace", 30*time.Second, "How long deliveries in flight may finish at shutdown.")
+	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error.")
+	showVersion := flag.Bool("version", false, "Print the version and exit.")
+	flag.Parse()
+	if *showVersion {
+		fmt.Println(version.Version)
+		return nil
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+	klog.SetSlogLogger(log)
+
+	switch {
+	case name == "" || namespace == "":
+		return errors.New("--dispatcher-name and --dispatcher-namespace (or $POD_NAMESPACE) are required")
+	case (dataDir == "") == (queueURL == ""):
+		return errors.New("exactly one of --data-dir (embedded queue) and --queue-url (external NATS) is required")
+	case instance == "":
+		return errors.New("--instance is required when neither $POD_NAME nor the host name is known")
+	}
+
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return fmt.Errorf("loading the Kubernetes configuration: %w", err)
+	}
+	cfg.UserAgent = "hookline-dispatcher/" + version.Version
+
+	var authorizer *auth.Reviewer
+	switch hooklinev1.ProducerAuthenticationMode(producerAuth) {
+	case hooklinev1.ProducerAuthServiceAccountToken:
+		kube, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return fmt.Errorf("creating the Kubernetes client: %w", err)
+		}
+		authorizer = auth.New(kube, auth.Options{Audience: "hookline"})
+	case hooklinev1.ProducerAuthNone:
+		log.Warn("Producer authentication is disabled: anyone who reaches the ingest API can publish into any namespace. Use this for local development only")
+	default:
+		return fmt.Errorf("--producer-authentication: %q is neither ServiceAccountToken nor None", producerAuth)
+	}
+
+	var deadLetterMaxBytes int64
+	if dataDir != "" && queueMaxBytes == 0 {
+		if queueMaxBytes, deadLetterMaxBytes, err = embeddedBounds(dataDir); err != nil {
+			return err
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	q, err := queue.Open(ctx, queue.Config{
+		DispatcherNamespace: namespace,
+		DispatcherName:      name,
+		DataDir:             dataDir,
+		URL:                 queueURL,
+		CredentialsFile:     queueCreds,
+		Replicas:            streamReplicas,
+		MaxBytes:            queueMaxBytes,
+		MaxAge:              queueMaxAge,
+		DedupWindow:         dedupWindow,
+		DeadLetterMaxBytes:  deadLetterMaxBytes,
+		Logger:              log.With("component", "queue"),
+	})
+	if err != nil {
+		return fmt.Errorf("opening the queue: %w", err)
+	}
+	defer func() {
+		if err := q.Close(); err != nil {
+			log.Error("Closing the queue", "err", err)
+		}
+	}()
+
+	opts := dispatcher.Options{
+		Namespace: namespace, Name: name, Instance: instance,
+		Kube:       cfg,
+		Queue:      q,
+		IngestAddr: ingestAddr, HealthAddr: healthAddr, MetricsAddr: metricsAddr,
+		MaxEventBytes:  maxEventBytes,
+		StatusInterval: statusInterval,
+		ShutdownGrace:  shutdownGrace,
+		Logger:         log,
+	}
+	if authorizer != nil {
+		opts.Authorizer = authorizer
+	}
+	d, err := dispatcher.New(opts)
+	if err != nil {
+		return err
+	}
+	log.Info("Starting", "version", version.Version, "dispatcher", namespace+"/"+name, "instance", instance,
+		"ingest", d.IngestAddr(), "health", d.HealthAddr(), "metrics", d.MetricsAddr())
+	return d.Run(ctx)
+}
+
+// embeddedBounds size the embedded queue's streams to its filesystem (the
+// dispatcher's volume): 70% for events, up to 10% (at most 256 MiB) for
+// dead letters, the rest for the stats stream and JetStream's own files.
+func embeddedBounds(dir string) (events, deadLetters int64, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, 0, fmt.Errorf("creating the data directory: %w", err)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, 0, fmt.Errorf("measuring the data directory's filesystem: %w", err)
+	}
+	total := float64(st.Blocks) * float64(st.Bsize)
+	return int64(total * 0.7), min(int64(total*0.1), queue.DefaultDeadLetterMaxBytes), nil
+}

@@ -1,0 +1,87 @@
+// Package delivery makes one HTTP attempt to deliver one event to one
+// webhook endpoint, signed per the Standard Webhooks specification, and
+// holds the pure retry policy that decides what happens after it.
+//
+// It knows nothing of queues or Kubernetes: the caller brings the message,
+// the resolved target (URL, static headers, signing keys, timeout) and the
+// attempt number, and gets back a Result and a Decision.
+package delivery
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hookline/hookline/internal/keys"
+)
+
+// Message is one event as delivered.
+type Message struct {
+	// ID is the event ID, sent as webhook-id and identical on every attempt
+	// so receivers can deduplicate.
+	ID string
+	// Type is the event type, such as "order.created".
+	Type string
+	// Time is when the event happened; it is sent in UTC.
+	Time time.Time
+	// Data is the event payload as raw JSON. Nil or empty means null.
+	Data json.RawMessage
+}
+
+// Target is where and how to deliver.
+type Target struct {
+	// URL is the absolute http or https URL to POST to. It may carry a
+	// token in its query, so it never appears in a Result.
+	URL string
+	// Header holds extra static headers, already resolved. Values may come
+	// from Secrets: they are never logged nor put in a Result. They cannot
+	// replace the headers the sender sets itself (see Send).
+	Header http.Header
+	// Keys are the signing keys currently valid: the current key first,
+	// then the previous one while a rotation overlaps. Each adds one
+	// signature to webhook-signature.
+	Keys []keys.Key
+	// Timeout bounds the whole attempt, from dialling to reading the
+	// response. Zero or less means DefaultTimeout.
+	Timeout time.Duration
+}
+
+// DefaultTimeout bounds an attempt whose Target has no Timeout.
+const DefaultTimeout = 30 * time.Second
+
+// envelope is the delivered body. Field order is the wire order.
+type envelope struct {
+	Type      string          `json:"type"`
+	Timestamp string          `json:"timestamp"`
+	Data      json.RawMessage `json:"data"`
+}
+
+var jsonNull = json.RawMessage("null")
+
+// Body encodes the delivered body {"type","timestamp","data"}, with the
+// timestamp as m.Time in UTC RFC 3339 with nanoseconds and data compacted.
+// These exact bytes are both signed and sent. It fails if m.Data is not
+// valid JSON.
+func Body(m Message) ([]byte, error) {
+	data := m.Data
+	if len(bytes.TrimSpace(data)) == 0 {
+		data = jsonNull
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	// The data must reach the receiver as the producer wrote it; HTML
+	// escaping would rewrite <, > and & inside its strings.
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(envelope{
+		Type:      m.Type,
+		Timestamp: m.Time.UTC().Format(time.RFC3339Nano),
+		Data:      data,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode delivery body for event %q: %w", m.ID, err)
+	}
+	// Encode terminates with a newline, which is not part of the JSON.
+	return bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}), nil
+}

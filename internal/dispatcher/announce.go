@@ -1,0 +1,190 @@
+package dispatcher
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/utils/ptr"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/report"
+)
+
+var unsafeName = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// InstanceLeaseName is the Lease an instance of a dispatcher renews.
+func InstanceLeaseName(dispatcher, instance string) string {
+	n := dispatcher + "-instance-" + strings.Trim(unsafeName.ReplaceAllString(strings.ToLower(instance), "-"), "-")
+	if len(n) > 253 {
+		n = n[:253]
+	}
+	return n
+}
+
+// announce keeps this instance's Lease renewed while it is healthy, so the
+// WebhookDispatcher's readiness counts instances that run, in a pod or not.
+// The Lease is deleted on a graceful stop; after a crash it expires.
+func (d *Dispatcher) announce(ctx context.Context) {
+	name := InstanceLeaseName(d.opts.Name, d.opts.Instance)
+	leases := d.kube.CoordinationV1().Leases(d.opts.Namespace)
+	every := d.opts.LeaseDuration / 3
+	t := d.opts.Clock.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := d.healthy(); err == nil {
+			if err := d.renewLease(ctx, name); err != nil && ctx.Err() == nil {
+				d.log.Warn("Renewing the instance Lease", "lease", name, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := leases.Delete(dctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				d.log.Warn("Withdrawing the instance Lease", "lease", name, "err", err)
+			}
+			cancel()
+			return
+		case <-t.C():
+		}
+	}
+}
+
+func (d *Dispatcher) renewLease(ctx context.Context, name string) error {
+	leases := d.kube.CoordinationV1().Leases(d.opts.Namespace)
+	now := metav1.NewMicroTime(d.opts.Clock.Now())
+	spec := coordinationv1.LeaseSpec{
+		HolderIdentity:       ptr.To(d.opts.Instance),
+		LeaseDurationSeconds: ptr.To(int32(d.opts.LeaseDuration / time.Second)),
+		RenewTime:            &now,
+	}
+	l, err := leases.Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		spec.AcquireTime = &now
+		_, err = leases.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: d.opts.Namespace,
+				Labels: map[string]string{hooklinev1.LabelDispatcher: d.opts.Name, hooklinev1.LabelLeaseRole: hooklinev1.LeaseRoleInstance}},
+			Spec: spec,
+		}, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != d.opts.Instance || l.Spec.AcquireTime == nil {
+		spec.AcquireTime = &now
+	} else {
+		spec.AcquireTime = l.Spec.AcquireTime
+	}
+	l.Spec = spec
+	_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+	return err
+}
+
+// leadStatus takes part in electing the one instance that writes status,
+// and runs the status writer while it leads.
+func (d *Dispatcher) leadStatus(ctx context.Context) {
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: d.opts.Namespace, Name: d.opts.Name + "-status-writer"},
+		Client:     d.kube.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: d.opts.Instance},
+	}
+	for ctx.Err() == nil {
+		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock:            lock,
+			LeaseDuration:   d.opts.LeaseDuration / 2,
+			RenewDeadline:   d.opts.LeaseDuration / 3,
+			RetryPeriod:     d.opts.LeaseDuration / 15,
+			ReleaseOnCancel: true,
+			Name:            "status-writer",
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(ctx context.Context) {
+					d.log.Info("Leading status writing")
+					d.leading.Store(true)
+					defer d.leading.Store(false)
+					if err := d.writer.Run(ctx); err != nil && ctx.Err() == nil {
+						d.log.Error("Writing status", "err", err)
+					}
+				},
+				OnStoppedLeading: func() { d.log.Info("No longer leading status writing") },
+			},
+		})
+		if err != nil {
+			d.log.Error("Setting up the status writer election", "err", err)
+			return
+		}
+		le.Run(ctx)
+	}
+}
+
+// flushStats shares this instance's delivery outcomes with the status
+// writer about once a second.
+func (d *Dispatcher) flushStats(ctx context.Context) {
+	t := d.opts.Clock.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+			d.publishStats(ctx)
+		}
+	}
+}
+
+func (d *Dispatcher) publishStats(ctx context.Context) {
+	payload := d.recorder.Flush()
+	if payload == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := d.queue.PublishStats(ctx, payload); err != nil {
+		d.log.Warn("Sharing delivery outcomes with the status writer; these counts are lost", "err", err)
+	}
+}
+
+func (d *Dispatcher) fetchStats(ctx context.Context, max int, wait time.Duration) ([]report.Pending, error) {
+	msgs, err := d.queue.FetchStats(ctx, max, wait)
+	if err != nil {
+		return nil, fmt.Errorf("fetching delivery outcomes: %w", err)
+	}
+	out := make([]report.Pending, len(msgs))
+	for i, m := range msgs {
+		out[i] = report.Pending{Data: m.Data, Ack: m.Ack}
+	}
+	return out, nil
+}
+
+// observeQueue exports the queue's storage use and warns as it nears its
+// bound (ingest answers 503 once it is reached).
+func (d *Dispatcher) observeQueue(ctx context.Context) {
+	t := d.opts.Clock.NewTicker(15 * time.Second)
+	defer t.Stop()
+	warned := false
+	for {
+		if u, err := d.queue.Usage(ctx); err == nil {
+			d.metrics.queueBytes.Set(float64(u.Bytes))
+			d.metrics.queueMaxBytes.Set(float64(u.MaxBytes))
+			d.metrics.queueMessages.Set(float64(u.Messages))
+			near := u.MaxBytes > 0 && float64(u.Bytes) >= 0.8*float64(u.MaxBytes)
+			if near && !warned {
+				d.log.Warn("The queue is over 80% full; ingest will answer 503 when it is full", "bytes", u.Bytes, "maxBytes", u.MaxBytes)
+			}
+			warned = near
+		}
+		d.metrics.subscriptions.Set(float64(len(d.subs.keys())))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+	}
+}

@@ -1,0 +1,649 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/delivery"
+	"github.com/hookline/hookline/internal/endpoint"
+	"github.com/hookline/hookline/internal/eventtype"
+	"github.com/hookline/hookline/internal/filter"
+	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/internal/report"
+)
+
+var (
+	subscriptionsGVR = hooklinev1.GroupVersion.WithResource("webhooksubscriptions")
+	secretsGVR       = hooklinev1.GroupVersion.WithResource("webhooksecrets")
+	dispatchersGVR   = hooklinev1.GroupVersion.WithResource("webhookdispatchers")
+)
+
+// ackWaitMargin is added to a subscription's timeout for the consumer's ack
+// wait, so a delivery in progress is never redelivered to another worker.
+const ackWaitMargin = 30 * time.Second
+
+// subscriptions keeps the served subscriptions in step with the cluster:
+// informers feed a work queue, and each key is brought to its desired state
+// (consumer, delivery settings, worker) by one goroutine.
+type subscriptions struct {
+	d       *Dispatcher
+	self    string // "namespace/name" of the dispatcher, as subscriptions' status.dispatcher
+	queue   workqueue.TypedRateLimitingInterface[string]
+	secrets *secretWatcher
+
+	subInf, wsInf, dispInf cache.SharedIndexInformer
+	nsInf                  cache.SharedIndexInformer
+
+	mu      sync.Mutex
+	served  map[string]*served // by "namespace/name"
+	workers sync.WaitGroup
+	// orphans are consumers seen without a served subscription at the last
+	// garbage collection; they are deleted if still orphaned at the next.
+	orphans map[string]bool
+}
+
+// served is one subscription this instance serves.
+type served struct {
+	key      report.Key
+	consumer string
+	state    atomicState
+	cancel   context.CancelFunc // stops its worker; nil when none runs
+	running  workerShape
+	// gone records the generation at which the endpoint answered 410.
+	goneGeneration int64
+}
+
+// workerShape is what a running worker was started with; a change restarts it.
+type workerShape struct {
+	concurrency int
+}
+
+// deliveryState is everything a delivery needs, computed once per change
+// of the subscription or a Secret it uses, never per delivery.
+type deliveryState struct {
+	obj         *hooklinev1.WebhookSubscription
+	generation  int64
+	accepted    bool
+	reason, msg string
+	suspended   string // reason; "" when not suspended
+	suspendMsg  string
+	patterns    eventtype.Set
+	patternList []string
+	filter      *filter.Filter
+	target      delivery.Target
+	policy      delivery.Policy
+	concurrency int
+	limiter     *rate.Limiter
+}
+
+type atomicState struct {
+	mu sync.RWMutex
+	s  *deliveryState
+}
+
+func (a *atomicState) Load() *deliveryState {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.s
+}
+
+func (a *atomicState) Store(s *deliveryState) {
+	a.mu.Lock()
+	a.s = s
+	a.mu.Unlock()
+}
+
+func newSubscriptions(d *Dispatcher) *subscriptions {
+	s := &subscriptions{
+		d:       d,
+		self:    d.opts.Namespace + "/" + d.opts.Name,
+		queue:   workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]()),
+		served:  map[string]*served{},
+		orphans: map[string]bool{},
+	}
+	s.secrets = newSecretWatcher(d.kube, s.secretChanged)
+	return s
+}
+
+func (s *subscriptions) run(ctx context.Context) error {
+	defer s.queue.ShutDown()
+	defer s.secrets.stopAll()
+	all := dynamicinformer.NewDynamicSharedInformerFactory(s.d.dyn, 10*time.Minute)
+	s.subInf = all.ForResource(subscriptionsGVR).Informer()
+	s.wsInf = all.ForResource(secretsGVR).Informer()
+	own := dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.d.dyn, 10*time.Minute, s.d.opts.Namespace,
+		func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", s.d.opts.Name).String()
+		})
+	s.dispInf = own.ForResource(dispatchersGVR).Informer()
+	nsFactory := informers.NewSharedInformerFactory(s.d.kube, 10*time.Minute)
+	s.nsInf = nsFactory.Core().V1().Namespaces().Informer()
+
+	_, _ = s.subInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    s.enqueueObj,
+		UpdateFunc: func(_, n any) { s.enqueueObj(n) },
+		DeleteFunc: s.enqueueObj,
+	})
+	all4 := func(any) { s.enqueueAll() }
+	_, _ = s.dispInf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: all4, UpdateFunc: func(_, n any) { all4(n) }, DeleteFunc: all4})
+	_, _ = s.wsInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    s.webhookSecretChanged,
+		UpdateFunc: func(_, n any) { s.webhookSecretChanged(n) },
+		DeleteFunc: s.webhookSecretChanged,
+	})
+	_, _ = s.nsInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(_, n any) {
+			if ns, ok := n.(*corev1.Namespace); ok {
+				s.enqueueNamespace(ns.Name)
+			}
+		},
+	})
+	all.Start(ctx.Done())
+	own.Start(ctx.Done())
+	nsFactory.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), s.subInf.HasSynced, s.wsInf.HasSynced, s.dispInf.HasSynced, s.nsInf.HasSynced) {
+		return ctx.Err()
+	}
+	s.d.log.Info("Watching subscriptions")
+
+	go s.markReadyWhenServed(ctx)
+	go s.collectGarbage(ctx)
+	go func() {
+		<-ctx.Done()
+		s.queue.ShutDown()
+	}()
+	for s.processNext(ctx) {
+	}
+	s.stopWorkers()
+	return nil
+}
+
+// markReadyWhenServed sets the dispatcher ready once every subscription
+// known at start has been brought to its desired state, so no event is
+// accepted before the consumers that must retain it exist.
+func (s *subscriptions) markReadyWhenServed(ctx context.Context) {
+	for ctx.Err() == nil {
+		if s.queue.Len() == 0 && s.secrets.synced() {
+			// Secrets listed since the last pass may have queued work.
+			time.Sleep(50 * time.Millisecond)
+			if s.queue.Len() == 0 {
+				s.d.ready.Store(true)
+				s.d.log.Info("Serving", "subscriptions", len(s.keys()))
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (s *subscriptions) processNext(ctx context.Context) bool {
+	key, shutdown := s.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer s.queue.Done(key)
+	if err := s.sync(ctx, key); err != nil {
+		if ctx.Err() != nil {
+			return false
+		}
+		s.d.log.Error("Serving a subscription", "subscription", key, "err", err)
+		s.queue.AddRateLimited(key)
+		return true
+	}
+	s.queue.Forget(key)
+	return true
+}
+
+func (s *subscriptions) enqueueObj(o any) {
+	if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o = t.Obj
+	}
+	if m, err := meta.Accessor(o); err == nil {
+		s.queue.Add(m.GetNamespace() + "/" + m.GetName())
+	}
+}
+
+func (s *subscriptions) enqueueAll() {
+	for _, o := range s.subInf.GetStore().List() {
+		s.enqueueObj(o)
+	}
+}
+
+func (s *subscriptions) enqueueNamespace(ns string) {
+	for _, o := range s.subInf.GetStore().List() {
+		if m, err := meta.Accessor(o); err == nil && m.GetNamespace() == ns {
+			s.enqueueObj(o)
+		}
+	}
+}
+
+// webhookSecretChanged wakes the subscriptions signing with a WebhookSecret.
+func (s *subscriptions) webhookSecretChanged(o any) {
+	if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o = t.Obj
+	}
+	m, err := meta.Accessor(o)
+	if err != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, sv := range s.served {
+		if st := sv.state.Load(); st != nil && st.obj.Namespace == m.GetNamespace() && st.obj.Spec.Signing.SecretRef.Name == m.GetName() {
+			s.queue.Add(key)
+		}
+	}
+}
+
+// secretChanged wakes the subscriptions using a Secret.
+func (s *subscriptions) secretChanged(key types.NamespacedName) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, sv := range s.served {
+		if st := sv.state.Load(); st != nil && st.obj.Namespace == key.Namespace {
+			s.queue.Add(k)
+		}
+	}
+}
+
+// sync brings one subscription to its desired state.
+func (s *subscriptions) sync(ctx context.Context, key string) error {
+	obj, err := s.subscription(key)
+	if err != nil {
+		return err
+	}
+	if obj == nil || obj.DeletionTimestamp != nil || obj.Status.Dispatcher != s.self {
+		return s.drop(ctx, key)
+	}
+	s.mu.Lock()
+	sv := s.served[key]
+	if sv != nil && sv.key.UID != string(obj.UID) {
+		// Deleted and created again under the same name: a new consumer.
+		s.mu.Unlock()
+		if err := s.drop(ctx, key); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		sv = nil
+	}
+	if sv == nil {
+		sv = &served{
+			key:      report.Key{Namespace: obj.Namespace, Name: obj.Name, UID: string(obj.UID)},
+			consumer: "sub-" + string(obj.UID),
+		}
+		s.served[key] = sv
+	}
+	gone := sv.goneGeneration
+	s.mu.Unlock()
+
+	st := s.desired(ctx, obj, gone)
+	prev := sv.state.Load()
+	if prev != nil && prev.limiter != nil && st.limiter != nil && prev.limiter.Limit() == st.limiter.Limit() && prev.limiter.Burst() == st.limiter.Burst() {
+		st.limiter = prev.limiter
+	}
+	hold := !st.accepted || st.suspended != ""
+	if err := s.d.queue.EnsureConsumer(ctx, queue.ConsumerSpec{
+		Name:          sv.consumer,
+		Namespace:     obj.Namespace,
+		Patterns:      st.patternList,
+		MaxAckPending: st.concurrency,
+		AckWait:       st.target.Timeout + ackWaitMargin,
+		Paused:        hold,
+	}); err != nil {
+		return fmt.Errorf("preparing the queue consumer of %s: %w", key, err)
+	}
+	sv.state.Store(st)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	shape := workerShape{concurrency: st.concurrency}
+	switch {
+	case hold && sv.cancel != nil:
+		sv.cancel()
+		sv.cancel = nil
+	case !hold && (sv.cancel == nil || sv.running != shape):
+		if sv.cancel != nil {
+			sv.cancel()
+		}
+		sv.running = shape
+		sv.cancel = s.startWorker(ctx, sv, st.concurrency)
+	}
+	return nil
+}
+
+// drop stops serving key and deletes its consumer: the subscription was
+// deleted or moved to another dispatcher, so its backlog goes with it.
+func (s *subscriptions) drop(ctx context.Context, key string) error {
+	s.mu.Lock()
+	sv := s.served[key]
+	delete(s.served, key)
+	if sv != nil && sv.cancel != nil {
+		sv.cancel()
+	}
+	s.mu.Unlock()
+	if sv == nil {
+		return nil
+	}
+	s.secrets.release(key, nil)
+	s.d.metrics.forget(sv.key.Namespace, sv.key.Name)
+	if err := s.d.queue.DeleteConsumer(ctx, sv.consumer); err != nil {
+		return fmt.Errorf("deleting the queue consumer of %s: %w", key, err)
+	}
+	s.d.log.Info("No longer serving a subscription", "subscription", key)
+	return nil
+}
+
+func (s *subscriptions) subscription(key string) (*hooklinev1.WebhookSubscription, error) {
+	o, ok, err := s.subInf.GetStore().GetByKey(key)
+	if err != nil || !ok {
+		return nil, err
+	}
+	sub := &hooklinev1.WebhookSubscription{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.(*unstructured.Unstructured).UnstructuredContent(), sub); err != nil {
+		return nil, fmt.Errorf("decoding subscription %s: %w", key, err)
+	}
+	return sub, nil
+}
+
+func (s *subscriptions) dispatcher() (*hooklinev1.WebhookDispatcher, error) {
+	o, ok, err := s.dispInf.GetStore().GetByKey(s.self)
+	if err != nil || !ok {
+		return nil, err
+	}
+	d := &hooklinev1.WebhookDispatcher{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.(*unstructured.Unstructured).UnstructuredContent(), d); err != nil {
+		return nil, fmt.Errorf("decoding dispatcher %s: %w", s.self, err)
+	}
+	return d, nil
+}
+
+func (s *subscriptions) webhookSecret(ns, name string) (*hooklinev1.WebhookSecret, error) {
+	o, ok, err := s.wsInf.GetStore().GetByKey(ns + "/" + name)
+	if err != nil || !ok {
+		return nil, err
+	}
+	ws := &hooklinev1.WebhookSecret{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.(*unstructured.Unstructured).UnstructuredContent(), ws); err != nil {
+		return nil, fmt.Errorf("decoding WebhookSecret %s/%s: %w", ns, name, err)
+	}
+	return ws, nil
+}
+
+// desired computes how a subscription is served now. A subscription that
+// cannot be served is still returned, not accepted, with the reason: its
+// events are held in the queue until it can be.
+func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubscription, goneGeneration int64) *deliveryState {
+	key := sub.Namespace + "/" + sub.Name
+	spec := &sub.Spec
+	st := &deliveryState{obj: sub, generation: sub.Generation, accepted: true, reason: hooklinev1.ReasonAccepted,
+		msg: "Served by " + s.self + " instance " + s.d.opts.Instance, patternList: spec.EventTypes}
+	st.target.URL = spec.URL
+	st.target.Timeout = durationOr(spec.Delivery.Timeout, 15*time.Second)
+	st.policy = delivery.Policy{
+		MaxAttempts:    int(spec.Delivery.Retry.MaxAttempts),
+		MaxAge:         durationOr(spec.Delivery.Retry.MaxAge, 0),
+		InitialBackoff: durationOr(spec.Delivery.Retry.InitialBackoff, 0),
+		MaxBackoff:     durationOr(spec.Delivery.Retry.MaxBackoff, 0),
+	}
+	st.concurrency = int(spec.Delivery.Concurrency)
+	if st.concurrency <= 0 {
+		st.concurrency = 10
+	}
+	if rl := spec.Delivery.RateLimit; rl != nil && rl.RequestsPerSecond > 0 {
+		burst := int(rl.Burst)
+		if burst <= 0 {
+			burst = int(rl.RequestsPerSecond)
+		}
+		st.limiter = rate.NewLimiter(rate.Limit(rl.RequestsPerSecond), burst)
+	}
+	switch {
+	case spec.Suspend:
+		st.suspended, st.suspendMsg = hooklinev1.ReasonSuspendedBySpec, "Suspended by spec.suspend; events are held until it is cleared"
+	case goneGeneration == sub.Generation || goneFromStatus(sub):
+		st.suspended, st.suspendMsg = hooklinev1.ReasonEndpointGone,
+			"The endpoint answered 410 Gone; events are held until the subscription's spec changes or spec.suspend is set and cleared"
+	}
+	refuse := func(reason, format string, args ...any) *deliveryState {
+		st.accepted, st.reason, st.msg = false, reason, fmt.Sprintf(format, args...)
+		return st
+	}
+	used := map[types.NamespacedName]bool{}
+	defer func() { s.secrets.release(key, used) }()
+
+	d, err := s.dispatcher()
+	if err != nil || d == nil {
+		return refuse(hooklinev1.ReasonDispatcherNotFound, "Dispatcher %s is not readable by its own instance", s.self)
+	}
+	var nsLabels map[string]string
+	if o, ok, _ := s.nsInf.GetStore().GetByKey(sub.Namespace); ok {
+		nsLabels = o.(*corev1.Namespace).Labels
+	}
+	if ok, err := d.AdmitsNamespace(sub.Namespace, nsLabels); err != nil || !ok {
+		return refuse(hooklinev1.ReasonNamespaceNotAllowed, "Dispatcher %s does not admit subscriptions from namespace %s", s.self, sub.Namespace)
+	}
+	if err := endpoint.ValidateURL(spec.URL, d.Spec.Egress.AllowPlainHTTP); err != nil {
+		return refuse(hooklinev1.ReasonURLNotAllowed, "spec.url: %v", err)
+	}
+	if st.patterns, err = eventtype.CompileSet(spec.EventTypes); err != nil {
+		return refuse(hooklinev1.ReasonInvalidSpec, "spec.eventTypes: %v", err)
+	}
+	if spec.Filter != "" {
+		if st.filter, err = filter.Compile(spec.Filter); err != nil {
+			return refuse(hooklinev1.ReasonFilterInvalid, "spec.filter: %v", err)
+		}
+	}
+	if spec.TLS != nil {
+		return refuse(hooklinev1.ReasonInvalidSpec, "spec.tls is not supported by this dispatcher version yet; remove it to deliver")
+	}
+	if spec.Delivery.Ordering == hooklinev1.OrderingOrdered {
+		return refuse(hooklinev1.ReasonInvalidSpec, "spec.delivery.ordering Ordered is not supported by this dispatcher version yet; use Unordered")
+	}
+
+	ws, err := s.webhookSecret(sub.Namespace, spec.Signing.SecretRef.Name)
+	if err != nil || ws == nil {
+		return refuse(hooklinev1.ReasonSecretNotReady, "WebhookSecret %s not found", spec.Signing.SecretRef.Name)
+	}
+	secretKey := types.NamespacedName{Namespace: sub.Namespace, Name: ws.SigningSecretName()}
+	used[secretKey] = true
+	secret := s.secrets.use(ctx, secretKey, key)
+	if secret == nil {
+		return refuse(hooklinev1.ReasonSecretNotReady, "Secret %s of WebhookSecret %s not found", secretKey.Name, ws.Name)
+	}
+	if st.target.Keys, err = signingKeys(secret, s.d.opts.Clock.Now()); err != nil {
+		return refuse(hooklinev1.ReasonSecretNotReady, "WebhookSecret %s: %v", ws.Name, err)
+	}
+
+	st.target.Header = http.Header{}
+	for i, h := range spec.Headers {
+		switch {
+		case h.Value != nil:
+			st.target.Header.Add(h.Name, *h.Value)
+		case h.ValueFrom != nil:
+			ref := h.ValueFrom.SecretKeyRef
+			k := types.NamespacedName{Namespace: sub.Namespace, Name: ref.Name}
+			used[k] = true
+			sec := s.secrets.use(ctx, k, key)
+			if sec == nil {
+				return refuse(hooklinev1.ReasonReferenceNotFound, "spec.headers[%d].valueFrom: Secret %s not found", i, ref.Name)
+			}
+			v, ok := sec.Data[ref.Key]
+			if !ok {
+				return refuse(hooklinev1.ReasonReferenceNotFound, "spec.headers[%d].valueFrom: Secret %s has no key %q", i, ref.Name, ref.Key)
+			}
+			st.target.Header.Add(h.Name, strings.TrimSpace(string(v)))
+		}
+	}
+	return st
+}
+
+// goneFromStatus says whether the subscription's status, as the dispatcher
+// last wrote it, holds it suspended after a 410 for its current spec: the
+// suspension outlives a restart.
+func goneFromStatus(sub *hooklinev1.WebhookSubscription) bool {
+	c := meta.FindStatusCondition(sub.Status.Conditions, hooklinev1.ConditionSuspended)
+	return c != nil && c.Status == metav1.ConditionTrue && c.Reason == hooklinev1.ReasonEndpointGone && c.ObservedGeneration == sub.Generation
+}
+
+func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
+	if d == nil || d.Duration <= 0 {
+		return def
+	}
+	return d.Duration
+}
+
+// suspendGone marks a subscription suspended after a 410 and stops its
+// worker; the message stays in the queue.
+func (s *subscriptions) suspendGone(sv *served, generation int64) bool {
+	s.mu.Lock()
+	first := sv.goneGeneration != generation
+	sv.goneGeneration = generation
+	s.mu.Unlock()
+	if first {
+		s.queue.Add(sv.key.Namespace + "/" + sv.key.Name)
+	}
+	return first
+}
+
+// keys lists the served subscriptions.
+func (s *subscriptions) keys() []report.Key {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]report.Key, 0, len(s.served))
+	for _, sv := range s.served {
+		out = append(out, sv.key)
+	}
+	return out
+}
+
+// reportState is what the status writer needs about one subscription.
+func (s *subscriptions) reportState(ns, name string) (report.State, bool) {
+	s.mu.Lock()
+	sv := s.served[ns+"/"+name]
+	s.mu.Unlock()
+	if sv == nil {
+		return report.State{}, false
+	}
+	st := sv.state.Load()
+	if st == nil {
+		return report.State{}, false
+	}
+	// Read the object afresh: the status the writer compares with must be
+	// the latest the API server returned.
+	obj, err := s.subscription(ns + "/" + name)
+	if err != nil || obj == nil {
+		return report.State{}, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	backlog, err := s.d.queue.Backlog(ctx, sv.consumer)
+	if err != nil {
+		s.d.log.Warn("Reading a subscription's backlog", "subscription", ns+"/"+name, "err", err)
+	}
+	dead, err := s.d.queue.DeadLettered(ctx, ns, name)
+	if err != nil {
+		s.d.log.Warn("Counting a subscription's dead letters", "subscription", ns+"/"+name, "err", err)
+	}
+	s.d.metrics.backlog.WithLabelValues(ns, name).Set(float64(backlog))
+	s.d.metrics.deadLettered.WithLabelValues(ns, name).Set(float64(dead))
+	return report.State{
+		Object:           obj,
+		Accepted:         st.accepted,
+		AcceptedReason:   st.reason,
+		AcceptedMessage:  st.msg,
+		SuspendedReason:  st.suspended,
+		SuspendedMessage: st.suspendMsg,
+		Backlog:          backlog,
+		DeadLettered:     int64(dead),
+	}, true
+}
+
+func (s *subscriptions) stopWorkers() {
+	s.mu.Lock()
+	for _, sv := range s.served {
+		if sv.cancel != nil {
+			sv.cancel()
+			sv.cancel = nil
+		}
+	}
+	s.mu.Unlock()
+}
+
+// waitWorkers waits for every worker to return, or for ctx; it reports
+// whether they all did.
+func (s *subscriptions) waitWorkers(ctx context.Context) bool {
+	done := make(chan struct{})
+	go func() { s.workers.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// collectGarbage deletes consumers of subscriptions nobody serves any more
+// (deleted while no instance ran). Only the status leader does it, and
+// only for consumers orphaned at two passes in a row, so a subscription
+// this instance has not seen yet never loses its consumer.
+func (s *subscriptions) collectGarbage(ctx context.Context) {
+	t := s.d.opts.Clock.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+		if !s.d.leading.Load() {
+			continue
+		}
+		names, err := s.d.queue.ConsumerNames(ctx)
+		if err != nil {
+			s.d.log.Warn("Listing queue consumers", "err", err)
+			continue
+		}
+		live := map[string]bool{}
+		for _, o := range s.subInf.GetStore().List() {
+			u, ok := o.(*unstructured.Unstructured)
+			if !ok {
+				continue
+			}
+			if d, _, _ := unstructured.NestedString(u.Object, "status", "dispatcher"); d == s.self {
+				live["sub-"+string(u.GetUID())] = true
+			}
+		}
+		orphans := map[string]bool{}
+		for _, n := range names {
+			if live[n] {
+				continue
+			}
+			if s.orphans[n] {
+				if err := s.d.queue.DeleteConsumer(ctx, n); err != nil && !errors.Is(err, context.Canceled) {
+					s.d.log.Warn("Deleting an orphaned queue consumer", "consumer", n, "err", err)
+				}
+				continue
+			}
+			orphans[n] = true
+		}
+		s.orphans = orphans
+	}
+}

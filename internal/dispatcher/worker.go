@@ -1,0 +1,171 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/delivery"
+	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/internal/report"
+)
+
+// startWorker consumes a subscription's events with its concurrency bound,
+// so a hanging endpoint holds only its own slots. It returns the function
+// that stops it.
+func (s *subscriptions) startWorker(parent context.Context, sv *served, concurrency int) context.CancelFunc {
+	ctx, cancel := context.WithCancel(parent)
+	s.workers.Add(1)
+	go func() {
+		defer s.workers.Done()
+		err := s.d.queue.Consume(ctx, sv.consumer, concurrency, func(_ context.Context, m *queue.Message) {
+			// Deliveries run on their own context: stopping consumption
+			// lets those in flight finish (see Dispatcher.shutdown).
+			s.d.deliver(s.d.deliverCtx, s, sv, m)
+		})
+		if err != nil && ctx.Err() == nil {
+			s.d.log.Error("Consuming a subscription's events", "subscription", sv.key.Namespace+"/"+sv.key.Name, "err", err)
+			s.queue.AddRateLimited(sv.key.Namespace + "/" + sv.key.Name)
+		}
+	}()
+	return cancel
+}
+
+// deliver routes one event to one subscription and makes one attempt,
+// then settles the message: acknowledged, retried later, dead-lettered, or
+// held after a 410.
+func (d *Dispatcher) deliver(ctx context.Context, subs *subscriptions, sv *served, m *queue.Message) {
+	st := sv.state.Load()
+	ns, name := sv.key.Namespace, sv.key.Name
+	log := d.log.With("subscription", ns+"/"+name, "event", m.Event.ID, "attempt", m.Attempt)
+	ev := m.Event
+	if !st.accepted || st.suspended != "" {
+		// Stopped between the fetch and now: the message comes back
+		// once the subscription is served again.
+		d.settle(ctx, log, m.Retry(ctx, time.Second), "holding")
+		return
+	}
+	if !st.patterns.Match(ev.Type) {
+		d.metrics.deliveries.WithLabelValues(ns, name, outcomeFiltered).Inc()
+		d.settle(ctx, log, m.Ack(ctx), "acknowledging a filtered event")
+		return
+	}
+	if st.filter != nil {
+		matched, err := st.filter.Match(filterInput(ev))
+		if err != nil {
+			// A filter failing at runtime does not match; the status says so.
+			d.recorder.FilterError(sv.key, fmt.Sprintf("event %s: %v", ev.ID, err))
+			d.metrics.deliveries.WithLabelValues(ns, name, outcomeFilterError).Inc()
+		}
+		if !matched {
+			if err == nil {
+				d.metrics.deliveries.WithLabelValues(ns, name, outcomeFiltered).Inc()
+			}
+			d.settle(ctx, log, m.Ack(ctx), "acknowledging a filtered event")
+			return
+		}
+	}
+	if st.limiter != nil {
+		if err := st.limiter.Wait(ctx); err != nil {
+			return // shutting down: the message is redelivered
+		}
+	}
+
+	res := d.sender.Send(ctx, st.target, delivery.Message{ID: ev.ID, Type: ev.Type, Time: ev.Time, Data: ev.Data})
+	now := d.opts.Clock.Now()
+	dec := st.policy.Decide(res, m.Attempt, m.Stored, now, nil)
+	d.metrics.attemptLatency.WithLabelValues(ns, name).Observe(res.Latency.Seconds())
+	outcome := report.Outcome{Time: now, Success: res.Success, StatusCode: res.StatusCode, Class: string(res.Class),
+		Message: res.Message, Latency: res.Latency}
+
+	switch dec.Action {
+	case delivery.Ack:
+		d.metrics.deliveries.WithLabelValues(ns, name, outcomeDelivered).Inc()
+		d.metrics.endToEnd.WithLabelValues(ns, name).Observe(now.Sub(m.Stored).Seconds())
+		d.settle(ctx, log, m.Ack(ctx), "acknowledging a delivered event")
+	case delivery.Retry:
+		d.metrics.deliveries.WithLabelValues(ns, name, outcomeRetried).Inc()
+		log.Info("Delivery failed, will retry", "class", res.Class, "status", res.StatusCode, "in", dec.Delay.Round(time.Millisecond), "reason", dec.Reason)
+		d.settle(ctx, log, m.Retry(ctx, dec.Delay), "scheduling a retry")
+	case delivery.DeadLetter:
+		outcome.DeadLettered = true
+		d.metrics.deliveries.WithLabelValues(ns, name, outcomeDeadLettered).Inc()
+		log.Warn("Delivery dead-lettered", "class", res.Class, "status", res.StatusCode, "reason", dec.Reason)
+		err := m.DeadLetter(ctx, ns, name, sv.key.UID, queue.Failure{Class: string(res.Class), StatusCode: res.StatusCode,
+			Message: res.Message, Attempts: m.Attempt})
+		d.settle(ctx, log, err, "dead-lettering")
+		if err == nil {
+			d.deadLetterEvent(sv, st, m, res, dec)
+		}
+	case delivery.Suspend:
+		d.metrics.deliveries.WithLabelValues(ns, name, outcomeSuspended).Inc()
+		d.settle(ctx, log, m.Retry(ctx, time.Minute), "holding an event for a suspended subscription")
+		if subs.suspendGone(sv, st.generation) {
+			log.Warn("Endpoint answered 410 Gone: subscription suspended")
+			d.events.Eventf(st.obj, nil, "Warning", hooklinev1.ReasonEndpointGone, "Suspend",
+				"The endpoint answered 410 Gone; deliveries are held until the spec changes or spec.suspend is set and cleared")
+		}
+	}
+	d.recorder.Record(sv.key, outcome)
+}
+
+// settle logs a failure to settle a message; JetStream redelivers it after
+// the ack wait, so nothing is lost, at worst delivered twice.
+func (d *Dispatcher) settle(ctx context.Context, log interface {
+	Warn(string, ...any)
+}, err error, what string) {
+	if err != nil && ctx.Err() == nil {
+		log.Warn("Settling a message failed; it will be redelivered", "doing", what, "err", err)
+	}
+}
+
+// filterInput is the "event" a CEL filter sees.
+func filterInput(ev queue.Event) map[string]any {
+	var data any
+	if len(ev.Data) > 0 {
+		_ = json.Unmarshal(ev.Data, &data)
+	}
+	return map[string]any{"id": ev.ID, "type": ev.Type, "time": ev.Time, "data": data}
+}
+
+// throttle limits dead-letter Events to one a minute per subscription, with
+// the number left unreported in between.
+type throttle struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (d *Dispatcher) deadLetterEvent(sv *served, st *deliveryState, m *queue.Message, res delivery.Result, dec delivery.Decision) {
+	v, _ := d.deadLetterEvents.LoadOrStore(sv.key, &throttle{})
+	t := v.(*throttle)
+	now := d.opts.Clock.Now()
+	t.mu.Lock()
+	if !t.last.IsZero() && now.Sub(t.last) < time.Minute {
+		t.suppressed++
+		t.mu.Unlock()
+		return
+	}
+	more := t.suppressed
+	t.last, t.suppressed = now, 0
+	t.mu.Unlock()
+	note := fmt.Sprintf("Event %s dead-lettered after %d attempts: %s", m.Event.ID, m.Attempt, dec.Reason)
+	if res.Message != "" {
+		note += " (last: " + res.Message + ")"
+	}
+	if more > 0 {
+		note += fmt.Sprintf("; %d more dead-lettered in the last minute", more)
+	}
+	d.events.Eventf(st.obj, nil, "Warning", "DeadLettered", "Deliver", "%s", truncateNote(note))
+}
+
+func truncateNote(s string) string {
+	const max = 1000
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
+}

@@ -1,0 +1,391 @@
+package report
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/test/testenv"
+)
+
+// The writer tests run against a real kube-apiserver and etcd with the real
+// CRDs. Each test works in a namespace of its own.
+var (
+	// dyn reaches the API server through the counting transport.
+	dyn dynamic.Interface
+	// statusPatches counts PATCH requests to status subresources, by path.
+	statusPatches = &patchCounter{counts: map[string]int{}}
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runSuite(m))
+}
+
+func runSuite(m *testing.M) int {
+	env, cfg, err := testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping the test API server:", err)
+		}
+	}()
+	cfg = rest.CopyConfig(cfg)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/status") {
+				if failed := statusPatches.add(r.URL.Path); failed {
+					return nil, fmt.Errorf("injected failure of PATCH %s", r.URL.Path)
+				}
+			}
+			return rt.RoundTrip(r)
+		})
+	})
+	dyn, err = dynamic.NewForConfig(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "creating the test client:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// patchCounter counts status patches per path and can make the next ones
+// for a path fail before they reach the server.
+type patchCounter struct {
+	mu     sync.Mutex
+	counts map[string]int
+	fail   map[string]int
+}
+
+func (c *patchCounter) add(path string) (fail bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fail[path] > 0 {
+		c.fail[path]--
+		return true
+	}
+	c.counts[path]++
+	return false
+}
+
+func (c *patchCounter) get(ns, name string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.counts[statusPath(ns, name)]
+}
+
+func (c *patchCounter) failNext(ns, name string, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fail == nil {
+		c.fail = map[string]int{}
+	}
+	c.fail[statusPath(ns, name)] = n
+}
+
+func statusPath(ns, name string) string {
+	return fmt.Sprintf("/apis/hookline.dev/v1alpha1/namespaces/%s/webhooksubscriptions/%s/status", ns, name)
+}
+
+var namespacesResource = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
+
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	ns := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "Namespace",
+		"metadata": map[string]any{"generateName": "report-"},
+	}}
+	created, err := dyn.Resource(namespacesResource).Create(context.Background(), ns, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating a namespace: %v", err)
+	}
+	return created.GetName()
+}
+
+func createSubscription(t *testing.T, ns, name string) *hooklinev1.WebhookSubscription {
+	t.Helper()
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "hookline.dev/v1alpha1", "kind": "WebhookSubscription",
+		"metadata": map[string]any{"name": name, "namespace": ns},
+		"spec": map[string]any{
+			"url":        "https://billing.example.com/hooks/orders",
+			"eventTypes": []any{"order.created", "order.*.paid"},
+			"signing":    map[string]any{"secretRef": map[string]any{"name": "orders-signing"}},
+		},
+	}}
+	created, err := dyn.Resource(subscriptionsResource).Namespace(ns).Create(context.Background(), u, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating subscription %s/%s: %v", ns, name, err)
+	}
+	return typed(t, created)
+}
+
+func getSubscription(t *testing.T, ns, name string) *hooklinev1.WebhookSubscription {
+	t.Helper()
+	u, err := dyn.Resource(subscriptionsResource).Namespace(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("getting subscription %s/%s: %v", ns, name, err)
+	}
+	return typed(t, u)
+}
+
+func typed(t testing.TB, u *unstructured.Unstructured) *hooklinev1.WebhookSubscription {
+	t.Helper()
+	var s hooklinev1.WebhookSubscription
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &s); err != nil {
+		t.Fatalf("converting a subscription: %v", err)
+	}
+	return &s
+}
+
+// message is one payload in the test queue.
+type message struct {
+	data []byte
+	id   string
+}
+
+// queue stands in for the stats stream and its durable consumer: payloads
+// handed out and not acknowledged can be handed out again.
+type queue struct {
+	ch chan message
+
+	mu          sync.Mutex
+	outstanding map[int]message
+	next        int
+	acked       []string
+	// onAck runs on every acknowledgement, before it is recorded.
+	onAck func(id string)
+}
+
+func newQueue() *queue {
+	return &queue{ch: make(chan message, 10000), outstanding: map[int]message{}}
+}
+
+func (q *queue) push(t *testing.T, data []byte) string {
+	t.Helper()
+	if data == nil {
+		t.Fatal("pushing an empty flush")
+	}
+	var p payload
+	if err := json.Unmarshal(data, &p); err != nil {
+		t.Fatal(err)
+	}
+	q.ch <- message{data: data, id: p.ID}
+	return p.ID
+}
+
+func (q *queue) fetch(ctx context.Context, max int, wait time.Duration) ([]Pending, error) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	var msgs []message
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-timer.C:
+		return nil, nil
+	case m := <-q.ch:
+		msgs = append(msgs, m)
+	}
+more:
+	for len(msgs) < max {
+		select {
+		case m := <-q.ch:
+			msgs = append(msgs, m)
+		default:
+			break more
+		}
+	}
+	out := make([]Pending, len(msgs))
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, m := range msgs {
+		seq := q.next
+		q.next++
+		q.outstanding[seq] = m
+		out[i] = Pending{Data: m.data, Ack: func() error {
+			if q.onAck != nil {
+				q.onAck(m.id)
+			}
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			delete(q.outstanding, seq)
+			q.acked = append(q.acked, m.id)
+			return nil
+		}}
+	}
+	return out, nil
+}
+
+// redeliver hands out again what was handed out and not acknowledged, as
+// the stream does once the ack wait runs out.
+func (q *queue) redeliver() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := 0
+	for seq, m := range q.outstanding {
+		delete(q.outstanding, seq)
+		q.ch <- m
+		n++
+	}
+	return n
+}
+
+func (q *queue) ackedIDs() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]string(nil), q.acked...)
+}
+
+// harness runs one Writer against the test API server with a fake clock.
+type harness struct {
+	t      *testing.T
+	clock  *clocktesting.FakeClock
+	queue  *queue
+	writer *Writer
+
+	mu     sync.Mutex
+	states map[string]State
+	// stale, when set for a subscription, is what Lookup returns instead
+	// of reading the server: a cache that has not seen a deletion yet.
+	stale map[string]*hooklinev1.WebhookSubscription
+
+	cancel context.CancelFunc
+	done   chan error
+	// pushed counts payloads pushed, to wait for the writer to take them.
+	pushed int64
+}
+
+const testInterval = 10 * time.Second
+
+func newHarness(t *testing.T, q *queue, clk *clocktesting.FakeClock) *harness {
+	h := &harness{t: t, clock: clk, queue: q, states: map[string]State{}, stale: map[string]*hooklinev1.WebhookSubscription{}}
+	h.writer = NewWriter(Options{
+		Client:   dyn,
+		Interval: testInterval,
+		Clock:    clk,
+		Lookup:   h.lookup,
+		Fetch:    q.fetch,
+		Keys:     h.keys,
+	})
+	return h
+}
+
+func (h *harness) setState(ns, name string, s State) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.states[ns+"/"+name] = s
+}
+
+func (h *harness) setStale(obj *hooklinev1.WebhookSubscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stale[obj.Namespace+"/"+obj.Name] = obj
+}
+
+func (h *harness) keys() []Key {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var keys []Key
+	for k := range h.states {
+		ns, name, _ := strings.Cut(k, "/")
+		keys = append(keys, Key{Namespace: ns, Name: name})
+	}
+	return keys
+}
+
+// lookup serves the State set for a subscription with the object read from
+// the server, as an informer cache would hold it.
+func (h *harness) lookup(ns, name string) (State, bool) {
+	h.mu.Lock()
+	s, ok := h.states[ns+"/"+name]
+	stale := h.stale[ns+"/"+name]
+	h.mu.Unlock()
+	if !ok {
+		return State{}, false
+	}
+	if stale != nil {
+		s.Object = stale
+		return s, true
+	}
+	u, err := dyn.Resource(subscriptionsResource).Namespace(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return State{}, false
+	}
+	if err != nil {
+		h.t.Errorf("looking up %s/%s: %v", ns, name, err)
+		return State{}, false
+	}
+	s.Object = typed(h.t, u)
+	return s, true
+}
+
+func (h *harness) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.done = make(chan error, 1)
+	go func() { h.done <- h.writer.Run(ctx) }()
+	h.t.Cleanup(h.stop)
+}
+
+func (h *harness) stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	if err := <-h.done; err != nil {
+		h.t.Errorf("Run() = %v, want nil after the context ended", err)
+	}
+	h.cancel = nil
+}
+
+// push hands a payload to the queue.
+func (h *harness) push(data []byte) string {
+	h.pushed++
+	return h.queue.push(h.t, data)
+}
+
+// tick waits until the writer holds every payload pushed so far and waits
+// for its timer, then moves the clock one interval and waits for the tick
+// to end (the timer is set again).
+func (h *harness) tick() {
+	h.t.Helper()
+	eventually(h.t, func() bool { return h.writer.received.Load() >= h.pushed && h.clock.HasWaiters() },
+		"the writer to take %d payloads and wait for its tick", h.pushed)
+	h.clock.Step(testInterval)
+	eventually(h.t, h.clock.HasWaiters, "the tick to end")
+}
+
+func eventually(t *testing.T, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for "+format, args...)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+var suiteStart = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)

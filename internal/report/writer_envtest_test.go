@@ -1,0 +1,630 @@
+package report
+
+import (
+	"context"
+	"encoding/json"
+	"maps"
+	"reflect"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	clocktesting "k8s.io/utils/clock/testing"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+)
+
+func keyOf(s *hooklinev1.WebhookSubscription) Key {
+	return Key{Namespace: s.Namespace, Name: s.Name, UID: string(s.UID)}
+}
+
+func condition(t *testing.T, s *hooklinev1.WebhookSubscription, typ string) metav1.Condition {
+	t.Helper()
+	c := meta.FindStatusCondition(s.Status.Conditions, typ)
+	if c == nil {
+		t.Fatalf("%s/%s has no %s condition; conditions: %+v", s.Namespace, s.Name, typ, s.Status.Conditions)
+	}
+	return *c
+}
+
+// managedStatusFields returns the status fields a manager owns through the
+// status subresource, as the fieldsV1 map under f:status.
+func managedStatusFields(t *testing.T, s *hooklinev1.WebhookSubscription, manager string) map[string]any {
+	t.Helper()
+	for _, e := range s.ManagedFields {
+		if e.Manager != manager || e.Subresource != "status" {
+			continue
+		}
+		if e.Operation != metav1.ManagedFieldsOperationApply {
+			t.Errorf("manager %s: operation %s, want Apply", manager, e.Operation)
+		}
+		var fields map[string]any
+		if err := json.Unmarshal(e.FieldsV1.Raw, &fields); err != nil {
+			t.Fatal(err)
+		}
+		status, _ := fields["f:status"].(map[string]any)
+		return status
+	}
+	t.Fatalf("no managedFields entry of %s for the status subresource: %+v", manager, s.ManagedFields)
+	return nil
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := slices.Collect(maps.Keys(m))
+	sort.Strings(keys)
+	return keys
+}
+
+func ownedConditionKeys(t *testing.T, status map[string]any) []string {
+	t.Helper()
+	conds, _ := status["f:conditions"].(map[string]any)
+	var keys []string
+	for k := range conds {
+		if k != "." {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+var dispatcherConditionKeys = []string{`k:{"type":"Accepted"}`, `k:{"type":"EndpointHealthy"}`, `k:{"type":"Suspended"}`}
+
+func TestWriterWritesDeliveryHealth(t *testing.T) {
+	ns := newNamespace(t)
+	sub := createSubscription(t, ns, "billing")
+	clk := clocktesting.NewFakeClock(suiteStart)
+	q := newQueue()
+	h := newHarness(t, q, clk)
+	h.setState(ns, "billing", State{Accepted: true, AcceptedMessage: "Served by hookline-system/default", Backlog: 7})
+
+	// Acks must find the counts of their payload already on the server.
+	var ackErrors []string
+	wantDeliveredAtAck := map[string]int64{}
+	q.onAck = func(id string) {
+		// Runs on the writer's goroutine: record, do not fail here.
+		u, err := dyn.Resource(subscriptionsResource).Namespace(ns).Get(context.Background(), "billing", metav1.GetOptions{})
+		if err != nil {
+			ackErrors = append(ackErrors, id+": "+err.Error())
+			return
+		}
+		delivered, _, _ := unstructured.NestedInt64(u.Object, "status", "delivery", "delivered")
+		if delivered < wantDeliveredAtAck[id] {
+			ackErrors = append(ackErrors, id)
+		}
+	}
+
+	rec := NewRecorder("dispatcher-0")
+	k := keyOf(sub)
+	rec.Record(k, Outcome{Time: suiteStart.Add(time.Second), Success: true, StatusCode: 200})
+	rec.Record(k, Outcome{Time: suiteStart.Add(2 * time.Second), Success: true, StatusCode: 204})
+	for i := range 3 {
+		rec.Record(k, Outcome{Time: suiteStart.Add(time.Duration(3+i) * time.Second), StatusCode: 503, Class: "HTTPStatus", Message: "upstream unavailable"})
+	}
+	first := h.push(rec.Flush())
+	wantDeliveredAtAck[first] = 2
+	h.start()
+	h.tick()
+
+	got := getSubscription(t, ns, "billing")
+	wantDelivery := `{"lastAttemptTime":"2026-06-01T12:00:05Z","lastSuccessTime":"2026-06-01T12:00:02Z",` +
+		`"lastFailure":{"time":"2026-06-01T12:00:05Z","statusCode":503,"class":"HTTPStatus","message":"upstream unavailable"},` +
+		`"consecutiveFailures":3,"delivered":2,"failed":3,"backlog":7}`
+	if data, _ := json.Marshal(got.Status.Delivery); string(data) != wantDelivery {
+		t.Errorf("status.delivery =\n%s\nwant\n%s", data, wantDelivery)
+	}
+	tick1 := metav1.NewTime(suiteStart.Add(testInterval))
+	for _, want := range []metav1.Condition{
+		{Type: "Accepted", Status: "True", Reason: "Accepted", Message: "Served by hookline-system/default"},
+		{Type: "EndpointHealthy", Status: "False", Reason: "DeliveryFailing", Message: "3 consecutive failures, last: HTTP 503 at 2026-06-01T12:00:05Z: upstream unavailable"},
+		{Type: "Suspended", Status: "False", Reason: "NotSuspended", Message: "Deliveries are not held"},
+	} {
+		c := condition(t, got, want.Type)
+		if c.Status != want.Status || c.Reason != want.Reason || c.Message != want.Message || c.ObservedGeneration != got.Generation || !c.LastTransitionTime.Equal(&tick1) {
+			t.Errorf("condition %s = %+v, want %+v at generation %d since %s", want.Type, c, want, got.Generation, tick1)
+		}
+	}
+	owned := managedStatusFields(t, got, "hookline-dispatcher")
+	if keys := sortedKeys(owned); !reflect.DeepEqual(keys, []string{"f:conditions", "f:delivery"}) {
+		t.Errorf("hookline-dispatcher owns status fields %v, want only conditions and delivery", keys)
+	}
+	if keys := ownedConditionKeys(t, owned); !reflect.DeepEqual(keys, dispatcherConditionKeys) {
+		t.Errorf("hookline-dispatcher owns conditions %v, want %v", keys, dispatcherConditionKeys)
+	}
+	if acked := q.ackedIDs(); !reflect.DeepEqual(acked, []string{first}) || len(ackErrors) > 0 {
+		t.Errorf("acked %v (before the write: %v), want %v after the write", acked, ackErrors, []string{first})
+	}
+	if h.writer.Writes() != 1 || statusPatches.get(ns, "billing") != 1 {
+		t.Errorf("writes = %d, patches = %d, want 1 and 1", h.writer.Writes(), statusPatches.get(ns, "billing"))
+	}
+
+	// Nothing new: nothing written.
+	h.tick()
+	h.tick()
+	if h.writer.Writes() != 1 || statusPatches.get(ns, "billing") != 1 {
+		t.Errorf("after idle ticks: writes = %d, patches = %d, want still 1 and 1", h.writer.Writes(), statusPatches.get(ns, "billing"))
+	}
+
+	// A success ends the run of failures; Accepted keeps its transition time.
+	rec.Record(k, Outcome{Time: suiteStart.Add(35 * time.Second), Success: true, StatusCode: 200})
+	second := h.push(rec.Flush())
+	wantDeliveredAtAck[second] = 3
+	h.tick()
+	got = getSubscription(t, ns, "billing")
+	if d := got.Status.Delivery; d.Delivered != 3 || d.Failed != 3 || d.ConsecutiveFailures != 0 || d.LastFailure == nil || d.LastFailure.StatusCode != 503 {
+		t.Errorf("status.delivery after a success = %+v, want 3 delivered, 3 failed, none in a row, the 503 kept", d)
+	}
+	tick4 := metav1.NewTime(suiteStart.Add(4 * testInterval))
+	if c := condition(t, got, "EndpointHealthy"); c.Status != "True" || c.Reason != "DeliverySucceeded" || !c.LastTransitionTime.Equal(&tick4) {
+		t.Errorf("EndpointHealthy = %+v, want True since %s", c, tick4)
+	}
+	if c := condition(t, got, "Accepted"); !c.LastTransitionTime.Equal(&tick1) {
+		t.Errorf("Accepted lastTransitionTime = %s, want %s: its status did not change", c.LastTransitionTime, tick1)
+	}
+	if acked := q.ackedIDs(); !reflect.DeepEqual(acked, []string{first, second}) || len(ackErrors) > 0 {
+		t.Errorf("acked %v (before the write: %v), want %v", acked, ackErrors, []string{first, second})
+	}
+}
+
+// applyAsController writes status the way the controller does: its own
+// field manager, its own conditions, observedGeneration and dispatcher.
+func applyAsController(t *testing.T, ns, name string, conditions []metav1.Condition) {
+	t.Helper()
+	var conds []any
+	for _, c := range conditions {
+		conds = append(conds, map[string]any{
+			"type": c.Type, "status": string(c.Status), "reason": c.Reason, "message": c.Message,
+			"lastTransitionTime": suiteStart.Format(time.RFC3339), "observedGeneration": int64(1),
+		})
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "hookline.dev/v1alpha1", "kind": "WebhookSubscription",
+		"metadata": map[string]any{"name": name, "namespace": ns},
+		"status": map[string]any{
+			"observedGeneration": int64(1),
+			"dispatcher":         "hookline-system/default",
+			"conditions":         conds,
+		},
+	}}
+	if _, err := dyn.Resource(subscriptionsResource).Namespace(ns).ApplyStatus(context.Background(), name, u,
+		metav1.ApplyOptions{FieldManager: "hookline-controller", Force: true}); err != nil {
+		t.Fatalf("applying the controller's status: %v", err)
+	}
+}
+
+func conditionTypes(s *hooklinev1.WebhookSubscription) []string {
+	var types []string
+	for _, c := range s.Status.Conditions {
+		types = append(types, c.Type)
+	}
+	sort.Strings(types)
+	return types
+}
+
+func TestWriterSharesStatusWithController(t *testing.T) {
+	ns := newNamespace(t)
+	sub := createSubscription(t, ns, "billing")
+	applyAsController(t, ns, "billing", []metav1.Condition{{Type: "Ready", Status: "True", Reason: "Succeeded", Message: "Delivering"}})
+
+	clk := clocktesting.NewFakeClock(suiteStart)
+	q := newQueue()
+	h := newHarness(t, q, clk)
+	h.setState(ns, "billing", State{Accepted: true})
+	rec := NewRecorder("dispatcher-0")
+	rec.Record(keyOf(sub), Outcome{Time: suiteStart, Success: true})
+	h.push(rec.Flush())
+	h.start()
+	h.tick()
+
+	got := getSubscription(t, ns, "billing")
+	if types := conditionTypes(got); !reflect.DeepEqual(types, []string{"Accepted", "EndpointHealthy", "Ready", "Suspended"}) {
+		t.Errorf("conditions after the dispatcher's write: %v, want the controller's Ready and the dispatcher's three", types)
+	}
+	if got.Status.ObservedGeneration != 1 || got.Status.Dispatcher != "hookline-system/default" {
+		t.Errorf("controller's fields = %d, %q; the dispatcher must leave them", got.Status.ObservedGeneration, got.Status.Dispatcher)
+	}
+
+	// The controller moves on to other conditions; the dispatcher's stay.
+	applyAsController(t, ns, "billing", []metav1.Condition{
+		{Type: "Ready", Status: "False", Reason: "Progressing", Message: "Waiting"},
+		{Type: "Reconciling", Status: "True", Reason: "Progressing", Message: "Waiting"},
+	})
+	got = getSubscription(t, ns, "billing")
+	if types := conditionTypes(got); !reflect.DeepEqual(types, []string{"Accepted", "EndpointHealthy", "Ready", "Reconciling", "Suspended"}) {
+		t.Errorf("conditions after the controller's write: %v", types)
+	}
+
+	// The dispatcher writes again; the controller's stay, as they were.
+	rec.Record(keyOf(sub), Outcome{Time: suiteStart.Add(11 * time.Second), Success: true})
+	h.push(rec.Flush())
+	h.tick()
+	got = getSubscription(t, ns, "billing")
+	if types := conditionTypes(got); !reflect.DeepEqual(types, []string{"Accepted", "EndpointHealthy", "Ready", "Reconciling", "Suspended"}) {
+		t.Errorf("conditions after the dispatcher's second write: %v", types)
+	}
+	if c := condition(t, got, "Ready"); c.Status != "False" || c.Reason != "Progressing" {
+		t.Errorf("Ready = %+v, want the controller's False/Progressing", c)
+	}
+	if got.Status.Delivery == nil || got.Status.Delivery.Delivered != 2 {
+		t.Errorf("status.delivery = %+v, want 2 delivered", got.Status.Delivery)
+	}
+
+	dispatcher := managedStatusFields(t, got, "hookline-dispatcher")
+	if keys := ownedConditionKeys(t, dispatcher); !reflect.DeepEqual(keys, dispatcherConditionKeys) {
+		t.Errorf("hookline-dispatcher owns conditions %v, want %v", keys, dispatcherConditionKeys)
+	}
+	if keys := sortedKeys(dispatcher); !reflect.DeepEqual(keys, []string{"f:conditions", "f:delivery"}) {
+		t.Errorf("hookline-dispatcher owns status fields %v, want only conditions and delivery", keys)
+	}
+	controller := managedStatusFields(t, got, "hookline-controller")
+	if keys := ownedConditionKeys(t, controller); !reflect.DeepEqual(keys, []string{`k:{"type":"Ready"}`, `k:{"type":"Reconciling"}`}) {
+		t.Errorf("hookline-controller owns conditions %v, want Ready and Reconciling", keys)
+	}
+	if _, ok := controller["f:delivery"]; ok {
+		t.Errorf("hookline-controller owns status.delivery")
+	}
+}
+
+func TestWriterBurstWritesOncePerInterval(t *testing.T) {
+	ns := newNamespace(t)
+	clk := clocktesting.NewFakeClock(suiteStart)
+	q := newQueue()
+	h := newHarness(t, q, clk)
+	names := []string{"a", "b", "c"}
+	var keys []Key
+	for _, n := range names {
+		keys = append(keys, keyOf(createSubscription(t, ns, n)))
+		h.setState(ns, n, State{Accepted: true})
+	}
+	recs := []*Recorder{NewRecorder("dispatcher-0"), NewRecorder("dispatcher-1")}
+	h.start()
+
+	const outcomes, ticks = 1000, 5
+	want := map[string]int64{}
+	var ids []string
+	now := suiteStart
+	for i := range outcomes {
+		k := keys[i%len(keys)]
+		success := i%4 != 0
+		if success {
+			want[k.Name]++
+		}
+		recs[i%2].Record(k, Outcome{Time: now.Add(time.Duration(i) * time.Millisecond), Success: success, StatusCode: 200, Class: "HTTPStatus"})
+		// Replicas flush about every 25 outcomes; a tick every 200.
+		if i%25 == 24 {
+			for _, r := range recs {
+				if data := r.Flush(); data != nil {
+					ids = append(ids, h.push(data))
+				}
+			}
+		}
+		if i%(outcomes/ticks) == outcomes/ticks-1 {
+			before := map[string]int{}
+			for _, n := range names {
+				before[n] = statusPatches.get(ns, n)
+			}
+			h.tick()
+			for _, n := range names {
+				if d := statusPatches.get(ns, n) - before[n]; d > 1 {
+					t.Errorf("subscription %s: %d status patches in one interval, want at most 1", n, d)
+				}
+			}
+		}
+	}
+	if w := h.writer.Writes(); w > int64(ticks*len(names)) || w < int64(len(names)) {
+		t.Errorf("writes = %d, want between %d and %d (once per subscription per interval)", w, len(names), ticks*len(names))
+	}
+	for _, n := range names {
+		if p := statusPatches.get(ns, n); p > ticks {
+			t.Errorf("subscription %s: %d status patches over %d intervals", n, p, ticks)
+		}
+		got := getSubscription(t, ns, n).Status.Delivery
+		var total int64
+		if got != nil {
+			total = got.Delivered + got.Failed
+		}
+		if got == nil || got.Delivered != want[n] || total != int64(len(recordedFor(n, outcomes, names))) {
+			t.Errorf("subscription %s: status.delivery = %+v, want %d delivered of %d", n, got, want[n], len(recordedFor(n, outcomes, names)))
+		}
+	}
+	if acked := q.ackedIDs(); len(acked) != len(ids) {
+		t.Errorf("%d payloads acked, want all %d", len(acked), len(ids))
+	}
+}
+
+// recordedFor lists the outcome indexes the burst recorded for name.
+func recordedFor(name string, outcomes int, names []string) []int {
+	var out []int
+	for i := range outcomes {
+		if names[i%len(names)] == name {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func TestWriterCountsEachPayloadOnce(t *testing.T) {
+	ns := newNamespace(t)
+	sub := createSubscription(t, ns, "billing")
+	k := keyOf(sub)
+	clk := clocktesting.NewFakeClock(suiteStart)
+	q := newQueue()
+	h := newHarness(t, q, clk)
+	h.setState(ns, "billing", State{Accepted: true})
+	rec := NewRecorder("dispatcher-0")
+	delivered := func() int64 {
+		d := getSubscription(t, ns, "billing").Status.Delivery
+		if d == nil {
+			return 0
+		}
+		return d.Delivered
+	}
+	record := func(n int) []byte {
+		for range n {
+			rec.Record(k, Outcome{Time: clk.Now(), Success: true})
+		}
+		return rec.Flush()
+	}
+
+	p1 := record(5)
+	h.push(p1)
+	h.start()
+	h.tick()
+	if got := delivered(); got != 5 {
+		t.Fatalf("delivered = %d, want 5", got)
+	}
+
+	// The queue hands out an acknowledged payload again (the ack was lost):
+	// acknowledged again, not counted.
+	h.push(p1)
+	// A payload handed out twice before the tick: counted once.
+	p2 := record(3)
+	h.push(p2)
+	h.push(p2)
+	h.tick()
+	if got := delivered(); got != 8 {
+		t.Errorf("delivered = %d, want 8: redelivered payloads were counted again", got)
+	}
+	if acked := q.ackedIDs(); len(acked) != 4 {
+		t.Errorf("acked %d copies, want all 4", len(acked))
+	}
+
+	// The leader stops after taking a payload and before writing it.
+	p3 := record(4)
+	h.push(p3)
+	eventually(t, func() bool { return h.writer.received.Load() >= h.pushed }, "the writer to take the payload")
+	h.stop()
+	if got := delivered(); got != 8 {
+		t.Fatalf("delivered = %d after the stop, want still 8", got)
+	}
+	// Its ack wait runs out; the next leader gets it and starts from the
+	// status, which does not have it.
+	if n := q.redeliver(); n != 1 {
+		t.Fatalf("%d payloads outstanding after the stop, want 1", n)
+	}
+	next := newHarness(t, q, clk)
+	next.setState(ns, "billing", State{Accepted: true})
+	next.pushed = 1
+	next.start()
+	next.tick()
+	if got := delivered(); got != 12 {
+		t.Errorf("delivered = %d after the new leader's write, want 12", got)
+	}
+	if n := q.redeliver(); n != 0 {
+		t.Errorf("%d payloads still outstanding, want 0", n)
+	}
+}
+
+func TestWriterIdleSubscription(t *testing.T) {
+	ns := newNamespace(t)
+	createSubscription(t, ns, "refused")
+	clk := clocktesting.NewFakeClock(suiteStart)
+	h := newHarness(t, newQueue(), clk)
+	h.setState(ns, "refused", State{
+		AcceptedReason:  hooklinev1.ReasonNamespaceNotAllowed,
+		AcceptedMessage: "Dispatcher hookline-system/default does not admit namespace " + ns,
+		SuspendedReason: hooklinev1.ReasonSuspendedBySpec, SuspendedMessage: "spec.suspend is true",
+		Backlog: 4,
+	})
+	h.start()
+	h.tick()
+
+	got := getSubscription(t, ns, "refused")
+	for _, want := range []metav1.Condition{
+		{Type: "Accepted", Status: "False", Reason: "NamespaceNotAllowed", Message: "Dispatcher hookline-system/default does not admit namespace " + ns},
+		{Type: "EndpointHealthy", Status: "Unknown", Reason: "NoDeliveries", Message: "No delivery has been attempted yet"},
+		{Type: "Suspended", Status: "True", Reason: "SuspendedBySpec", Message: "spec.suspend is true"},
+	} {
+		if c := condition(t, got, want.Type); c.Status != want.Status || c.Reason != want.Reason || c.Message != want.Message {
+			t.Errorf("condition %s = %+v, want %+v", want.Type, c, want)
+		}
+	}
+	if data, _ := json.Marshal(got.Status.Delivery); string(data) != `{"backlog":4}` {
+		t.Errorf("status.delivery = %s, want only the backlog", data)
+	}
+	h.tick()
+	if w := h.writer.Writes(); w != 1 {
+		t.Errorf("writes = %d after an idle tick, want 1", w)
+	}
+	h.stop()
+
+	// A new leader finds the status as it would write it: no write.
+	next := newHarness(t, newQueue(), clk)
+	next.states = h.states
+	next.start()
+	next.tick()
+	if w := next.writer.Writes(); w != 0 || statusPatches.get(ns, "refused") != 1 {
+		t.Errorf("new leader: writes = %d, patches = %d, want 0 and still 1", w, statusPatches.get(ns, "refused"))
+	}
+	// The backlog moves: written.
+	next.setState(ns, "refused", State{
+		AcceptedReason:  hooklinev1.ReasonNamespaceNotAllowed,
+		AcceptedMessage: "Dispatcher hookline-system/default does not admit namespace " + ns,
+		SuspendedReason: hooklinev1.ReasonSuspendedBySpec, SuspendedMessage: "spec.suspend is true",
+		Backlog: 0,
+	})
+	next.tick()
+	if d := getSubscription(t, ns, "refused").Status.Delivery; d != nil && d.Backlog != 0 {
+		t.Errorf("backlog = %d, want 0", d.Backlog)
+	}
+	if w := next.writer.Writes(); w != 1 {
+		t.Errorf("writes = %d after the backlog changed, want 1", w)
+	}
+}
+
+func TestWriterContinuesFromStatus(t *testing.T) {
+	ns := newNamespace(t)
+	sub := createSubscription(t, ns, "billing")
+	// What an earlier leader wrote.
+	earlier := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "hookline.dev/v1alpha1", "kind": "WebhookSubscription",
+		"metadata": map[string]any{"name": "billing", "namespace": ns},
+		"status": map[string]any{"delivery": map[string]any{
+			"delivered": int64(100), "failed": int64(4), "deadLettered": int64(1), "consecutiveFailures": int64(2),
+			"lastAttemptTime": "2026-05-31T10:00:00Z", "lastSuccessTime": "2026-05-31T09:00:00Z",
+			"lastFailure": map[string]any{"time": "2026-05-31T10:00:00Z", "statusCode": int64(500), "class": "HTTPStatus"},
+		}},
+	}}
+	if _, err := dyn.Resource(subscriptionsResource).Namespace(ns).ApplyStatus(context.Background(), "billing", earlier,
+		metav1.ApplyOptions{FieldManager: "hookline-dispatcher", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	clk := clocktesting.NewFakeClock(suiteStart)
+	q := newQueue()
+	h := newHarness(t, q, clk)
+	h.setState(ns, "billing", State{Accepted: true})
+	rec := NewRecorder("dispatcher-0")
+	rec.Record(keyOf(sub), Outcome{Time: suiteStart, StatusCode: 502, Class: "HTTPStatus", DeadLettered: true})
+	h.push(rec.Flush())
+	h.start()
+	h.tick()
+
+	got := getSubscription(t, ns, "billing")
+	want := `{"lastAttemptTime":"2026-06-01T12:00:00Z","lastSuccessTime":"2026-05-31T09:00:00Z",` +
+		`"lastFailure":{"time":"2026-06-01T12:00:00Z","statusCode":502,"class":"HTTPStatus"},` +
+		`"consecutiveFailures":3,"delivered":100,"failed":5,"deadLettered":2}`
+	if data, _ := json.Marshal(got.Status.Delivery); string(data) != want {
+		t.Errorf("status.delivery =\n%s\nwant\n%s", data, want)
+	}
+	if c := condition(t, got, "EndpointHealthy"); c.Status != "False" || c.Message != "3 consecutive failures, last: HTTP 502 at 2026-06-01T12:00:00Z" {
+		t.Errorf("EndpointHealthy = %+v, want False after the third failure in a row", c)
+	}
+}
+
+func TestWriterForgetsGoneSubscriptions(t *testing.T) {
+	ns := newNamespace(t)
+	old := createSubscription(t, ns, "recreated")
+	stale := createSubscription(t, ns, "deleted")
+	clk := clocktesting.NewFakeClock(suiteStart)
+	q := newQueue()
+	h := newHarness(t, q, clk)
+	rec := NewRecorder("dispatcher-0")
+	// Counts for a subscription the dispatcher does not know any more.
+	rec.Record(Key{Namespace: ns, Name: "unknown", UID: "x"}, Outcome{Time: suiteStart, Success: true})
+	// Counts for a subscription deleted and created again with the same name.
+	rec.Record(keyOf(old), Outcome{Time: suiteStart, Success: true})
+	// Counts for one deleted while the cache still has it.
+	rec.Record(keyOf(stale), Outcome{Time: suiteStart, Success: true})
+	h.push(rec.Flush())
+
+	ctx := context.Background()
+	if err := dyn.Resource(subscriptionsResource).Namespace(ns).Delete(ctx, "recreated", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := createSubscription(t, ns, "recreated")
+	if fresh.UID == old.UID {
+		t.Fatal("the recreated subscription kept its uid")
+	}
+	if err := dyn.Resource(subscriptionsResource).Namespace(ns).Delete(ctx, "deleted", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.setState(ns, "recreated", State{Accepted: true})
+	h.setState(ns, "deleted", State{Accepted: true})
+	h.setStale(stale)
+	h.start()
+	h.tick()
+
+	got := getSubscription(t, ns, "recreated")
+	if d := got.Status.Delivery; d != nil && (d.Delivered != 0 || d.LastAttemptTime != nil) {
+		t.Errorf("recreated subscription: status.delivery = %+v, want no counts of its namesake", d)
+	}
+	if c := condition(t, got, "EndpointHealthy"); c.Reason != "NoDeliveries" {
+		t.Errorf("recreated subscription: EndpointHealthy = %+v, want NoDeliveries", c)
+	}
+	_, err := dyn.Resource(subscriptionsResource).Namespace(ns).Get(ctx, "deleted", metav1.GetOptions{})
+	if !apierrors.IsNotFound(err) {
+		t.Errorf("getting the deleted subscription after the tick: %v, want NotFound: the status write must not create it", err)
+	}
+	if acked := q.ackedIDs(); len(acked) != 1 {
+		t.Errorf("acked %v, want the payload acked: nothing in it can be written", acked)
+	}
+}
+
+func TestWriterRetriesFailedWrites(t *testing.T) {
+	ns := newNamespace(t)
+	sub := createSubscription(t, ns, "billing")
+	clk := clocktesting.NewFakeClock(suiteStart)
+	q := newQueue()
+	h := newHarness(t, q, clk)
+	h.setState(ns, "billing", State{Accepted: true})
+	rec := NewRecorder("dispatcher-0")
+	rec.Record(keyOf(sub), Outcome{Time: suiteStart, Success: true})
+	h.push(rec.Flush())
+	statusPatches.failNext(ns, "billing", 2)
+	h.start()
+
+	for range 2 {
+		h.tick()
+		if acked := q.ackedIDs(); len(acked) != 0 {
+			t.Fatalf("acked %v after a failed write, want nothing acked", acked)
+		}
+	}
+	rec.Record(keyOf(sub), Outcome{Time: suiteStart.Add(time.Second), Success: true})
+	h.push(rec.Flush())
+	h.tick()
+	if d := getSubscription(t, ns, "billing").Status.Delivery; d == nil || d.Delivered != 2 {
+		t.Errorf("status.delivery = %+v, want both payloads' 2 deliveries", d)
+	}
+	if acked := q.ackedIDs(); len(acked) != 2 {
+		t.Errorf("acked %v, want both payloads after the write succeeded", acked)
+	}
+	if w := h.writer.Writes(); w != 1 {
+		t.Errorf("writes = %d, want 1 successful write", w)
+	}
+}
+
+func TestWriterReportsFilterErrors(t *testing.T) {
+	ns := newNamespace(t)
+	sub := createSubscription(t, ns, "billing")
+	clk := clocktesting.NewFakeClock(suiteStart)
+	q := newQueue()
+	h := newHarness(t, q, clk)
+	h.setState(ns, "billing", State{Accepted: true, AcceptedMessage: "Served"})
+	rec := NewRecorder("dispatcher-0")
+	rec.FilterError(keyOf(sub), "no such key: total")
+	rec.FilterError(keyOf(sub), "no such key: total")
+	h.push(rec.Flush())
+	h.start()
+	h.tick()
+	want := "Served; 2 events skipped because the filter failed at runtime, last: no such key: total"
+	if c := condition(t, getSubscription(t, ns, "billing"), "Accepted"); c.Status != "True" || c.Message != want {
+		t.Errorf("Accepted = %+v, want True with message %q", c, want)
+	}
+
+	// A new spec (a new filter, perhaps) starts the count again.
+	patch := []byte(`{"spec":{"filter":"event.data.total > 1"}}`)
+	if _, err := dyn.Resource(subscriptionsResource).Namespace(ns).Patch(context.Background(), "billing",
+		"application/merge-patch+json", patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.tick()
+	got := getSubscription(t, ns, "billing")
+	if c := condition(t, got, "Accepted"); c.Message != "Served" || c.ObservedGeneration != got.Generation {
+		t.Errorf("Accepted = %+v, want message %q at generation %d", c, "Served", got.Generation)
+	}
+}

@@ -1,0 +1,275 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/queue/queuetest"
+)
+
+// ledger is what a producer learnt about each event id it published.
+type ledger struct {
+	mu        sync.Mutex
+	accepted  map[string]bool // answered 202 at least once
+	uncertain map[string]bool // a request was cut off: it may or may not be stored
+}
+
+func newLedger() *ledger {
+	return &ledger{accepted: map[string]bool{}, uncertain: map[string]bool{}}
+}
+
+// produce publishes events "<prefix>-<n>" until stop is closed, to the
+// address addr() returns at each attempt. Each id is retried, with the same
+// id, until it is answered 202 or refused 20 times, as a careful producer
+// would.
+func (l *ledger) produce(addr func() string, token, ns, prefix string, stop <-chan struct{}) {
+	for n := 0; ; n++ {
+		id := fmt.Sprintf("%s-%d", prefix, n)
+		typ := "tick.odd"
+		if n%2 == 0 {
+			typ = "tick.even"
+		}
+		for try := 0; try < 20; try++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			code, _, err := publish(addr(), token, ns, map[string]any{"id": id, "type": typ, "data": n})
+			l.mu.Lock()
+			switch {
+			case err != nil:
+				l.uncertain[id] = true
+			case code == http.StatusAccepted:
+				l.accepted[id] = true
+			}
+			l.mu.Unlock()
+			if err == nil && code == http.StatusAccepted {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// check says which accepted events a receiver lacks, and which refused
+// ones (never accepted, never cut off) it got anyway.
+func (l *ledger) check(rcv *receiver, wants func(id string) bool) (missing, unexpected []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	got := rcv.ids()
+	for id := range l.accepted {
+		if wants(id) && got[id] == 0 {
+			missing = append(missing, id)
+		}
+	}
+	for id := range got {
+		if !l.accepted[id] && !l.uncertain[id] {
+			unexpected = append(unexpected, id)
+		}
+	}
+	return missing, unexpected
+}
+
+func (l *ledger) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.accepted)
+}
+
+func even(id string) bool {
+	var n int
+	_, _ = fmt.Sscanf(id[strings.LastIndexByte(id, '-')+1:], "%d", &n)
+	return n%2 == 0
+}
+
+// setupTicks creates namespace ns, a dispatcher of the same name admitting
+// it, a WebhookSecret, and two subscriptions: every tick, and even ticks.
+func setupTicks(ctx context.Context, t *testing.T, c *cluster, ns string, mutate func(*hooklinev1.WebhookDispatcher)) (all, evens *receiver) {
+	t.Helper()
+	if err := c.admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	d := &hooklinev1.WebhookDispatcher{
+		ObjectMeta: metav1.ObjectMeta{Name: ns, Namespace: ns},
+		Spec: hooklinev1.WebhookDispatcherSpec{
+			Egress:                 hooklinev1.EgressPolicy{AllowPlainHTTP: true},
+			ProducerAuthentication: hooklinev1.ProducerAuthNone,
+		},
+	}
+	if mutate != nil {
+		mutate(d)
+	}
+	all, evens = newReceiver(t, nil), newReceiver(t, nil)
+	objs := []client.Object{d, &hooklinev1.WebhookSecret{ObjectMeta: metav1.ObjectMeta{Name: "signing", Namespace: ns}}}
+	for name, s := range map[string]struct {
+		url   string
+		types []string
+	}{"all": {all.URL, []string{"tick.*"}}, "evens": {evens.URL, []string{"tick.even"}}} {
+		objs = append(objs, &hooklinev1.WebhookSubscription{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: hooklinev1.WebhookSubscriptionSpec{
+				URL: s.url, EventTypes: s.types,
+				DispatcherRef: &hooklinev1.DispatcherReference{Name: ns},
+				Signing:       hooklinev1.SigningSpec{SecretRef: hooklinev1.WebhookSecretReference{Name: "signing"}},
+				Delivery: hooklinev1.DeliveryPolicy{Retry: hooklinev1.RetryPolicy{
+					InitialBackoff: &metav1.Duration{Duration: 100 * time.Millisecond},
+					MaxBackoff:     &metav1.Duration{Duration: time.Second},
+				}},
+			},
+		})
+	}
+	for _, o := range objs {
+		if err := c.admin.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return all, evens
+}
+
+func waitAccepted(ctx context.Context, t *testing.T, c *cluster, ns string) {
+	t.Helper()
+	for _, name := range []string{"all", "evens"} {
+		sub := &hooklinev1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+		waitFor(t, 60*time.Second, func() error { return condition(ctx, c, sub, hooklinev1.ConditionAccepted, metav1.ConditionTrue) })
+	}
+}
+
+// TestCrashSafety kills the dispatcher with SIGKILL at random moments
+// under a stream of events and restarts it on the same data directory:
+// every event answered 202 must reach every matching subscription, and no
+// event answered with an error may reach any.
+func TestCrashSafety(t *testing.T) {
+	c := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	const ns = "crash"
+	all, evens := setupTicks(ctx, t, c, ns, nil)
+	dataDir := t.TempDir()
+	var current atomic.Pointer[dispatcherProc]
+	start := func(i int) {
+		p := c.startDispatcher(t, ns, ns, fmt.Sprintf("crash-%d", i), "--data-dir="+dataDir, "--producer-authentication=None")
+		current.Store(p)
+		p.waitReady(t)
+	}
+	start(0)
+	waitAccepted(ctx, t, c, ns)
+
+	l := newLedger()
+	stop := make(chan struct{})
+	var producers sync.WaitGroup
+	for w := range 3 {
+		producers.Add(1)
+		go func() {
+			defer producers.Done()
+			l.produce(func() string { return current.Load().ingest }, "", ns, fmt.Sprintf("p%d", w), stop)
+		}()
+	}
+	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	for i := 1; i <= 4; i++ {
+		time.Sleep(time.Duration(500+rnd.IntN(2500)) * time.Millisecond)
+		current.Load().kill()
+		t.Logf("killed the dispatcher with SIGKILL (%d events accepted so far)", l.count())
+		start(i)
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	producers.Wait()
+	if l.count() < 20 {
+		t.Fatalf("only %d events were accepted: the test proves nothing", l.count())
+	}
+	waitFor(t, 120*time.Second, func() error {
+		for name, r := range map[string]*receiver{"all": all, "evens": evens} {
+			wants := func(string) bool { return true }
+			if name == "evens" {
+				wants = even
+			}
+			missing, unexpected := l.check(r, wants)
+			if len(unexpected) > 0 {
+				t.Fatalf("%s received events that were refused: %v", name, unexpected)
+			}
+			if len(missing) > 0 {
+				return fmt.Errorf("%s lacks %d accepted events, e.g. %v", name, len(missing), missing[:min(5, len(missing))])
+			}
+		}
+		return nil
+	})
+	for id, n := range evens.ids() {
+		if !even(id) {
+			t.Errorf("the even subscription got %s (%d times)", id, n)
+		}
+	}
+	t.Logf("%d events accepted across 4 crashes; all delivered", l.count())
+}
+
+// TestExternalQueue runs two dispatcher instances sharing a three-node NATS
+// JetStream cluster with streams replicated three times; one NATS node is
+// stopped mid-stream and no accepted event is lost.
+func TestExternalQueue(t *testing.T) {
+	c := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	urls, stopNode := queuetest.StartCluster(t, 3)
+	const ns = "external"
+	all, evens := setupTicks(ctx, t, c, ns, func(d *hooklinev1.WebhookDispatcher) {
+		d.Spec.Replicas = ptr32(2)
+		d.Spec.Queue = hooklinev1.QueueSpec{External: &hooklinev1.ExternalQueue{URL: urls[0], StreamReplicas: 3}}
+	})
+	args := []string{"--queue-url=" + strings.Join(urls, ","), "--stream-replicas=3", "--producer-authentication=None"}
+	a := c.startDispatcher(t, ns, ns, "ext-0", args...)
+	b := c.startDispatcher(t, ns, ns, "ext-1", args...)
+	a.waitReady(t)
+	b.waitReady(t)
+	waitAccepted(ctx, t, c, ns)
+
+	l := newLedger()
+	stop := make(chan struct{})
+	var producers sync.WaitGroup
+	for w, p := range []*dispatcherProc{a, b} {
+		producers.Add(1)
+		go func() {
+			defer producers.Done()
+			l.produce(func() string { return p.ingest }, "", ns, fmt.Sprintf("x%d", w), stop)
+		}()
+	}
+	time.Sleep(2 * time.Second)
+	stopNode(2)
+	t.Logf("stopped NATS node 2 (%d events accepted so far)", l.count())
+	time.Sleep(3 * time.Second)
+	close(stop)
+	producers.Wait()
+	if l.count() < 20 {
+		t.Fatalf("only %d events were accepted: the test proves nothing", l.count())
+	}
+	waitFor(t, 120*time.Second, func() error {
+		for name, r := range map[string]*receiver{"all": all, "evens": evens} {
+			wants := func(string) bool { return true }
+			if name == "evens" {
+				wants = even
+			}
+			missing, unexpected := l.check(r, wants)
+			if len(unexpected) > 0 {
+				t.Fatalf("%s received events that were refused: %v", name, unexpected)
+			}
+			if len(missing) > 0 {
+				return fmt.Errorf("%s lacks %d accepted events, e.g. %v", name, len(missing), missing[:min(5, len(missing))])
+			}
+		}
+		return nil
+	})
+	t.Logf("%d events accepted by two instances on a 3-node cluster, one node stopped; all delivered", l.count())
+}
+
+func ptr32(v int32) *int32 { return &v }

@@ -1,0 +1,68 @@
+package e2e
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+// delivery is one request a receiver got.
+type delivery struct {
+	Header http.Header
+	Body   []byte
+	At     time.Time
+}
+
+// receiver is a real HTTP server recording every request; respond decides
+// each answer from the number of requests so far with the same webhook-id
+// (1 for the first).
+type receiver struct {
+	*httptest.Server
+	mu      sync.Mutex
+	got     []delivery
+	byID    map[string]int
+	respond func(w http.ResponseWriter, attempt int)
+}
+
+func newReceiver(t *testing.T, respond func(w http.ResponseWriter, attempt int)) *receiver {
+	t.Helper()
+	r := &receiver{byID: map[string]int{}, respond: respond}
+	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	id := req.Header.Get("webhook-id")
+	r.byID[id]++
+	attempt := r.byID[id]
+	r.got = append(r.got, delivery{Header: req.Header.Clone(), Body: body, At: time.Now()})
+	r.mu.Unlock()
+	if r.respond != nil {
+		r.respond(w, attempt)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (r *receiver) deliveries() []delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]delivery(nil), r.got...)
+}
+
+// ids is the set of distinct webhook-ids received.
+func (r *receiver) ids() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]int, len(r.byID))
+	for k, v := range r.byID {
+		out[k] = v
+	}
+	return out
+}
