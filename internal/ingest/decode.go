@@ -73,10 +73,9 @@ func checkSyntax(data []byte) error {
 	return nil
 }
 
-// readObject splits a JSON object into its members. Unlike decoding into a
-// map or struct it refuses duplicate names, which different JSON parsers
-// resolve differently, and it keeps the exact bytes of every value.
-func readObject(data []byte, what string) ([]member, error) {
+// openJSON checks that data is valid UTF-8 and JSON and opens it, having
+// read the opening delimiter of the expected kind.
+func openJSON(data []byte, what string, open json.Delim, kind string) (*json.Decoder, error) {
 	if !utf8.Valid(data) {
 		return nil, fmt.Errorf("%s is not valid UTF-8", what)
 	}
@@ -88,8 +87,19 @@ func readObject(data []byte, what string) ([]member, error) {
 	if err != nil {
 		return nil, malformedError(err, dec.InputOffset())
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, fmt.Errorf("%s must be a JSON object, found %s", what, jsonKind(tok))
+	if d, ok := tok.(json.Delim); !ok || d != open {
+		return nil, fmt.Errorf("%s must be a JSON %s, found %s", what, kind, jsonKind(tok))
+	}
+	return dec, nil
+}
+
+// readObject splits a JSON object into its members. Unlike decoding into a
+// map or struct it refuses duplicate names, which different JSON parsers
+// resolve differently, and it keeps the exact bytes of every value.
+func readObject(data []byte, what string) ([]member, error) {
+	dec, err := openJSON(data, what, '{', "object")
+	if err != nil {
+		return nil, err
 	}
 	var members []member
 	seen := map[string]bool{}
@@ -120,19 +130,9 @@ func readObject(data []byte, what string) ([]member, error) {
 
 // readArray splits a JSON array into its elements.
 func readArray(data []byte, what string) ([]json.RawMessage, error) {
-	if !utf8.Valid(data) {
-		return nil, fmt.Errorf("%s is not valid UTF-8", what)
-	}
-	if err := checkSyntax(data); err != nil {
-		return nil, err
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
+	dec, err := openJSON(data, what, '[', "array")
 	if err != nil {
-		return nil, malformedError(err, dec.InputOffset())
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return nil, fmt.Errorf("%s must be a JSON array, found %s", what, jsonKind(tok))
+		return nil, err
 	}
 	var elems []json.RawMessage
 	for dec.More() {

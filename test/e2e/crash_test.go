@@ -139,6 +139,28 @@ func setupTicks(ctx context.Context, t *testing.T, c *cluster, ns string, mutate
 	return all, evens
 }
 
+// waitDelivered waits until every accepted event reached the receivers of
+// setupTicks, failing at once if a refused one arrives.
+func waitDelivered(t *testing.T, l *ledger, all, evens *receiver) {
+	t.Helper()
+	waitFor(t, 120*time.Second, func() error {
+		for name, r := range map[string]*receiver{"all": all, "evens": evens} {
+			wants := func(string) bool { return true }
+			if name == "evens" {
+				wants = even
+			}
+			missing, unexpected := l.check(r, wants)
+			if len(unexpected) > 0 {
+				t.Fatalf("%s received events that were refused: %v", name, unexpected)
+			}
+			if len(missing) > 0 {
+				return fmt.Errorf("%s lacks %d accepted events, e.g. %v", name, len(missing), missing[:min(5, len(missing))])
+			}
+		}
+		return nil
+	})
+}
+
 func waitAccepted(ctx context.Context, t *testing.T, c *cluster, ns string) {
 	t.Helper()
 	for _, name := range []string{"all", "evens"} {
@@ -190,22 +212,7 @@ func TestCrashSafety(t *testing.T) {
 	if l.count() < 20 {
 		t.Fatalf("only %d events were accepted: the test proves nothing", l.count())
 	}
-	waitFor(t, 120*time.Second, func() error {
-		for name, r := range map[string]*receiver{"all": all, "evens": evens} {
-			wants := func(string) bool { return true }
-			if name == "evens" {
-				wants = even
-			}
-			missing, unexpected := l.check(r, wants)
-			if len(unexpected) > 0 {
-				t.Fatalf("%s received events that were refused: %v", name, unexpected)
-			}
-			if len(missing) > 0 {
-				return fmt.Errorf("%s lacks %d accepted events, e.g. %v", name, len(missing), missing[:min(5, len(missing))])
-			}
-		}
-		return nil
-	})
+	waitDelivered(t, l, all, evens)
 	for id, n := range evens.ids() {
 		if !even(id) {
 			t.Errorf("the even subscription got %s (%d times)", id, n)
@@ -253,22 +260,7 @@ func TestExternalQueue(t *testing.T) {
 	if l.count() < 20 {
 		t.Fatalf("only %d events were accepted: the test proves nothing", l.count())
 	}
-	waitFor(t, 120*time.Second, func() error {
-		for name, r := range map[string]*receiver{"all": all, "evens": evens} {
-			wants := func(string) bool { return true }
-			if name == "evens" {
-				wants = even
-			}
-			missing, unexpected := l.check(r, wants)
-			if len(unexpected) > 0 {
-				t.Fatalf("%s received events that were refused: %v", name, unexpected)
-			}
-			if len(missing) > 0 {
-				return fmt.Errorf("%s lacks %d accepted events, e.g. %v", name, len(missing), missing[:min(5, len(missing))])
-			}
-		}
-		return nil
-	})
+	waitDelivered(t, l, all, evens)
 	t.Logf("%d events accepted by two instances on a 3-node cluster, one node stopped; all delivered", l.count())
 }
 

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -15,7 +17,6 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
@@ -47,6 +48,10 @@ func TestDispatcher(t *testing.T) {
 		}
 	}
 	waitFor(t, 30*time.Second, func() error { return ready(ctx, c.admin, ws) })
+	// The dispatcher trusts the HTTPS receiver's certificate as a system
+	// root, as it would a public CA's.
+	tlsRcv, caFile := newTLSReceiver(t, nil)
+	c.procEnv = []string{"SSL_CERT_FILE=" + caFile}
 	disp := c.startDispatcher(t, operatorNamespace, "default", "local-0", "--data-dir="+t.TempDir())
 	disp.waitReady(t)
 	waitFor(t, 30*time.Second, func() error { return ready(ctx, c.admin, d) })
@@ -148,6 +153,120 @@ func TestDispatcher(t *testing.T) {
 			t.Errorf("status.delivery is not owned by the dispatcher's field manager: %v", sub.ManagedFields)
 		}
 		waitFor(t, 30*time.Second, func() error { return ready(ctx, c.admin, sub) })
+	})
+
+	t.Run("counts deliveries in its metrics", func(t *testing.T) {
+		text, err := httpGet("http://" + disp.metrics + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{
+			`hookline_deliveries_total{namespace="team",outcome="delivered",subscription="orders"} 1`,
+			`hookline_ingested_events_total{namespace="team",outcome="accepted"}`,
+			`hookline_delivery_attempt_duration_seconds_count{namespace="team",subscription="orders"} 1`,
+			`hookline_queue_max_bytes `,
+		} {
+			if !strings.Contains(text, want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+		if strings.Contains(text, "127.0.0.1") {
+			t.Errorf("metrics name a receiver's address")
+		}
+	})
+
+	t.Run("delivers over HTTPS", func(t *testing.T) {
+		subscribe(t, "secure", tlsRcv.URL+"/hooks", []string{"secure.>"}, nil)
+		id := send(t, map[string]any{"type": "secure.thing", "data": "x"})
+		waitFor(t, 30*time.Second, func() error {
+			if tlsRcv.ids()[id] == 0 {
+				return fmt.Errorf("not delivered yet")
+			}
+			return nil
+		})
+		if err := verifier.Verify(tlsRcv.deliveries()[0].Body, tlsRcv.deliveries()[0].Header); err != nil {
+			t.Errorf("signature: %v", err)
+		}
+	})
+
+	t.Run("signs with Ed25519", func(t *testing.T) {
+		ed := &hooklinev1.WebhookSecret{ObjectMeta: metav1.ObjectMeta{Name: "signing-ed", Namespace: ns},
+			Spec: hooklinev1.WebhookSecretSpec{Algorithm: hooklinev1.AlgorithmEd25519}}
+		if err := c.admin.Create(ctx, ed); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, func() error { return ready(ctx, c.admin, ed) })
+		rcv := newReceiver(t, nil)
+		subscribe(t, "ed", rcv.URL, []string{"ed.>"}, func(s *hooklinev1.WebhookSubscription) {
+			s.Spec.Signing.SecretRef.Name = "signing-ed"
+		})
+		id := send(t, map[string]any{"type": "ed.signed", "data": []int{1, 2}})
+		waitFor(t, 30*time.Second, func() error {
+			if rcv.ids()[id] == 0 {
+				return fmt.Errorf("not delivered yet")
+			}
+			return nil
+		})
+		if err := c.admin.Get(ctx, client.ObjectKeyFromObject(ed), ed); err != nil {
+			t.Fatal(err)
+		}
+		got := rcv.deliveries()[0]
+		if !verifyEd25519(t, ed.Status.PublicKey, got) {
+			t.Errorf("no v1a signature verifies with the public key in the WebhookSecret's status: %q", got.Header.Get("webhook-signature"))
+		}
+	})
+
+	t.Run("a rotation takes effect without a restart, both keys signing", func(t *testing.T) {
+		rcv := newReceiver(t, nil)
+		subscribe(t, "rotating", rcv.URL, []string{"rotating.>"}, nil)
+		if err := c.admin.Get(ctx, client.ObjectKeyFromObject(ws), ws); err != nil {
+			t.Fatal(err)
+		}
+		if ws.Annotations == nil {
+			ws.Annotations = map[string]string{}
+		}
+		ws.Annotations[hooklinev1.RotateAnnotation] = "e2e-1"
+		if err := c.admin.Update(ctx, ws); err != nil {
+			t.Fatal(err)
+		}
+		var rotated corev1.Secret
+		waitFor(t, 30*time.Second, func() error {
+			if err := c.admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "signing"}, &rotated); err != nil {
+				return err
+			}
+			if _, ok := rotated.Data[hooklinev1.SecretKeyPreviousSigningKey]; !ok {
+				return fmt.Errorf("not rotated yet")
+			}
+			return nil
+		})
+		newKey, err := standardwebhooks.NewWebhook(string(rotated.Data[hooklinev1.SecretKeySigningKey]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The dispatcher learns of the new key through its watch.
+		waitFor(t, 30*time.Second, func() error {
+			id := send(t, map[string]any{"type": "rotating.tick", "data": 1})
+			var got *delivery
+			waitFor(t, 30*time.Second, func() error {
+				for _, d := range rcv.deliveries() {
+					if d.Header.Get("webhook-id") == id {
+						got = &d
+						return nil
+					}
+				}
+				return fmt.Errorf("not delivered yet")
+			})
+			if n := len(strings.Fields(got.Header.Get("webhook-signature"))); n != 2 {
+				return fmt.Errorf("%d signatures", n)
+			}
+			if err := verifier.Verify(got.Body, got.Header); err != nil {
+				t.Errorf("a receiver holding only the old key refuses: %v", err)
+			}
+			if err := newKey.Verify(got.Body, got.Header); err != nil {
+				t.Errorf("a receiver holding only the new key refuses: %v", err)
+			}
+			return nil
+		})
 	})
 
 	t.Run("ingest refuses bad producers and bad input", func(t *testing.T) {
@@ -289,6 +408,17 @@ func TestDispatcher(t *testing.T) {
 		if n := hung.Load(); n != 2 {
 			t.Errorf("the hanging endpoint holds %d requests, want its concurrency of 2", n)
 		}
+		// Its events wait in the queue, and its status says so.
+		waitFor(t, 30*time.Second, func() error {
+			sub := &hooklinev1.WebhookSubscription{}
+			if err := c.admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "slow"}, sub); err != nil {
+				return err
+			}
+			if st := sub.Status.Delivery; st == nil || st.Backlog != 20 {
+				return fmt.Errorf("delivery status %+v, want a backlog of 20", st)
+			}
+			return nil
+		})
 	})
 
 	// A graceful stop withdraws the instance: the dispatcher stops being Ready.
@@ -338,4 +468,24 @@ func ownsField(obj client.Object, manager, field string) bool {
 	return false
 }
 
-var _ = ptr.To[int]
+// verifyEd25519 checks the v1a signatures of a delivery with the public
+// key "whpk_..." per the Standard Webhooks specification.
+func verifyEd25519(t *testing.T, publicKey string, d delivery) bool {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(publicKey, "whpk_"))
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		t.Fatalf("public key %q: %v", publicKey, err)
+	}
+	signed := d.Header.Get("webhook-id") + "." + d.Header.Get("webhook-timestamp") + "." + string(d.Body)
+	for _, entry := range strings.Fields(d.Header.Get("webhook-signature")) {
+		sig, ok := strings.CutPrefix(entry, "v1a,")
+		if !ok {
+			continue
+		}
+		b, err := base64.StdEncoding.DecodeString(sig)
+		if err == nil && ed25519.Verify(raw, []byte(signed), b) {
+			return true
+		}
+	}
+	return false
+}

@@ -69,6 +69,8 @@ type cluster struct {
 	admin client.Client
 	kube  kubernetes.Interface
 	dir   string
+	// procEnv is added to the environment of the processes started.
+	procEnv []string
 }
 
 func startCluster(t *testing.T) *cluster {
@@ -159,6 +161,7 @@ func (s *syncBuffer) String() string {
 func (c *cluster) run(t *testing.T, name, bin, kubeconfig string, args ...string) *process {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"--kubeconfig=" + kubeconfig}, args...)...)
+	cmd.Env = append(os.Environ(), c.procEnv...)
 	p := &process{name: name, cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {

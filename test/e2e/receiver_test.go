@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -65,4 +68,19 @@ func (r *receiver) ids() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// newTLSReceiver is a receiver served over HTTPS with a certificate of its
+// own; caFile is that certificate in PEM, for the dispatcher to trust.
+func newTLSReceiver(t *testing.T, respond func(w http.ResponseWriter, attempt int)) (r *receiver, caFile string) {
+	t.Helper()
+	r = &receiver{byID: map[string]int{}, respond: respond}
+	r.Server = httptest.NewTLSServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.Close)
+	caFile = filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.Certificate().Raw})
+	if err := os.WriteFile(caFile, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return r, caFile
 }
