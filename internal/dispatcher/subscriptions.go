@@ -59,6 +59,10 @@ type subscriptions struct {
 	// orphans are consumers seen without a served subscription at the last
 	// garbage collection; they are deleted if still orphaned at the next.
 	orphans map[string]bool
+
+	countsMu    sync.Mutex
+	countsAt    time.Time
+	countsCache *queue.Counts
 }
 
 // served is one subscription this instance serves.
@@ -552,15 +556,10 @@ func (s *subscriptions) reportState(ns, name string) (report.State, bool) {
 	if err != nil || obj == nil {
 		return report.State{}, false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	backlog, err := s.d.queue.Backlog(ctx, sv.consumer)
-	if err != nil {
-		s.d.log.Warn("Reading a subscription's backlog", "subscription", ns+"/"+name, "err", err)
-	}
-	dead, err := s.d.queue.DeadLettered(ctx, ns, name)
-	if err != nil {
-		s.d.log.Warn("Counting a subscription's dead letters", "subscription", ns+"/"+name, "err", err)
+	var backlog int64
+	var dead uint64
+	if counts := s.counts(); counts != nil {
+		backlog, dead = counts.Backlog(sv.consumer), counts.DeadLettered(ns, name)
 	}
 	s.d.metrics.backlog.WithLabelValues(ns, name).Set(float64(backlog))
 	s.d.metrics.deadLettered.WithLabelValues(ns, name).Set(float64(dead))
@@ -574,6 +573,27 @@ func (s *subscriptions) reportState(ns, name string) (report.State, bool) {
 		Backlog:          backlog,
 		DeadLettered:     int64(dead),
 	}, true
+}
+
+// counts reads every subscription's backlog and dead letters from the
+// queue at most once a second: the status writer asks for each
+// subscription in turn, and one paged request serves them all.
+func (s *subscriptions) counts() *queue.Counts {
+	s.countsMu.Lock()
+	defer s.countsMu.Unlock()
+	now := s.d.opts.Clock.Now()
+	if s.countsCache != nil && now.Sub(s.countsAt) < time.Second {
+		return s.countsCache
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := s.d.queue.Counts(ctx)
+	if err != nil {
+		s.d.log.Warn("Reading backlogs and dead letters from the queue", "err", err)
+		return s.countsCache
+	}
+	s.countsCache, s.countsAt = c, now
+	return c
 }
 
 func (s *subscriptions) stopWorkers() {

@@ -7,6 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+	"k8s.io/utils/clock"
+
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/delivery"
 	"github.com/hookline/hookline/internal/queue"
@@ -68,10 +71,8 @@ func (d *Dispatcher) deliver(ctx context.Context, subs *subscriptions, sv *serve
 			return
 		}
 	}
-	if st.limiter != nil {
-		if err := st.limiter.Wait(ctx); err != nil {
-			return // shutting down: the message is redelivered
-		}
+	if st.limiter != nil && !waitTurn(ctx, d.opts.Clock, st.limiter, m.InProgress) {
+		return // shutting down: the message is redelivered
 	}
 
 	res := d.sender.Send(ctx, st.target, delivery.Message{ID: ev.ID, Type: ev.Type, Time: ev.Time, Data: ev.Data})
@@ -111,6 +112,33 @@ func (d *Dispatcher) deliver(ctx context.Context, subs *subscriptions, sv *serve
 	}
 	d.recorder.Record(sv.key, outcome)
 }
+
+// waitTurn waits for the subscription's rate limit to allow one request,
+// telling JetStream the message is in progress meanwhile so that a long
+// wait never gets it redelivered to another worker. It reports false if
+// ctx ended first.
+func waitTurn(ctx context.Context, clk clock.Clock, lim *rate.Limiter, inProgress func() error) bool {
+	r := lim.ReserveN(clk.Now(), 1)
+	if !r.OK() {
+		return false
+	}
+	for wait := r.DelayFrom(clk.Now()); wait > 0; wait = r.DelayFrom(clk.Now()) {
+		select {
+		case <-ctx.Done():
+			r.CancelAt(clk.Now())
+			return false
+		case <-clk.After(min(wait, inProgressEvery)):
+		}
+		if r.DelayFrom(clk.Now()) > 0 {
+			_ = inProgress()
+		}
+	}
+	return true
+}
+
+// inProgressEvery is how often a message waiting for its turn is marked in
+// progress; well under the consumer's ack wait.
+const inProgressEvery = 10 * time.Second
 
 // settle logs a failure to settle a message; JetStream redelivers it after
 // the ack wait, so nothing is lost, at worst delivered twice.

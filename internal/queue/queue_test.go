@@ -521,6 +521,14 @@ func TestRetryAndDeadLetter(t *testing.T) {
 	if b, err := q.Backlog(ctxT(t), "sub-r"); err != nil || b != 1 {
 		t.Errorf("Backlog after dead-lettering = %d, %v; want 1", b, err)
 	}
+	// The same figures for every subscription at once.
+	counts, err := q.Counts(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, d, other := counts.Backlog("sub-r"), counts.DeadLettered("shop", "orders.eu"), counts.DeadLettered("shop", "other"); b != 1 || d != 1 || other != 0 {
+		t.Errorf("Counts: backlog %d, dead letters %d and %d for another; want 1, 1, 0", b, d, other)
+	}
 	waitFor(t, "dead-lettered original to leave the stream", func() bool { return messages(t, q) == 1 })
 }
 

@@ -1,0 +1,52 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Counts are the backlog of every subscription consumer and the dead
+// letters kept for every subscription, read with one paged request each
+// rather than one request per subscription.
+type Counts struct {
+	backlog map[string]int64  // by consumer name
+	dead    map[string]uint64 // by dead-letter subject
+	q       *Queue
+}
+
+// Counts reads the figures of all subscriptions.
+func (q *Queue) Counts(ctx context.Context) (*Counts, error) {
+	c := &Counts{backlog: map[string]int64{}, q: q}
+	events, err := q.js.Stream(ctx, q.names.EventsStream)
+	if err != nil {
+		return nil, fmt.Errorf("getting events stream: %w", err)
+	}
+	infos := events.ListConsumers(ctx)
+	for info := range infos.Info() {
+		c.backlog[info.Name] = int64(info.NumPending) + int64(info.NumAckPending)
+	}
+	if err := infos.Err(); err != nil {
+		return nil, fmt.Errorf("listing consumers: %w", err)
+	}
+	dead, err := q.js.Stream(ctx, q.names.DeadLetterStream)
+	if err != nil {
+		return nil, fmt.Errorf("getting dead-letter stream: %w", err)
+	}
+	info, err := dead.Info(ctx, jetstream.WithSubjectFilter(q.names.DeadLetterPrefix+".>"))
+	if err != nil {
+		return nil, fmt.Errorf("getting dead-letter counts: %w", err)
+	}
+	c.dead = info.State.Subjects
+	return c, nil
+}
+
+// Backlog is the consumer's events waiting or in flight, as Queue.Backlog.
+func (c *Counts) Backlog(consumer string) int64 { return c.backlog[consumer] }
+
+// DeadLettered is the dead letters kept for a subscription, as
+// Queue.DeadLettered.
+func (c *Counts) DeadLettered(subNamespace, subName string) uint64 {
+	return c.dead[c.q.deadLetterSubject(subNamespace, subName)]
+}
