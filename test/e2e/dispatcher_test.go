@@ -269,6 +269,51 @@ func TestDispatcher(t *testing.T) {
 		})
 	})
 
+	t.Run("filters by CEL, reporting runtime failures, and follows spec changes", func(t *testing.T) {
+		rcv := newReceiver(t, nil)
+		sub := subscribe(t, "big-orders", rcv.URL, []string{"order.*"}, func(s *hooklinev1.WebhookSubscription) {
+			s.Spec.Filter = "event.data.total > 100"
+		})
+		small := send(t, map[string]any{"type": "order.created", "data": map[string]any{"total": 5}})
+		odd := send(t, map[string]any{"type": "order.created", "data": "no total here"})
+		big := send(t, map[string]any{"type": "order.created", "data": map[string]any{"total": 500}})
+		waitFor(t, 30*time.Second, func() error {
+			if rcv.ids()[big] == 0 {
+				return fmt.Errorf("the matching event was not delivered")
+			}
+			return nil
+		})
+		if got := rcv.ids(); got[small] != 0 || got[odd] != 0 || len(got) != 1 {
+			t.Errorf("delivered %v, want only %s", got, big)
+		}
+		waitFor(t, 30*time.Second, func() error {
+			if err := c.admin.Get(ctx, client.ObjectKeyFromObject(sub), sub); err != nil {
+				return err
+			}
+			accepted := meta.FindStatusCondition(sub.Status.Conditions, hooklinev1.ConditionAccepted)
+			if accepted == nil || !strings.Contains(accepted.Message, "filter") {
+				return fmt.Errorf("Accepted does not report the filter failing at runtime: %+v", accepted)
+			}
+			return nil
+		})
+
+		// A new pattern takes effect without a restart.
+		sub.Spec.EventTypes = []string{"order.*", "invoice.*"}
+		sub.Spec.Filter = ""
+		if err := c.admin.Update(ctx, sub); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, func() error { return condition(ctx, c, sub, hooklinev1.ConditionAccepted, metav1.ConditionTrue) })
+		// Accepted for the new generation: the dispatcher serves the new spec.
+		id := send(t, map[string]any{"type": "invoice.paid", "data": 1})
+		waitFor(t, 30*time.Second, func() error {
+			if rcv.ids()[id] == 0 {
+				return fmt.Errorf("an invoice event after the change was not delivered")
+			}
+			return nil
+		})
+	})
+
 	t.Run("ingest refuses bad producers and bad input", func(t *testing.T) {
 		if code, _, _ := publish(disp.ingest, "", ns, map[string]any{"type": "a.b"}); code != http.StatusUnauthorized {
 			t.Errorf("no token: %d", code)
