@@ -298,6 +298,18 @@ func (s *subscriptions) sync(ctx context.Context, key string) error {
 	}
 	gone := sv.goneGeneration
 	s.mu.Unlock()
+	// Another instance may have met the 410; it recorded it on the
+	// consumer they share.
+	shared, err := s.d.queue.GoneGeneration(ctx, sv.consumer)
+	if err != nil {
+		return fmt.Errorf("reading the queue consumer of %s: %w", key, err)
+	}
+	if shared == obj.Generation && gone != shared {
+		s.mu.Lock()
+		sv.goneGeneration = shared
+		s.mu.Unlock()
+		gone = shared
+	}
 
 	st := s.desired(ctx, obj, gone)
 	prev := sv.state.Load()
@@ -312,6 +324,8 @@ func (s *subscriptions) sync(ctx context.Context, key string) error {
 		MaxAckPending: st.concurrency,
 		AckWait:       st.target.Timeout + ackWaitMargin,
 		Paused:        hold,
+		Gone:          st.suspended == hooklinev1.ReasonEndpointGone,
+		Generation:    obj.Generation,
 	}); err != nil {
 		return fmt.Errorf("preparing the queue consumer of %s: %w", key, err)
 	}

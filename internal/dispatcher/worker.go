@@ -103,7 +103,9 @@ func (d *Dispatcher) deliver(ctx context.Context, subs *subscriptions, sv *serve
 		}
 	case delivery.Suspend:
 		d.metrics.deliveries.WithLabelValues(ns, name, outcomeSuspended).Inc()
-		d.settle(ctx, log, m.Retry(ctx, time.Minute), "holding an event for a suspended subscription")
+		// The consumer is paused at once; the short delay only matters if
+		// the pause is lifted, when the held event should go out promptly.
+		d.settle(ctx, log, m.Retry(ctx, 5*time.Second), "holding an event for a suspended subscription")
 		if subs.suspendGone(sv, st.generation) {
 			log.Warn("Endpoint answered 410 Gone: subscription suspended")
 			d.events.Eventf(st.obj, nil, "Warning", hooklinev1.ReasonEndpointGone, "Suspend",

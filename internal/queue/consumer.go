@@ -59,7 +59,15 @@ type ConsumerSpec struct {
 	AckWait time.Duration
 	// Paused pauses the consumer on the server (see pausedUntil).
 	Paused bool
+	// Gone records on the consumer that the endpoint answered 410 Gone at
+	// the subscription's Generation, so that every replica holds it (see
+	// GoneGeneration).
+	Gone       bool
+	Generation int64
 }
+
+// metadataGoneGeneration is the consumer metadata key of ConsumerSpec.Gone.
+const metadataGoneGeneration = "hookline.dev/gone-generation"
 
 func (q *Queue) consumerConfig(spec ConsumerSpec) (jetstream.ConsumerConfig, error) {
 	if !strings.HasPrefix(spec.Name, SubscriptionConsumerPrefix) || sanitize(spec.Name) != spec.Name {
@@ -84,9 +92,12 @@ func (q *Queue) consumerConfig(spec ConsumerSpec) (jetstream.ConsumerConfig, err
 		MaxAckPending:  spec.MaxAckPending,
 		FilterSubjects: FilterSubjects(q.names.EventsPrefix+"."+spec.Namespace, spec.Patterns),
 	}
-	if spec.Paused {
+	if spec.Paused || spec.Gone {
 		t := pausedUntil
 		cfg.PauseUntil = &t
+	}
+	if spec.Gone {
+		cfg.Metadata = map[string]string{metadataGoneGeneration: strconv.FormatInt(spec.Generation, 10)}
 	}
 	return cfg, nil
 }
@@ -111,15 +122,46 @@ func (q *Queue) EnsureConsumer(ctx context.Context, spec ConsumerSpec) error {
 	}
 	// An update that omits the pause deadline leaves an existing pause in
 	// place, so resuming needs its own request.
-	if info := c.CachedInfo(); info != nil && info.Paused && !spec.Paused {
+	hold := spec.Paused || spec.Gone
+	if info := c.CachedInfo(); info != nil && info.Paused && !hold {
 		if _, err := q.js.ResumeConsumer(ctx, q.names.EventsStream, spec.Name); err != nil {
 			return fmt.Errorf("resuming consumer %s: %w", spec.Name, err)
+		}
+	}
+	// Likewise an update that sets the deadline does not pause a running
+	// consumer.
+	if info := c.CachedInfo(); info != nil && !info.Paused && hold {
+		if _, err := q.js.PauseConsumer(ctx, q.names.EventsStream, spec.Name, pausedUntil); err != nil {
+			return fmt.Errorf("pausing consumer %s: %w", spec.Name, err)
 		}
 	}
 	q.consumersMu.Lock()
 	q.consumers[spec.Name] = cfg
 	q.consumersMu.Unlock()
 	return nil
+}
+
+// GoneGeneration is the subscription generation at which some replica
+// recorded the endpoint as gone on the consumer, 0 if none did or the
+// consumer does not exist. It reads the server, not this Queue's cache,
+// since another replica may have written it.
+func (q *Queue) GoneGeneration(ctx context.Context, name string) (int64, error) {
+	c, err := q.js.Consumer(ctx, q.names.EventsStream, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("getting consumer %s: %w", name, err)
+	}
+	v, ok := c.CachedInfo().Config.Metadata[metadataGoneGeneration]
+	if !ok {
+		return 0, nil
+	}
+	g, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("consumer %s: metadata %s: %w", name, metadataGoneGeneration, err)
+	}
+	return g, nil
 }
 
 // DeleteConsumer deletes a subscription's consumer; a missing one is fine.

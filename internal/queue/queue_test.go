@@ -582,9 +582,11 @@ func TestPausedConsumer(t *testing.T) {
 		t.Fatalf("consumer not paused")
 	}
 	mustPublish(t, q, ev("shop", "1", "a"))
-	if b, err := q.Backlog(ctxT(t), "sub-p"); err != nil || b != 1 {
-		t.Fatalf("Backlog of paused consumer = %d, %v; want 1 (events kept)", b, err)
-	}
+	// The server updates a consumer's pending count shortly after a store.
+	waitFor(t, "the paused consumer's backlog to count the event (events kept)", func() bool {
+		b, err := q.Backlog(ctxT(t), "sub-p")
+		return err == nil && b == 1
+	})
 	spec.Paused = false
 	ensure(t, q, spec)
 	c, err = q.js.Consumer(ctxT(t), q.names.EventsStream, "sub-p")
@@ -596,6 +598,45 @@ func TestPausedConsumer(t *testing.T) {
 	}
 	if got := ids(collect(t, q, "sub-p", 1)); !slices.Equal(got, []string{"shop/1"}) {
 		t.Errorf("resumed consumer got %q", got)
+	}
+}
+
+// TestGoneGeneration: a replica that got a 410 records it on the consumer,
+// where another replica (another Queue on the same streams) reads it.
+func TestGoneGeneration(t *testing.T) {
+	dir := t.TempDir()
+	q := openEmbedded(t, dir, func(c *Config) { c.EmbeddedListen = "127.0.0.1:0" })
+	other, err := Open(ctxT(t), Config{DispatcherNamespace: q.cfg.DispatcherNamespace, DispatcherName: q.cfg.DispatcherName,
+		URL: q.ClientURL(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Close() })
+
+	if g, err := other.GoneGeneration(ctxT(t), "sub-g"); err != nil || g != 0 {
+		t.Fatalf("GoneGeneration of a missing consumer = %d, %v; want 0", g, err)
+	}
+	spec := ConsumerSpec{Name: "sub-g", Namespace: "shop", Patterns: []string{">"}, Generation: 3, MaxAckPending: 1, AckWait: time.Minute}
+	ensure(t, q, spec)
+	if g, err := other.GoneGeneration(ctxT(t), "sub-g"); err != nil || g != 0 {
+		t.Fatalf("GoneGeneration before a 410 = %d, %v; want 0", g, err)
+	}
+	spec.Gone = true
+	ensure(t, q, spec)
+	if g, err := other.GoneGeneration(ctxT(t), "sub-g"); err != nil || g != 3 {
+		t.Fatalf("GoneGeneration after a 410 = %d, %v; want 3", g, err)
+	}
+	c, err := other.js.Consumer(ctxT(t), other.names.EventsStream, "sub-g")
+	if err != nil || !c.CachedInfo().Paused {
+		t.Fatalf("a gone subscription's consumer is not paused: %v", err)
+	}
+	// A new generation clears it.
+	spec.Gone, spec.Generation = false, 4
+	if err := other.EnsureConsumer(ctxT(t), spec); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := q.GoneGeneration(ctxT(t), "sub-g"); err != nil || g != 0 {
+		t.Fatalf("GoneGeneration after a spec change = %d, %v; want 0", g, err)
 	}
 }
 

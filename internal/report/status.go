@@ -62,15 +62,20 @@ func TotalsFromStatus(d *hooklinev1.DeliveryStatus) Totals {
 }
 
 // Merge adds one window's delta to the totals. Counts add up and the latest
-// times win. A window that saw a success ended the run of failures, so its
-// trailing failures are the new run; otherwise its failures extend the run.
+// times win. Windows of several replicas overlap and arrive in any order,
+// so the run of failures goes by time: a window whose success is the
+// latest known starts the run anew with its trailing failures; failures
+// are added to the run only if the last of them came after the latest
+// known success (one that came before belongs to a run already ended).
 func Merge(t Totals, d Delta) Totals {
 	t.Delivered += d.Delivered
 	t.Failed += d.Failed
 	t.DeadLettered += d.DeadLettered
-	if d.Succeeded {
+	failedSince := d.LastFailure != nil && d.LastFailure.Time.After(t.LastSuccess)
+	switch {
+	case d.Succeeded && !d.LastSuccess.Before(t.LastSuccess):
 		t.ConsecutiveFailures = d.ConsecutiveFailures
-	} else {
+	case failedSince:
 		t.ConsecutiveFailures += d.ConsecutiveFailures
 	}
 	if d.LastAttempt.After(t.LastAttempt) {

@@ -57,6 +57,26 @@ func TestMerge(t *testing.T) {
 			want:  Totals{LastAttempt: t2, LastFailure: fTimeout},
 		},
 		{
+			// Two replicas: one failed at t1 and reported after the other's
+			// success at t2 was merged.
+			name:  "failures older than the latest success do not extend the run",
+			total: Totals{Delivered: 1, LastSuccess: t2},
+			delta: Delta{Failed: 1, ConsecutiveFailures: 1, LastFailure: f503},
+			want:  Totals{Delivered: 1, Failed: 1, LastSuccess: t2, LastFailure: f503},
+		},
+		{
+			name:  "a success older than the latest known one leaves the run",
+			total: Totals{LastSuccess: t1, ConsecutiveFailures: 2, LastFailure: fTimeout},
+			delta: Delta{Delivered: 1, Succeeded: true, LastSuccess: t0},
+			want:  Totals{Delivered: 1, LastSuccess: t1, ConsecutiveFailures: 2, LastFailure: fTimeout},
+		},
+		{
+			name:  "a later success from another replica ends the run",
+			total: Totals{ConsecutiveFailures: 1, LastFailure: f503},
+			delta: Delta{Delivered: 1, Succeeded: true, LastSuccess: t2},
+			want:  Totals{Delivered: 1, LastSuccess: t2, LastFailure: f503},
+		},
+		{
 			name:  "an empty delta changes nothing",
 			total: Totals{Delivered: 1, LastAttempt: t0, ConsecutiveFailures: 2, LastFilterError: "x", FilterErrors: 1},
 			delta: Delta{},

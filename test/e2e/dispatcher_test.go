@@ -20,13 +20,23 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/queue/queuetest"
 )
 
 // TestDispatcher runs the manager and the dispatcher binary, each with only
 // the permissions the operator grants it, against the test API server, and
 // checks what users see: the bytes receivers get, the ingest API's answers,
-// and the subscriptions' status and Events.
-func TestDispatcher(t *testing.T) {
+// and the subscriptions' status and Events. The dispatcher uses its
+// embedded queue.
+func TestDispatcher(t *testing.T) { dispatcherSuite(t, false) }
+
+// TestDispatcherExternalQueue runs the same checks with two dispatcher
+// instances sharing a three-node NATS JetStream cluster (streams replicated
+// three times): either may deliver any event, and status comes from the
+// counts they share.
+func TestDispatcherExternalQueue(t *testing.T) { dispatcherSuite(t, true) }
+
+func dispatcherSuite(t *testing.T, external bool) {
 	c := startCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -41,6 +51,12 @@ func TestDispatcher(t *testing.T) {
 			Egress:            hooklinev1.EgressPolicy{AllowPlainHTTP: true},
 		},
 	}
+	var urls []string
+	if external {
+		urls, _ = queuetest.StartCluster(t, 3)
+		d.Spec.Replicas = ptr32(2)
+		d.Spec.Queue = hooklinev1.QueueSpec{External: &hooklinev1.ExternalQueue{URL: strings.Join(urls, ","), StreamReplicas: 3}}
+	}
 	ws := &hooklinev1.WebhookSecret{ObjectMeta: metav1.ObjectMeta{Name: "signing", Namespace: ns}}
 	for _, o := range []client.Object{d, ws} {
 		if err := c.admin.Create(ctx, o); err != nil {
@@ -52,8 +68,21 @@ func TestDispatcher(t *testing.T) {
 	// root, as it would a public CA's.
 	tlsRcv, caFile := newTLSReceiver(t, nil)
 	c.procEnv = []string{"SSL_CERT_FILE=" + caFile}
-	disp := c.startDispatcher(t, operatorNamespace, "default", "local-0", "--data-dir="+t.TempDir())
-	disp.waitReady(t)
+	// Producers publish through the first instance; with the external queue
+	// a second one shares the work.
+	var instances []*dispatcherProc
+	if external {
+		for i := range 2 {
+			instances = append(instances, c.startDispatcher(t, operatorNamespace, "default", fmt.Sprintf("shared-%d", i),
+				"--queue-url="+strings.Join(urls, ","), "--stream-replicas=3"))
+		}
+	} else {
+		instances = append(instances, c.startDispatcher(t, operatorNamespace, "default", "local-0", "--data-dir="+t.TempDir()))
+	}
+	for _, p := range instances {
+		p.waitReady(t)
+	}
+	disp := instances[0]
 	waitFor(t, 30*time.Second, func() error { return ready(ctx, c.admin, d) })
 	token := c.producerToken(ctx, t, ns)
 
@@ -156,6 +185,9 @@ func TestDispatcher(t *testing.T) {
 	})
 
 	t.Run("counts deliveries in its metrics", func(t *testing.T) {
+		if external {
+			t.Skip("each instance counts the deliveries it made; the embedded run checks the figures")
+		}
 		text, err := httpGet("http://" + disp.metrics + "/metrics")
 		if err != nil {
 			t.Fatal(err)
@@ -411,19 +443,52 @@ func TestDispatcher(t *testing.T) {
 		waitFor(t, 30*time.Second, func() error { return hasEvent(ctx, c, sub, "DeadLettered") })
 	})
 
-	t.Run("410 suspends the subscription", func(t *testing.T) {
-		rcv := newReceiver(t, func(w http.ResponseWriter, _ int) { w.WriteHeader(http.StatusGone) })
+	t.Run("410 suspends the subscription until its spec changes", func(t *testing.T) {
+		var back atomic.Bool
+		rcv := newReceiver(t, func(w http.ResponseWriter, _ int) {
+			if back.Load() {
+				w.WriteHeader(http.StatusOK)
+				return
+			}
+			w.WriteHeader(http.StatusGone)
+		})
 		sub := subscribe(t, "gone", rcv.URL, []string{"gone.>"}, nil)
-		send(t, map[string]any{"type": "gone.x", "data": 1})
+		first := send(t, map[string]any{"type": "gone.x", "data": 1})
 		waitFor(t, 60*time.Second, func() error {
 			return condition(ctx, c, sub, hooklinev1.ConditionSuspended, metav1.ConditionTrue)
 		})
 		waitFor(t, 30*time.Second, func() error { return hasEvent(ctx, c, sub, "EndpointGone") })
-		send(t, map[string]any{"type": "gone.y", "data": 2})
+		waitFor(t, 30*time.Second, func() error {
+			if err := c.admin.Get(ctx, client.ObjectKeyFromObject(sub), sub); err != nil {
+				return err
+			}
+			if r := meta.FindStatusCondition(sub.Status.Conditions, hooklinev1.ConditionStalled); r == nil || r.Status != metav1.ConditionTrue || r.Reason != hooklinev1.ReasonEndpointGone {
+				return fmt.Errorf("Stalled is %+v, want True with reason EndpointGone", r)
+			}
+			return nil
+		})
+		second := send(t, map[string]any{"type": "gone.y", "data": 2})
 		time.Sleep(2 * time.Second)
 		if n := len(rcv.deliveries()); n != 1 {
 			t.Errorf("a suspended subscription got %d deliveries, want the one that answered 410", n)
 		}
+
+		// The endpoint is back and the spec changes: the held events go out.
+		back.Store(true)
+		if err := c.admin.Get(ctx, client.ObjectKeyFromObject(sub), sub); err != nil {
+			t.Fatal(err)
+		}
+		sub.Spec.URL = rcv.URL + "/?moved=back"
+		if err := c.admin.Update(ctx, sub); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 90*time.Second, func() error {
+			got := rcv.ids()
+			if got[first] < 2 || got[second] != 1 {
+				return fmt.Errorf("after resuming: %v", got)
+			}
+			return condition(ctx, c, sub, hooklinev1.ConditionSuspended, metav1.ConditionFalse)
+		})
 	})
 
 	t.Run("a hanging endpoint does not hold up another", func(t *testing.T) {
@@ -466,11 +531,11 @@ func TestDispatcher(t *testing.T) {
 		})
 	})
 
-	// A graceful stop withdraws the instance: the dispatcher stops being Ready.
-	disp.stop(t)
+	// A graceful stop withdraws an instance: the dispatcher stops being Ready.
+	instances[len(instances)-1].stop(t)
 	waitFor(t, 30*time.Second, func() error {
 		if err := ready(ctx, c.admin, d); err == nil {
-			return fmt.Errorf("the dispatcher is still Ready after its only instance stopped")
+			return fmt.Errorf("the dispatcher is still Ready with an instance stopped")
 		}
 		return nil
 	})
