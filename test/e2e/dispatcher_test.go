@@ -491,6 +491,52 @@ func dispatcherSuite(t *testing.T, external bool) {
 		})
 	})
 
+	t.Run("spec.suspend holds events and resuming delivers them", func(t *testing.T) {
+		rcv := newReceiver(t, nil)
+		sub := subscribe(t, "paused", rcv.URL, []string{"paused.>"}, nil)
+		sub.Spec.Suspend = true
+		if err := c.admin.Update(ctx, sub); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, func() error {
+			return condition(ctx, c, sub, hooklinev1.ConditionSuspended, metav1.ConditionTrue)
+		})
+		// A suspension chosen by the user is no trouble: Ready, reason Suspended.
+		waitFor(t, 30*time.Second, func() error {
+			if err := ready(ctx, c.admin, sub); err != nil {
+				return err
+			}
+			if r := meta.FindStatusCondition(sub.Status.Conditions, hooklinev1.ConditionReady); r.Reason != hooklinev1.ReasonSuspended {
+				return fmt.Errorf("Ready reason %s, want Suspended", r.Reason)
+			}
+			return nil
+		})
+		var held []string
+		for i := range 3 {
+			held = append(held, send(t, map[string]any{"type": "paused.tick", "data": i}))
+		}
+		time.Sleep(2 * time.Second)
+		if n := len(rcv.deliveries()); n != 0 {
+			t.Fatalf("a suspended subscription got %d deliveries", n)
+		}
+		if err := c.admin.Get(ctx, client.ObjectKeyFromObject(sub), sub); err != nil {
+			t.Fatal(err)
+		}
+		sub.Spec.Suspend = false
+		if err := c.admin.Update(ctx, sub); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, func() error {
+			got := rcv.ids()
+			for _, id := range held {
+				if got[id] == 0 {
+					return fmt.Errorf("held event %s not delivered after resuming: %v", id, got)
+				}
+			}
+			return nil
+		})
+	})
+
 	t.Run("a hanging endpoint does not hold up another", func(t *testing.T) {
 		release := make(chan struct{})
 		var hung atomic.Int32
