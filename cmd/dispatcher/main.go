@@ -46,6 +46,8 @@ func run() error {
 		maxEventBytes                         int64
 		statusInterval, shutdownGrace         time.Duration
 		logLevel                              string
+		kubeQPS                               float64
+		kubeBurst                             int
 	)
 	hostname, _ := os.Hostname()
 	defInstance := os.Getenv("POD_NAME")
@@ -72,6 +74,8 @@ func run() error {
 	flag.DurationVar(&statusInterval, "status-interval", 10*time.Second, "Least time between two status writes of one subscription.")
 	flag.DurationVar(&shutdownGrace, "shutdown-grace", 30*time.Second, "How long deliveries in flight may finish at shutdown.")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error.")
+	flag.Float64Var(&kubeQPS, "kube-api-qps", 100, "Requests per second to the API server, status writes included: each busy subscription needs one per --status-interval.")
+	flag.IntVar(&kubeBurst, "kube-api-burst", 200, "Burst of requests to the API server.")
 	showVersion := flag.Bool("version", false, "Print the version and exit.")
 	flag.Parse()
 	if *showVersion {
@@ -101,6 +105,7 @@ func run() error {
 		return fmt.Errorf("loading the Kubernetes configuration: %w", err)
 	}
 	cfg.UserAgent = "hookline-dispatcher/" + version.Version
+	cfg.QPS, cfg.Burst = float32(kubeQPS), kubeBurst
 
 	var authorizer *auth.Reviewer
 	switch hooklinev1.ProducerAuthenticationMode(producerAuth) {
