@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -59,6 +60,10 @@ type subscriptions struct {
 	// orphans are consumers seen without a served subscription at the last
 	// garbage collection; they are deleted if still orphaned at the next.
 	orphans map[string]bool
+
+	// syncing counts keys being synced, which the work queue no longer
+	// lists.
+	syncing atomic.Int32
 
 	countsMu    sync.Mutex
 	countsAt    time.Time
@@ -186,10 +191,10 @@ func (s *subscriptions) run(ctx context.Context) error {
 // accepted before the consumers that must retain it exist.
 func (s *subscriptions) markReadyWhenServed(ctx context.Context) {
 	for ctx.Err() == nil {
-		if s.queue.Len() == 0 && s.secrets.synced() {
+		if s.idle() && s.secrets.synced() {
 			// Secrets listed since the last pass may have queued work.
 			time.Sleep(50 * time.Millisecond)
-			if s.queue.Len() == 0 {
+			if s.idle() {
 				s.d.ready.Store(true)
 				s.d.log.Info("Serving", "subscriptions", len(s.keys()))
 				return
@@ -199,11 +204,17 @@ func (s *subscriptions) markReadyWhenServed(ctx context.Context) {
 	}
 }
 
+// idle says whether no subscription waits to be, or is being, brought to
+// its desired state.
+func (s *subscriptions) idle() bool { return s.queue.Len() == 0 && s.syncing.Load() == 0 }
+
 func (s *subscriptions) processNext(ctx context.Context) bool {
 	key, shutdown := s.queue.Get()
 	if shutdown {
 		return false
 	}
+	s.syncing.Add(1)
+	defer s.syncing.Add(-1)
 	defer s.queue.Done(key)
 	if err := s.sync(ctx, key); err != nil {
 		if ctx.Err() != nil {
@@ -317,6 +328,19 @@ func (s *subscriptions) sync(ctx context.Context, key string) error {
 		st.limiter = prev.limiter
 	}
 	hold := !st.accepted || st.suspended != ""
+	if st.patternList == nil {
+		// Patterns that do not compile (possible only where admission did
+		// not check them) cannot filter a consumer: none is made, and the
+		// subscription is reported not accepted.
+		sv.state.Store(st)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if sv.cancel != nil {
+			sv.cancel()
+			sv.cancel = nil
+		}
+		return nil
+	}
 	if err := s.d.queue.EnsureConsumer(ctx, queue.ConsumerSpec{
 		Name:          sv.consumer,
 		Namespace:     obj.Namespace,
@@ -447,6 +471,16 @@ func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubs
 	used := map[types.NamespacedName]bool{}
 	defer func() { s.secrets.release(key, used) }()
 
+	var err error
+	if len(spec.EventTypes) == 0 {
+		err = errors.New("at least one pattern is required")
+	} else {
+		st.patterns, err = eventtype.CompileSet(spec.EventTypes)
+	}
+	if err != nil {
+		st.patternList = nil
+		return refuse(hooklinev1.ReasonInvalidSpec, "spec.eventTypes: %v", err)
+	}
 	d, err := s.dispatcher()
 	if err != nil || d == nil {
 		return refuse(hooklinev1.ReasonDispatcherNotFound, "Dispatcher %s is not readable by its own instance", s.self)
@@ -460,9 +494,6 @@ func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubs
 	}
 	if err := endpoint.ValidateURL(spec.URL, d.Spec.Egress.AllowPlainHTTP); err != nil {
 		return refuse(hooklinev1.ReasonURLNotAllowed, "spec.url: %v", err)
-	}
-	if st.patterns, err = eventtype.CompileSet(spec.EventTypes); err != nil {
-		return refuse(hooklinev1.ReasonInvalidSpec, "spec.eventTypes: %v", err)
 	}
 	if spec.Filter != "" {
 		if st.filter, err = filter.Compile(spec.Filter); err != nil {
