@@ -522,33 +522,29 @@ func decodeNativeBatch(data []byte, maxEvents int) ([]item, error) {
 	if rawEvents == nil || isNull(rawEvents) {
 		return nil, errors.New("events: required")
 	}
-	elems, err := readArray(rawEvents, "events")
-	if err != nil {
-		return nil, err
-	}
-	if err := checkBatchSize("events", len(elems), maxEvents); err != nil {
-		return nil, err
-	}
-	items := make([]item, len(elems))
-	for i, raw := range elems {
-		items[i].draft, items[i].err = decodeNative(raw, fmt.Sprintf("events[%d].", i))
-	}
-	return items, nil
+	return decodeList(rawEvents, "events", "events", maxEvents, decodeNative)
 }
 
 // decodeStructuredBatch decodes a CloudEvents JSON batch: an array of
 // structured events, at most maxEvents.
 func decodeStructuredBatch(data []byte, maxEvents int) ([]item, error) {
-	elems, err := readArray(data, "body")
+	return decodeList(data, "body", "", maxEvents, decodeStructured)
+}
+
+// decodeList decodes the JSON array data (named what in errors) of at most
+// maxEvents events with decode, each event's fields named from path, as in
+// "events[3].type".
+func decodeList(data []byte, what, path string, maxEvents int, decode func([]byte, string) (draft, error)) ([]item, error) {
+	elems, err := readArray(data, what)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkBatchSize("body", len(elems), maxEvents); err != nil {
+	if err := checkBatchSize(what, len(elems), maxEvents); err != nil {
 		return nil, err
 	}
 	items := make([]item, len(elems))
 	for i, raw := range elems {
-		items[i].draft, items[i].err = decodeStructured(raw, fmt.Sprintf("[%d].", i))
+		items[i].draft, items[i].err = decode(raw, fmt.Sprintf("%s[%d].", path, i))
 	}
 	return items, nil
 }
