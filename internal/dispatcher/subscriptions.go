@@ -322,8 +322,8 @@ func (s *subscriptions) sync(ctx context.Context, key string) error {
 		gone = shared
 	}
 
-	st := s.desired(ctx, obj, gone)
 	prev := sv.state.Load()
+	st := s.desired(ctx, obj, gone, prev)
 	if prev != nil && prev.limiter != nil && st.limiter != nil && prev.limiter.Limit() == st.limiter.Limit() && prev.limiter.Burst() == st.limiter.Burst() {
 		st.limiter = prev.limiter
 	}
@@ -433,7 +433,7 @@ func (s *subscriptions) webhookSecret(ns, name string) (*hooklinev1.WebhookSecre
 // desired computes how a subscription is served now. A subscription that
 // cannot be served is still returned, not accepted, with the reason: its
 // events are held in the queue until it can be.
-func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubscription, goneGeneration int64) *deliveryState {
+func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubscription, goneGeneration int64, prev *deliveryState) *deliveryState {
 	key := sub.Namespace + "/" + sub.Name
 	spec := &sub.Spec
 	st := &deliveryState{obj: sub, generation: sub.Generation, accepted: true, reason: hooklinev1.ReasonAccepted,
@@ -496,7 +496,11 @@ func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubs
 		return refuse(hooklinev1.ReasonURLNotAllowed, "spec.url: %v", err)
 	}
 	if spec.Filter != "" {
-		if st.filter, err = filter.Compile(spec.Filter); err != nil {
+		// Compiled once per generation: the subscription is synced again
+		// on every status write, and a spec change makes a new generation.
+		if prev != nil && prev.filter != nil && prev.generation == sub.Generation && prev.filter.String() == spec.Filter {
+			st.filter = prev.filter
+		} else if st.filter, err = filter.Compile(spec.Filter); err != nil {
 			return refuse(hooklinev1.ReasonFilterInvalid, "spec.filter: %v", err)
 		}
 	}
