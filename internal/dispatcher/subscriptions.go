@@ -77,6 +77,7 @@ type served struct {
 	state    atomicState
 	cancel   context.CancelFunc // stops its worker; nil when none runs
 	running  workerShape
+	worker   int // counts workers started, to tell the current one
 	// gone records the generation at which the endpoint answered 410.
 	goneGeneration int64
 }
@@ -387,6 +388,7 @@ func (s *subscriptions) drop(ctx context.Context, key string) error {
 	}
 	s.secrets.release(key, nil)
 	s.d.metrics.forget(sv.key.Namespace, sv.key.Name)
+	s.d.deadLetterEvents.Delete(sv.key)
 	if err := s.d.queue.DeleteConsumer(ctx, sv.consumer); err != nil {
 		return fmt.Errorf("deleting the queue consumer of %s: %w", key, err)
 	}

@@ -21,6 +21,9 @@ import (
 // that stops it.
 func (s *subscriptions) startWorker(parent context.Context, sv *served, concurrency int) context.CancelFunc {
 	ctx, cancel := context.WithCancel(parent)
+	// Called with s.mu held.
+	sv.worker++
+	id := sv.worker
 	s.workers.Add(1)
 	go func() {
 		defer s.workers.Done()
@@ -31,6 +34,13 @@ func (s *subscriptions) startWorker(parent context.Context, sv *served, concurre
 		})
 		if err != nil && ctx.Err() == nil {
 			s.d.log.Error("Consuming a subscription's events", "subscription", sv.key.Namespace+"/"+sv.key.Name, "err", err)
+			// Mark the worker gone, so the next sync starts another.
+			s.mu.Lock()
+			if sv.worker == id {
+				sv.cancel = nil
+			}
+			s.mu.Unlock()
+			cancel()
 			s.queue.AddRateLimited(sv.key.Namespace + "/" + sv.key.Name)
 		}
 	}()

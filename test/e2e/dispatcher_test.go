@@ -17,6 +17,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
@@ -251,16 +252,12 @@ func dispatcherSuite(t *testing.T, external bool) {
 	t.Run("a rotation takes effect without a restart, both keys signing", func(t *testing.T) {
 		rcv := newReceiver(t, nil)
 		subscribe(t, "rotating", rcv.URL, []string{"rotating.>"}, nil)
-		if err := c.admin.Get(ctx, client.ObjectKeyFromObject(ws), ws); err != nil {
-			t.Fatal(err)
-		}
-		if ws.Annotations == nil {
-			ws.Annotations = map[string]string{}
-		}
-		ws.Annotations[hooklinev1.RotateAnnotation] = "e2e-1"
-		if err := c.admin.Update(ctx, ws); err != nil {
-			t.Fatal(err)
-		}
+		update(ctx, t, c, ws, func() {
+			if ws.Annotations == nil {
+				ws.Annotations = map[string]string{}
+			}
+			ws.Annotations[hooklinev1.RotateAnnotation] = "e2e-1"
+		})
 		var rotated corev1.Secret
 		waitFor(t, 30*time.Second, func() error {
 			if err := c.admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "signing"}, &rotated); err != nil {
@@ -330,11 +327,10 @@ func dispatcherSuite(t *testing.T, external bool) {
 		})
 
 		// A new pattern takes effect without a restart.
-		sub.Spec.EventTypes = []string{"order.*", "invoice.*"}
-		sub.Spec.Filter = ""
-		if err := c.admin.Update(ctx, sub); err != nil {
-			t.Fatal(err)
-		}
+		update(ctx, t, c, sub, func() {
+			sub.Spec.EventTypes = []string{"order.*", "invoice.*"}
+			sub.Spec.Filter = ""
+		})
 		waitFor(t, 30*time.Second, func() error { return condition(ctx, c, sub, hooklinev1.ConditionAccepted, metav1.ConditionTrue) })
 		// Accepted for the new generation: the dispatcher serves the new spec.
 		id := send(t, map[string]any{"type": "invoice.paid", "data": 1})
@@ -475,13 +471,7 @@ func dispatcherSuite(t *testing.T, external bool) {
 
 		// The endpoint is back and the spec changes: the held events go out.
 		back.Store(true)
-		if err := c.admin.Get(ctx, client.ObjectKeyFromObject(sub), sub); err != nil {
-			t.Fatal(err)
-		}
-		sub.Spec.URL = rcv.URL + "/?moved=back"
-		if err := c.admin.Update(ctx, sub); err != nil {
-			t.Fatal(err)
-		}
+		update(ctx, t, c, sub, func() { sub.Spec.URL = rcv.URL + "/?moved=back" })
 		waitFor(t, 90*time.Second, func() error {
 			got := rcv.ids()
 			if got[first] < 2 || got[second] != 1 {
@@ -494,10 +484,7 @@ func dispatcherSuite(t *testing.T, external bool) {
 	t.Run("spec.suspend holds events and resuming delivers them", func(t *testing.T) {
 		rcv := newReceiver(t, nil)
 		sub := subscribe(t, "paused", rcv.URL, []string{"paused.>"}, nil)
-		sub.Spec.Suspend = true
-		if err := c.admin.Update(ctx, sub); err != nil {
-			t.Fatal(err)
-		}
+		update(ctx, t, c, sub, func() { sub.Spec.Suspend = true })
 		waitFor(t, 30*time.Second, func() error {
 			return condition(ctx, c, sub, hooklinev1.ConditionSuspended, metav1.ConditionTrue)
 		})
@@ -519,13 +506,7 @@ func dispatcherSuite(t *testing.T, external bool) {
 		if n := len(rcv.deliveries()); n != 0 {
 			t.Fatalf("a suspended subscription got %d deliveries", n)
 		}
-		if err := c.admin.Get(ctx, client.ObjectKeyFromObject(sub), sub); err != nil {
-			t.Fatal(err)
-		}
-		sub.Spec.Suspend = false
-		if err := c.admin.Update(ctx, sub); err != nil {
-			t.Fatal(err)
-		}
+		update(ctx, t, c, sub, func() { sub.Spec.Suspend = false })
 		waitFor(t, 30*time.Second, func() error {
 			got := rcv.ids()
 			for _, id := range held {
@@ -585,6 +566,22 @@ func dispatcherSuite(t *testing.T, external bool) {
 		}
 		return nil
 	})
+}
+
+// update reads obj afresh, applies mutate and writes it, again on a
+// conflict: the dispatcher and the controller write status meanwhile.
+func update(ctx context.Context, t *testing.T, c *cluster, obj client.Object, mutate func()) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.admin.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		mutate()
+		return c.admin.Update(ctx, obj)
+	})
+	if err != nil {
+		t.Fatalf("updating %s: %v", obj.GetName(), err)
+	}
 }
 
 func condition(ctx context.Context, c *cluster, obj client.Object, typ string, want metav1.ConditionStatus) error {
