@@ -52,8 +52,6 @@ type Options struct {
 	Queue *queue.Queue
 	// Authorizer checks producers; nil disables authentication.
 	Authorizer ingest.Authorizer
-	// Client delivers; nil builds the default one.
-	Client *http.Client
 
 	// IngestAddr, HealthAddr and MetricsAddr are listen addresses; ":0"
 	// picks a free port (see the Addr methods), "" disables the server
@@ -146,10 +144,7 @@ func New(opts Options) (*Dispatcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the dynamic client: %w", err)
 	}
-	client := opts.Client
-	if client == nil {
-		client = delivery.NewClient(delivery.ClientOptions{})
-	}
+	client := delivery.NewClient(delivery.ClientOptions{})
 	d := &Dispatcher{
 		opts:     opts,
 		log:      opts.Logger.With("dispatcher", opts.Namespace+"/"+opts.Name, "instance", opts.Instance),

@@ -200,29 +200,6 @@ func (q *Queue) ConsumerNames(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-// Backlog is the number of events the consumer has still to finish:
-// pending delivery plus delivered and not yet acknowledged (which includes
-// those waiting for a delayed retry). It comes from JetStream, so every
-// replica sees the same value.
-func (q *Queue) Backlog(ctx context.Context, name string) (int64, error) {
-	info, err := q.consumerInfo(ctx, name)
-	if err != nil {
-		return 0, err
-	}
-	return int64(info.NumPending) + int64(info.NumAckPending), nil
-}
-
-func (q *Queue) consumerInfo(ctx context.Context, name string) (*jetstream.ConsumerInfo, error) {
-	c, err := q.js.Consumer(ctx, q.names.EventsStream, name)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
-			q.forget(name)
-		}
-		return nil, fmt.Errorf("getting consumer %s: %w", name, err)
-	}
-	return c.CachedInfo(), nil
-}
-
 // Usage is the events stream's storage use.
 type Usage struct {
 	Bytes, MaxBytes uint64
@@ -245,20 +222,6 @@ func (q *Queue) Usage(ctx context.Context) (Usage, error) {
 
 func (q *Queue) deadLetterSubject(subNamespace, subName string) string {
 	return q.names.DeadLetterPrefix + "." + sanitize(subNamespace) + "." + sanitize(subName)
-}
-
-// DeadLettered counts the dead letters kept for a subscription.
-func (q *Queue) DeadLettered(ctx context.Context, subNamespace, subName string) (uint64, error) {
-	subj := q.deadLetterSubject(subNamespace, subName)
-	st, err := q.js.Stream(ctx, q.names.DeadLetterStream)
-	if err != nil {
-		return 0, fmt.Errorf("getting dead-letter stream: %w", err)
-	}
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subj))
-	if err != nil {
-		return 0, fmt.Errorf("getting dead-letter counts: %w", err)
-	}
-	return info.State.Subjects[subj], nil
 }
 
 // Message is one delivery of an event to a subscription's consumer.

@@ -42,11 +42,13 @@ func (q *Queue) Counts(ctx context.Context) (*Counts, error) {
 	return c, nil
 }
 
-// Backlog is the consumer's events waiting or in flight, as Queue.Backlog.
+// Backlog is the number of events the consumer has still to finish:
+// pending delivery plus delivered and not yet acknowledged (which includes
+// those waiting for a delayed retry). It comes from JetStream, so every
+// replica sees the same value.
 func (c *Counts) Backlog(consumer string) int64 { return c.backlog[consumer] }
 
-// DeadLettered is the dead letters kept for a subscription, as
-// Queue.DeadLettered.
+// DeadLettered is the number of dead letters kept for a subscription.
 func (c *Counts) DeadLettered(subNamespace, subName string) uint64 {
 	return c.dead[c.q.deadLetterSubject(subNamespace, subName)]
 }
