@@ -362,12 +362,9 @@ func classify(err error, timeout time.Duration) (Class, string) {
 // message, with any static header value the endpoint may have echoed back
 // replaced, since those can come from Secrets.
 func snippet(head []byte, header http.Header) string {
-	s := strings.Map(func(r rune) rune {
-		if r == utf8.RuneError || !unicode.IsPrint(r) {
-			return ' '
-		}
-		return r
-	}, string(head))
+	// Redact on the raw bytes, before anything is rewritten, so a value is
+	// found exactly as the endpoint echoed it, whatever bytes it holds.
+	s := string(head)
 	for _, values := range header {
 		for _, v := range values {
 			if len(v) >= minRedactedLength {
@@ -375,6 +372,12 @@ func snippet(head []byte, header http.Header) string {
 			}
 		}
 	}
+	s = strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return ' '
+		}
+		return r
+	}, s)
 	return truncate(strings.Join(strings.Fields(s), " "), MaxSnippetBytes)
 }
 
