@@ -38,3 +38,14 @@ const (
 	// ReasonNotSuspended means deliveries are not held.
 	ReasonNotSuspended = "NotSuspended"
 )
+
+// Reasons of the Events a dispatcher emits about itself, on its
+// WebhookDispatcher.
+const (
+	// ReasonQueueNearlyFull means the events stream holds more than 80% of
+	// its bound; ingest answers 503 once it is full.
+	ReasonQueueNearlyFull = "QueueNearlyFull"
+	// ReasonQueueFull means ingest refused events with 503 because the
+	// events stream reached its bound.
+	ReasonQueueFull = "QueueFull"
+)

@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/queue"
 	"github.com/hookline/hookline/internal/report"
 )
 
@@ -163,28 +164,84 @@ func (d *Dispatcher) fetchStats(ctx context.Context, max int, wait time.Duration
 	return out, nil
 }
 
-// observeQueue exports the queue's storage use and warns as it nears its
-// bound (ingest answers 503 once it is reached).
+// Shares of the events stream's bound: past queueWarnShare the dispatcher
+// warns once, and warns again only after use fell below queueRearmShare,
+// so use hovering at the mark does not repeat the warning.
+const (
+	queueWarnShare  = 0.8
+	queueRearmShare = 0.7
+)
+
+// queueAlert says whether the queue's use u is near its bound, given
+// whether it was at the last look, and the warning to give when it just
+// became so (empty otherwise).
+func queueAlert(u queue.Usage, wasNear bool) (near bool, warning string) {
+	if u.MaxBytes == 0 {
+		return false, ""
+	}
+	share := float64(u.Bytes) / float64(u.MaxBytes)
+	near = share >= queueWarnShare || (wasNear && share >= queueRearmShare)
+	if near && !wasNear {
+		warning = fmt.Sprintf("The queue holds %d of its %d bytes (%.0f%%): events wait for subscriptions that are suspended or failing; ingest answers 503 once it is full",
+			u.Bytes, u.MaxBytes, 100*share)
+	}
+	return near, warning
+}
+
+// observeQueue exports the queue's storage use and warns, in the log and
+// with an Event on the WebhookDispatcher, as it nears its bound. It looks
+// every 15 seconds, and at once when ingest found the queue full.
 func (d *Dispatcher) observeQueue(ctx context.Context) {
 	t := d.opts.Clock.NewTicker(15 * time.Second)
 	defer t.Stop()
-	warned := false
+	near := false
 	for {
 		if u, err := d.queue.Usage(ctx); err == nil {
 			d.metrics.queueBytes.Set(float64(u.Bytes))
 			d.metrics.queueMaxBytes.Set(float64(u.MaxBytes))
 			d.metrics.queueMessages.Set(float64(u.Messages))
-			near := u.MaxBytes > 0 && float64(u.Bytes) >= 0.8*float64(u.MaxBytes)
-			if near && !warned {
-				d.log.Warn("The queue is over 80% full; ingest will answer 503 when it is full", "bytes", u.Bytes, "maxBytes", u.MaxBytes)
+			var warning string
+			if near, warning = queueAlert(u, near); warning != "" {
+				d.log.Warn(warning, "bytes", u.Bytes, "maxBytes", u.MaxBytes)
+				d.dispatcherEvent(hooklinev1.ReasonQueueNearlyFull, warning)
 			}
-			warned = near
 		}
 		d.metrics.subscriptions.Set(float64(len(d.subs.keys())))
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C():
+		case <-d.queueFull:
 		}
 	}
+}
+
+// noteQueueFull reports that ingest refused events because the queue is
+// full: a Warning Event at most once a minute, and a fresh look at the
+// queue's use.
+func (d *Dispatcher) noteQueueFull() {
+	select {
+	case d.queueFull <- struct{}{}:
+	default:
+	}
+	ok, more := d.queueFullEvents.allow(d.opts.Clock.Now())
+	if !ok {
+		return
+	}
+	msg := "The queue is full: ingest refuses events with 503 until deliveries make room"
+	if more > 0 {
+		msg += fmt.Sprintf("; %d more refusals in the last minute", more)
+	}
+	// Ingest logs each refusal; the Event is what operators watch.
+	d.dispatcherEvent(hooklinev1.ReasonQueueFull, msg)
+}
+
+// dispatcherEvent emits a Warning Event on the WebhookDispatcher served.
+func (d *Dispatcher) dispatcherEvent(reason, msg string) {
+	obj, err := d.subs.dispatcher()
+	if err != nil || obj == nil {
+		d.log.Debug("No WebhookDispatcher to record an Event on", "reason", reason, "error", err)
+		return
+	}
+	d.events.Eventf(obj, nil, "Warning", reason, "Ingest", "%s", msg)
 }

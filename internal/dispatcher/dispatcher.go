@@ -124,6 +124,10 @@ type Dispatcher struct {
 	cancelDeliver context.CancelFunc
 
 	deadLetterEvents sync.Map // report.Key -> *throttle
+	// queueFull wakes observeQueue when ingest found the queue full;
+	// queueFullEvents limits the Events saying so.
+	queueFull       chan struct{}
+	queueFullEvents throttle
 }
 
 // New prepares a dispatcher: clients, listeners and the ingest handler.
@@ -146,14 +150,15 @@ func New(opts Options) (*Dispatcher, error) {
 	}
 	client := delivery.NewClient(delivery.ClientOptions{})
 	d := &Dispatcher{
-		opts:     opts,
-		log:      opts.Logger.With("dispatcher", opts.Namespace+"/"+opts.Name, "instance", opts.Instance),
-		kube:     kube,
-		dyn:      dyn,
-		queue:    opts.Queue,
-		sender:   &delivery.Sender{Client: client, Clock: opts.Clock},
-		recorder: report.NewRecorder(opts.Instance),
-		metrics:  newMetrics(),
+		opts:      opts,
+		log:       opts.Logger.With("dispatcher", opts.Namespace+"/"+opts.Name, "instance", opts.Instance),
+		kube:      kube,
+		dyn:       dyn,
+		queue:     opts.Queue,
+		sender:    &delivery.Sender{Client: client, Clock: opts.Clock},
+		recorder:  report.NewRecorder(opts.Instance),
+		queueFull: make(chan struct{}, 1),
+		metrics:   newMetrics(),
 	}
 	d.subs = newSubscriptions(d)
 	d.writer = report.NewWriter(report.Options{
@@ -271,7 +276,7 @@ type server struct {
 }
 
 func (d *Dispatcher) servers() []server {
-	ingestHandler := ingest.NewHandler(publisher{q: d.queue, clock: d.opts.Clock}, ingest.Options{
+	ingestHandler := ingest.NewHandler(publisher{q: d.queue, clock: d.opts.Clock, full: d.noteQueueFull}, ingest.Options{
 		MaxBodyBytes: d.opts.MaxEventBytes,
 		Authorizer:   d.opts.Authorizer,
 		Clock:        d.opts.Clock,
@@ -361,6 +366,8 @@ func (d *Dispatcher) shutdown(servers []server) {
 type publisher struct {
 	q     *queue.Queue
 	clock clock.WithTicker
+	// full is called when the queue refused events for lack of room.
+	full func()
 }
 
 // publishBudget bounds how long a publish is retried when its outcome is
@@ -384,6 +391,9 @@ func (p publisher) Publish(ctx context.Context, evs []ingest.Event) ([]ingest.Pu
 			first = res
 		}
 		if err == nil || !ambiguous(err) || ctx.Err() != nil || p.clock.Since(start)+delay > publishBudget {
+			if p.full != nil && refusedFull(res, err) {
+				p.full()
+			}
 			return publishResults(res, first, err)
 		}
 		select {
@@ -400,6 +410,19 @@ func (p publisher) Publish(ctx context.Context, evs []ingest.Event) ([]ingest.Pu
 // store may have happened and its answer been lost.
 func ambiguous(err error) bool {
 	return !errors.Is(err, queue.ErrFull) && !errors.Is(err, queue.ErrClosed)
+}
+
+// refusedFull says whether the queue refused any event for lack of room.
+func refusedFull(res []queue.PublishResult, err error) bool {
+	if errors.Is(err, queue.ErrFull) {
+		return true
+	}
+	for _, r := range res {
+		if errors.Is(r.Err, queue.ErrFull) {
+			return true
+		}
+	}
+	return false
 }
 
 // publishResults maps the queue's answer to ingest's. An event is reported

@@ -49,3 +49,23 @@ func TestPublishResults(t *testing.T) {
 		t.Errorf("no results: %v", err)
 	}
 }
+
+func TestRefusedFull(t *testing.T) {
+	full := fmt.Errorf("committing batch: %w", queue.ErrFull)
+	for _, tc := range []struct {
+		name string
+		res  []queue.PublishResult
+		err  error
+		want bool
+	}{
+		{"stored", []queue.PublishResult{{}, {Duplicate: true}}, nil, false},
+		{"whole batch refused", nil, full, true},
+		{"one event refused", []queue.PublishResult{{}, {Err: full}}, nil, true},
+		{"other failure", []queue.PublishResult{{Err: errors.New("nats: timeout")}}, nil, false},
+		{"closed", nil, queue.ErrClosed, false},
+	} {
+		if got := refusedFull(tc.res, tc.err); got != tc.want {
+			t.Errorf("%s: refusedFull = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -171,27 +171,34 @@ func filterInput(ev queue.Event) map[string]any {
 	return map[string]any{"id": ev.ID, "type": ev.Type, "time": ev.Time, "data": data}
 }
 
-// throttle limits dead-letter Events to one a minute per subscription, with
-// the number left unreported in between.
+// throttle lets one Event a minute through, counting those it held back
+// in between so the next one can say how many there were.
 type throttle struct {
 	mu         sync.Mutex
 	last       time.Time
 	suppressed int
 }
 
-func (d *Dispatcher) deadLetterEvent(sv *served, st *deliveryState, m *queue.Message, res delivery.Result, dec delivery.Decision) {
-	v, _ := d.deadLetterEvents.LoadOrStore(sv.key, &throttle{})
-	t := v.(*throttle)
-	now := d.opts.Clock.Now()
+// allow says whether an Event may be emitted at now and, if so, how many
+// were held back since the last one.
+func (t *throttle) allow(now time.Time) (ok bool, heldBack int) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	if !t.last.IsZero() && now.Sub(t.last) < time.Minute {
 		t.suppressed++
-		t.mu.Unlock()
+		return false, 0
+	}
+	heldBack = t.suppressed
+	t.last, t.suppressed = now, 0
+	return true, heldBack
+}
+
+func (d *Dispatcher) deadLetterEvent(sv *served, st *deliveryState, m *queue.Message, res delivery.Result, dec delivery.Decision) {
+	v, _ := d.deadLetterEvents.LoadOrStore(sv.key, &throttle{})
+	ok, more := v.(*throttle).allow(d.opts.Clock.Now())
+	if !ok {
 		return
 	}
-	more := t.suppressed
-	t.last, t.suppressed = now, 0
-	t.mu.Unlock()
 	note := fmt.Sprintf("Event %s dead-lettered after %d attempts: %s", m.Event.ID, m.Attempt, dec.Reason)
 	if res.Message != "" {
 		note += " (last: " + res.Message + ")"
