@@ -573,22 +573,11 @@ func dispatcherSecretAccessFor(subs []hooklinev1.WebhookSubscription, signingSec
 	for i := range subs {
 		s := &subs[i].Spec
 		a.secrets = append(a.secrets, signingSecret(s.Signing.SecretRef.Name))
-		for _, h := range s.Headers {
-			if h.ValueFrom != nil {
-				a.secrets = append(a.secrets, h.ValueFrom.SecretKeyRef.Name)
-			}
-		}
-		if s.TLS != nil {
-			if ca := s.TLS.CA; ca != nil {
-				if ca.SecretKeyRef != nil {
-					a.secrets = append(a.secrets, ca.SecretKeyRef.Name)
-				}
-				if ca.ConfigMapKeyRef != nil {
-					a.configMaps = append(a.configMaps, ca.ConfigMapKeyRef.Name)
-				}
-			}
-			if s.TLS.ClientCertificateSecretRef != nil {
-				a.secrets = append(a.secrets, s.TLS.ClientCertificateSecretRef.Name)
+		for _, r := range subscriptionObjectRefList(s) {
+			if r.kind == subscriptionRefConfigMap {
+				a.configMaps = append(a.configMaps, r.name)
+			} else {
+				a.secrets = append(a.secrets, r.name)
 			}
 		}
 	}

@@ -60,6 +60,9 @@ func validateSubscriptionSpec(spec *hooklinev1.WebhookSubscriptionSpec) error {
 	if tls := spec.TLS; tls != nil && tls.CA != nil && (tls.CA.SecretKeyRef != nil) == (tls.CA.ConfigMapKeyRef != nil) {
 		return errors.New("spec.tls.ca: set exactly one of secretKeyRef and configMapKeyRef")
 	}
+	if a := spec.Auth; a != nil && (a.Basic != nil) == (a.OAuth2 != nil) {
+		return errors.New("spec.auth: set exactly one of basic and oauth2")
+	}
 	d := &spec.Delivery
 	for _, b := range []struct {
 		path     string
@@ -70,6 +73,7 @@ func validateSubscriptionSpec(spec *hooklinev1.WebhookSubscriptionSpec) error {
 		{"spec.delivery.retry.maxAge", d.Retry.MaxAge, time.Minute, 720 * time.Hour},
 		{"spec.delivery.retry.initialBackoff", d.Retry.InitialBackoff, 100 * time.Millisecond, time.Hour},
 		{"spec.delivery.retry.maxBackoff", d.Retry.MaxBackoff, time.Second, 24 * time.Hour},
+		{"spec.delivery.suspendAfter", d.SuspendAfter, time.Minute, 720 * time.Hour},
 	} {
 		if b.value != nil && (b.value.Duration < b.min || b.value.Duration > b.max) {
 			return fmt.Errorf("%s: must be between %s and %s", b.path, subscriptionBound(b.min), subscriptionBound(b.max))
@@ -145,6 +149,14 @@ func subscriptionObjectRefList(spec *hooklinev1.WebhookSubscriptionSpec) []subsc
 		}
 		if r := tls.ClientCertificateSecretRef; r != nil {
 			refs = append(refs, subscriptionObjectRef{subscriptionRefSecret, r.Name, []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey}, "spec.tls.clientCertificateSecretRef"})
+		}
+	}
+	if auth := spec.Auth; auth != nil {
+		if b := auth.Basic; b != nil {
+			refs = append(refs, subscriptionObjectRef{subscriptionRefSecret, b.SecretRef.Name, []string{corev1.BasicAuthUsernameKey, corev1.BasicAuthPasswordKey}, "spec.auth.basic.secretRef"})
+		}
+		if o := auth.OAuth2; o != nil {
+			refs = append(refs, subscriptionObjectRef{subscriptionRefSecret, o.ClientSecretRef.Name, []string{o.ClientSecretRef.Key}, "spec.auth.oauth2.clientSecretRef"})
 		}
 	}
 	return refs

@@ -312,7 +312,7 @@ func TestSubscriptionDeliveryOutcome(t *testing.T) {
 		notHeld     = cond(hooklinev1.ConditionSuspended, metav1.ConditionFalse, hooklinev1.ReasonNotSuspended, "Deliveries are not held")
 		gone        = cond(hooklinev1.ConditionSuspended, metav1.ConditionTrue, hooklinev1.ReasonEndpointGone, "The endpoint answered 410 Gone")
 		bySpec      = cond(hooklinev1.ConditionSuspended, metav1.ConditionTrue, hooklinev1.ReasonSuspendedBySpec, "spec.suspend is true")
-		circuitOpen = cond(hooklinev1.ConditionSuspended, metav1.ConditionTrue, hooklinev1.ReasonCircuitOpen, "")
+		circuitOpen = cond(hooklinev1.ConditionSuspended, metav1.ConditionTrue, hooklinev1.ReasonSustainedFailure, "")
 	)
 	notAccepted := func(reason string) metav1.Condition {
 		return cond(hooklinev1.ConditionAccepted, metav1.ConditionFalse, reason, "not served: "+reason)
@@ -415,7 +415,7 @@ func TestSubscriptionDispatcherConditionsChanged(t *testing.T) {
 		{"a message changed", base, with(2, func(c *metav1.Condition) { c.Message = "3 consecutive failures since the last success" }), false},
 		{"the controller's Ready changed", base, with(0, func(c *metav1.Condition) { c.Status = metav1.ConditionFalse }), false},
 		{"health status changed", base, with(2, func(c *metav1.Condition) { c.Status = metav1.ConditionFalse }), true},
-		{"suspended reason changed", base, with(3, func(c *metav1.Condition) { c.Reason = hooklinev1.ReasonCircuitOpen }), true},
+		{"suspended reason changed", base, with(3, func(c *metav1.Condition) { c.Reason = hooklinev1.ReasonSustainedFailure }), true},
 		{"accepted caught up with a generation", base, with(1, func(c *metav1.Condition) { c.ObservedGeneration = 3 }), true},
 		{"first written", base[:1], base, true},
 		{"removed", base, base[:1], true},

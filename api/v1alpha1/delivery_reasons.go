@@ -32,9 +32,22 @@ const (
 	// ReasonSuspendedBySpec means spec.suspend holds the deliveries; they
 	// stay queued until it is set back to false.
 	ReasonSuspendedBySpec = "SuspendedBySpec"
-	// ReasonCircuitOpen means the dispatcher holds the deliveries after
-	// sustained failure, and probes the endpoint before resuming.
-	ReasonCircuitOpen = "CircuitOpen"
+	// ReasonSustainedFailure means every attempt failed for
+	// spec.delivery.suspendAfter: the dispatcher holds the deliveries until
+	// the spec changes or spec.suspend is set and cleared.
+	ReasonSustainedFailure = "SustainedFailure"
+	// ReasonValidationAccepted means the endpoint accepted the validation
+	// handshake.
+	ReasonValidationAccepted = "ValidationAccepted"
+	// ReasonValidationRefused means the endpoint refused the validation
+	// handshake, or could not be asked; deliveries wait, and the handshake
+	// is tried again every minute.
+	ReasonValidationRefused = "ValidationRefused"
+	// ReasonValidationPending means the handshake has not been answered yet.
+	ReasonValidationPending = "ValidationPending"
+	// ReasonReplayed is the Event reason of a replay of dead-lettered
+	// deliveries.
+	ReasonReplayed = "Replayed"
 	// ReasonNotSuspended means deliveries are not held.
 	ReasonNotSuspended = "NotSuspended"
 )

@@ -16,7 +16,15 @@ const (
 	// ConditionSuspended is True while deliveries are held, by the user
 	// (spec.suspend) or after sustained failure.
 	ConditionSuspended = "Suspended"
+	// ConditionEndpointValidated is True once the endpoint accepted the
+	// validation handshake that spec.endpointValidation asks for.
+	ConditionEndpointValidated = "EndpointValidated"
 )
+
+// AnnotationReplay on a subscription asks the dispatcher to replay its
+// dead-lettered deliveries: each new value replays once. Any value works; a
+// timestamp is a good choice.
+const AnnotationReplay = "hookline.dev/replay"
 
 // WebhookSubscriptionSpec declares one endpoint and the events it receives.
 type WebhookSubscriptionSpec struct {
@@ -79,6 +87,19 @@ type WebhookSubscriptionSpec struct {
 	// verified; there is no way to turn verification off.
 	// +optional
 	TLS *TLSSpec `json:"tls,omitempty"`
+
+	// Auth adds credentials to every delivery: HTTP basic auth or an OAuth2
+	// bearer token from the client credentials grant.
+	// +optional
+	Auth *EndpointAuth `json:"auth,omitempty"`
+
+	// EndpointValidation is None (the default) or CloudEvents: before the
+	// first delivery the dispatcher sends the CloudEvents webhook validation
+	// handshake (OPTIONS with WebHook-Request-Origin) and delivers only once
+	// the endpoint allows the origin, at no more than the rate it allows.
+	// +optional
+	// +kubebuilder:default=None
+	EndpointValidation EndpointValidation `json:"endpointValidation,omitempty"`
 
 	// Delivery policy: timeout, retries, concurrency, rate and ordering.
 	// +optional
@@ -179,6 +200,79 @@ type TLSSpec struct {
 	ClientCertificateSecretRef *LocalObjectReference `json:"clientCertificateSecretRef,omitempty"`
 }
 
+// EndpointAuth is how deliveries authenticate to the endpoint. Where
+// Hookline's admission policy is installed, whoever creates or changes the
+// subscription must be allowed to get the Secret named here.
+// +kubebuilder:validation:XValidation:rule="has(self.basic) != has(self.oauth2)",message="set exactly one of basic and oauth2"
+type EndpointAuth struct {
+	// Basic sends HTTP basic auth with the username and password of a
+	// Secret in the same namespace (keys "username" and "password").
+	// +optional
+	Basic *BasicAuth `json:"basic,omitempty"`
+
+	// OAuth2 sends a bearer token obtained with the OAuth2 client
+	// credentials grant. Tokens are cached until shortly before they
+	// expire, and fetched anew once when the endpoint answers 401.
+	// +optional
+	OAuth2 *OAuth2ClientCredentials `json:"oauth2,omitempty"`
+}
+
+// BasicAuth names the Secret holding basic auth credentials.
+type BasicAuth struct {
+	// SecretRef names a Secret in the same namespace with the keys
+	// "username" and "password".
+	// +required
+	SecretRef LocalObjectReference `json:"secretRef"`
+}
+
+// OAuth2ClientCredentials configures the OAuth2 client credentials grant.
+type OAuth2ClientCredentials struct {
+	// TokenURL is the authorization server's token endpoint. It must be
+	// https (or http where the dispatcher allows plain HTTP); requests to
+	// it pass the same egress policy as deliveries.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['https', 'http'] && url(self).getHostname() != ''",message="must be an absolute https:// URL"
+	TokenURL string `json:"tokenURL"`
+
+	// ClientID identifies the client to the authorization server.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	ClientID string `json:"clientID"`
+
+	// ClientSecretRef selects the key of a Secret in the same namespace
+	// holding the client secret.
+	// +required
+	ClientSecretRef SecretKeyReference `json:"clientSecretRef"`
+
+	// Scopes requested with the token.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=256
+	Scopes []string `json:"scopes,omitempty"`
+
+	// Audience is sent as the "audience" parameter, which some
+	// authorization servers require.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Audience string `json:"audience,omitempty"`
+}
+
+// EndpointValidation selects the validation handshake.
+// +kubebuilder:validation:Enum=None;CloudEvents
+type EndpointValidation string
+
+const (
+	// EndpointValidationNone delivers without a handshake; the default.
+	EndpointValidationNone EndpointValidation = "None"
+	// EndpointValidationCloudEvents performs the CloudEvents HTTP webhook
+	// validation handshake (abuse protection) before delivering.
+	EndpointValidationCloudEvents EndpointValidation = "CloudEvents"
+)
+
 // CASource is a PEM bundle in a Secret or a ConfigMap key.
 // +kubebuilder:validation:XValidation:rule="has(self.secretKeyRef) != has(self.configMapKeyRef)",message="set exactly one of secretKeyRef and configMapKeyRef"
 type CASource struct {
@@ -236,6 +330,17 @@ type DeliveryPolicy struct {
 	// +optional
 	// +kubebuilder:default=Unordered
 	Ordering Ordering `json:"ordering,omitempty"`
+
+	// SuspendAfter suspends the subscription once every attempt has failed
+	// for this long (no success in between): deliveries are then held, not
+	// dropped, until the spec changes or spec.suspend is set and cleared.
+	// EndpointHealthy turns False long before, after a few failures.
+	// Between 1m and 720h.
+	// +optional
+	// +kubebuilder:default="120h"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self) >= duration('1m') && duration(self) <= duration('720h')",message="must be between 1m and 720h"
+	SuspendAfter *metav1.Duration `json:"suspendAfter,omitempty"`
 }
 
 // RetryPolicy is exponential backoff with jitter, bounded by attempts and
@@ -306,6 +411,11 @@ type DeliveryStatus struct {
 	// +optional
 	LastFailure *DeliveryFailure `json:"lastFailure,omitempty"`
 
+	// FailingSince is when the current run of failed attempts began; unset
+	// while the last attempt succeeded.
+	// +optional
+	FailingSince *metav1.Time `json:"failingSince,omitempty"`
+
 	// ConsecutiveFailures counts failed attempts since the last success.
 	// +optional
 	ConsecutiveFailures int64 `json:"consecutiveFailures,omitempty"`
@@ -326,6 +436,28 @@ type DeliveryStatus struct {
 	// Backlog is the number of events waiting for delivery.
 	// +optional
 	Backlog int64 `json:"backlog,omitempty"`
+
+	// LastReplay is the last replay of dead-lettered deliveries that the
+	// hookline.dev/replay annotation asked for.
+	// +optional
+	LastReplay *ReplayStatus `json:"lastReplay,omitempty"`
+}
+
+// ReplayStatus records a replay of dead-lettered deliveries.
+type ReplayStatus struct {
+	// Request is the value of the hookline.dev/replay annotation that was
+	// handled; a new value asks for another replay.
+	// +required
+	// +kubebuilder:validation:MaxLength=256
+	Request string `json:"request"`
+
+	// Time the replay was made.
+	// +required
+	Time metav1.Time `json:"time"`
+
+	// Replayed is how many dead-lettered deliveries were queued again.
+	// +optional
+	Replayed int64 `json:"replayed,omitempty"`
 }
 
 // DeliveryFailure describes one failed attempt.
@@ -339,7 +471,7 @@ type DeliveryFailure struct {
 	StatusCode int32 `json:"statusCode,omitempty"`
 
 	// Class of the error: HTTPStatus, Timeout, ConnectionError, TLSError,
-	// EgressDenied, Redirect.
+	// EgressDenied, Redirect, AuthError, InvalidRequest.
 	// +optional
 	Class string `json:"class,omitempty"`
 

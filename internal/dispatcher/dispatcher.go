@@ -117,6 +117,9 @@ type Dispatcher struct {
 	draining atomic.Bool
 	// leading is set while this instance writes status.
 	leading atomic.Bool
+	// instances is how many instances of the dispatcher run, by their
+	// Leases; rate limits are shared among them.
+	instances atomic.Int32
 
 	// deliverCtx outlives the consumption context by ShutdownGrace, so
 	// deliveries in flight at shutdown finish rather than being cut off.
@@ -160,6 +163,7 @@ func New(opts Options) (*Dispatcher, error) {
 		queueFull: make(chan struct{}, 1),
 		metrics:   newMetrics(),
 	}
+	d.instances.Store(1)
 	d.subs = newSubscriptions(d)
 	d.writer = report.NewWriter(report.Options{
 		Client:       dyn,
@@ -170,6 +174,7 @@ func New(opts Options) (*Dispatcher, error) {
 		Lookup:       d.subs.reportState,
 		Fetch:        d.fetchStats,
 		Keys:         d.subs.keys,
+		Suspended:    d.suspendedForFailure,
 	})
 	d.metrics.registerStatusWrites(func() float64 { return float64(d.writer.Writes()) })
 

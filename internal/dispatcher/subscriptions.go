@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -102,7 +101,11 @@ type deliveryState struct {
 	target      delivery.Target
 	policy      delivery.Policy
 	concurrency int
-	limiter     *rate.Limiter
+	ordered     bool
+	limiter     *endpointLimiter
+	// suspendAfter is how long every attempt may fail before the status
+	// writer suspends the subscription.
+	suspendAfter time.Duration
 }
 
 type atomicState struct {
@@ -325,9 +328,6 @@ func (s *subscriptions) sync(ctx context.Context, key string) error {
 
 	prev := sv.state.Load()
 	st := s.desired(ctx, obj, gone, prev)
-	if prev != nil && prev.limiter != nil && st.limiter != nil && prev.limiter.Limit() == st.limiter.Limit() && prev.limiter.Burst() == st.limiter.Burst() {
-		st.limiter = prev.limiter
-	}
 	hold := !st.accepted || st.suspended != ""
 	if st.patternList == nil {
 		// Patterns that do not compile (possible only where admission did
@@ -448,23 +448,31 @@ func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubs
 		InitialBackoff: durationOr(spec.Delivery.Retry.InitialBackoff, 0),
 		MaxBackoff:     durationOr(spec.Delivery.Retry.MaxBackoff, 0),
 	}
+	st.suspendAfter = durationOr(spec.Delivery.SuspendAfter, defaultSuspendAfter)
 	st.concurrency = int(spec.Delivery.Concurrency)
 	if st.concurrency <= 0 {
 		st.concurrency = 10
 	}
-	if rl := spec.Delivery.RateLimit; rl != nil && rl.RequestsPerSecond > 0 {
-		burst := int(rl.Burst)
-		if burst <= 0 {
-			burst = int(rl.RequestsPerSecond)
-		}
-		st.limiter = rate.NewLimiter(rate.Limit(rl.RequestsPerSecond), burst)
+	if spec.Delivery.Ordering == hooklinev1.OrderingOrdered {
+		// One delivery in flight across every instance: the next event
+		// waits until the previous one is acknowledged or dead-lettered.
+		st.ordered, st.concurrency = true, 1
+	}
+	st.limiter = newEndpointLimiter(s.d.opts.Clock, spec.Delivery.RateLimit, st.concurrency, int(s.d.instances.Load()))
+	if prev != nil && prev.limiter != nil && prev.limiter.sameConfig(st.limiter) {
+		st.limiter = prev.limiter
 	}
 	switch {
 	case spec.Suspend:
 		st.suspended, st.suspendMsg = hooklinev1.ReasonSuspendedBySpec, "Suspended by spec.suspend; events are held until it is cleared"
-	case goneGeneration == sub.Generation || goneFromStatus(sub):
-		st.suspended, st.suspendMsg = hooklinev1.ReasonEndpointGone,
-			"The endpoint answered 410 Gone; events are held until the subscription's spec changes or spec.suspend is set and cleared"
+	case goneGeneration == sub.Generation:
+		st.suspended, st.suspendMsg = hooklinev1.ReasonEndpointGone, goneMessage
+	default:
+		// Suspensions the status writer recorded for the current spec
+		// outlive a restart and hold every instance.
+		if c := heldByStatus(sub); c != nil {
+			st.suspended, st.suspendMsg = c.Reason, c.Message
+		}
 	}
 	refuse := func(reason, format string, args ...any) *deliveryState {
 		st.accepted, st.reason, st.msg = false, reason, fmt.Sprintf(format, args...)
@@ -509,9 +517,6 @@ func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubs
 	if spec.TLS != nil {
 		return refuse(hooklinev1.ReasonInvalidSpec, "spec.tls is not supported by this dispatcher version yet; remove it to deliver")
 	}
-	if spec.Delivery.Ordering == hooklinev1.OrderingOrdered {
-		return refuse(hooklinev1.ReasonInvalidSpec, "spec.delivery.ordering Ordered is not supported by this dispatcher version yet; use Unordered")
-	}
 
 	ws, err := s.webhookSecret(sub.Namespace, spec.Signing.SecretRef.Name)
 	if err != nil || ws == nil {
@@ -550,12 +555,24 @@ func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubs
 	return st
 }
 
-// goneFromStatus says whether the subscription's status, as the dispatcher
-// last wrote it, holds it suspended after a 410 for its current spec: the
-// suspension outlives a restart.
-func goneFromStatus(sub *hooklinev1.WebhookSubscription) bool {
+// defaultSuspendAfter is spec.delivery.suspendAfter's default: as long as
+// the longest-retrying hosted webhook services keep trying.
+const defaultSuspendAfter = 5 * 24 * time.Hour
+
+const goneMessage = "The endpoint answered 410 Gone; events are held until the subscription's spec changes or spec.suspend is set and cleared"
+
+// heldByStatus returns the Suspended condition of the subscription's status,
+// as the dispatcher last wrote it, when it holds the subscription for its
+// current spec after a 410 or sustained failure; nil otherwise.
+func heldByStatus(sub *hooklinev1.WebhookSubscription) *metav1.Condition {
 	c := meta.FindStatusCondition(sub.Status.Conditions, hooklinev1.ConditionSuspended)
-	return c != nil && c.Status == metav1.ConditionTrue && c.Reason == hooklinev1.ReasonEndpointGone && c.ObservedGeneration == sub.Generation
+	if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != sub.Generation {
+		return nil
+	}
+	if c.Reason != hooklinev1.ReasonEndpointGone && c.Reason != hooklinev1.ReasonSustainedFailure {
+		return nil
+	}
+	return c
 }
 
 func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
@@ -623,6 +640,7 @@ func (s *subscriptions) reportState(ns, name string) (report.State, bool) {
 		SuspendedMessage: st.suspendMsg,
 		Backlog:          backlog,
 		DeadLettered:     int64(dead),
+		SuspendAfter:     st.suspendAfter,
 	}, true
 }
 
@@ -645,6 +663,18 @@ func (s *subscriptions) counts() *queue.Counts {
 	}
 	s.countsCache, s.countsAt = c, now
 	return c
+}
+
+// setInstances shares every served subscription's rate limit among n
+// instances.
+func (s *subscriptions) setInstances(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sv := range s.served {
+		if st := sv.state.Load(); st != nil && st.limiter != nil {
+			st.limiter.setInstances(n)
+		}
+	}
 }
 
 func (s *subscriptions) stopWorkers() {

@@ -81,12 +81,17 @@ func (d *Dispatcher) deliver(ctx context.Context, subs *subscriptions, sv *serve
 			return
 		}
 	}
-	if st.limiter != nil && !waitTurn(ctx, d.opts.Clock, st.limiter, m.InProgress) {
+	if st.limiter != nil && !st.limiter.wait(ctx, m.InProgress) {
 		return // shutting down: the message is redelivered
 	}
 
 	res := d.sender.Send(ctx, st.target, delivery.Message{ID: ev.ID, Type: ev.Type, Time: ev.Time, Data: ev.Data})
 	now := d.opts.Clock.Now()
+	if res.RetryAfter > 0 && st.limiter != nil {
+		// The receiver asked for a pause: every delivery to it waits, not
+		// only this one's retry.
+		st.limiter.retryAfter(res.RetryAfter)
+	}
 	dec := st.policy.Decide(res, m.Attempt, m.Stored, now, nil)
 	d.metrics.attemptLatency.WithLabelValues(ns, name).Observe(res.Latency.Seconds())
 	outcome := report.Outcome{Time: now, Success: res.Success, StatusCode: res.StatusCode, Class: string(res.Class),

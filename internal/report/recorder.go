@@ -63,6 +63,8 @@ type Delta struct {
 	// Succeeded says whether the window had a success, which ends the
 	// run of failures the totals carry.
 	Succeeded bool `json:"succeeded,omitempty"`
+	// FailingSince is the time of the first of the ConsecutiveFailures.
+	FailingSince time.Time `json:"failingSince,omitzero"`
 	// FilterErrors counts events whose filter failed at runtime.
 	FilterErrors int64 `json:"filterErrors,omitempty"`
 	// LastFilterError is the message of the last of them.
@@ -127,6 +129,7 @@ type window struct {
 	lastFailure                     Failure
 	hasFailure, succeeded           bool
 	consecutive                     int64
+	runStart                        time.Time // first failure after the last success
 	filterErrors                    int64
 	lastFilterError                 string
 }
@@ -202,10 +205,14 @@ func (w *window) record(o Outcome) {
 		}
 		w.succeeded = true
 		w.consecutive = 0
+		w.runStart = time.Time{}
 		return
 	}
 	w.failed++
 	w.consecutive++
+	if w.consecutive == 1 || t.Before(w.runStart) {
+		w.runStart = t
+	}
 	if o.DeadLettered {
 		w.deadLettered++
 	}
@@ -229,6 +236,7 @@ func (w *window) delta(k Key) Delta {
 		LastSuccess:         w.lastSuccess,
 		ConsecutiveFailures: w.consecutive,
 		Succeeded:           w.succeeded,
+		FailingSince:        w.runStart,
 		FilterErrors:        w.filterErrors,
 		LastFilterError:     truncate(w.lastFilterError, maxMessage),
 	}

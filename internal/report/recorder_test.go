@@ -39,7 +39,7 @@ func TestRecorderFlush(t *testing.T) {
 	want := []Delta{
 		{
 			Namespace: "team", Name: "audit", UID: "u2",
-			Failed: 1, LastAttempt: t0, ConsecutiveFailures: 1,
+			Failed: 1, LastAttempt: t0, ConsecutiveFailures: 1, FailingSince: t0,
 			LastFailure:  &Failure{Time: t0, Class: "ConnectionError"},
 			FilterErrors: 1, LastFilterError: "no such key: total",
 		},
@@ -48,7 +48,7 @@ func TestRecorderFlush(t *testing.T) {
 			Delivered: 1, Failed: 3, DeadLettered: 1,
 			LastAttempt: t2.Add(time.Second), LastSuccess: t1,
 			LastFailure:         &Failure{Time: t2.Add(time.Second), Class: "Timeout", Message: strings.Repeat("x", maxMessage)},
-			ConsecutiveFailures: 2, Succeeded: true,
+			ConsecutiveFailures: 2, Succeeded: true, FailingSince: t2,
 		},
 	}
 	if !reflect.DeepEqual(got.Subscriptions, want) {

@@ -19,7 +19,11 @@ import (
 type Totals struct {
 	Delivered, Failed, DeadLettered int64
 	ConsecutiveFailures             int64
-	LastAttempt, LastSuccess        time.Time
+	// FailingSince is when the current run of failures began; zero when
+	// there is none, or while the clock of sustained failure is stopped
+	// (deliveries held).
+	FailingSince             time.Time
+	LastAttempt, LastSuccess time.Time
 	// LastFailure is nil until an attempt failed.
 	LastFailure *Failure
 	// FilterErrors counts events whose filter failed at runtime since the
@@ -35,6 +39,7 @@ var ConditionTypes = []string{
 	hooklinev1.ConditionAccepted,
 	hooklinev1.ConditionEndpointHealthy,
 	hooklinev1.ConditionSuspended,
+	hooklinev1.ConditionEndpointValidated,
 }
 
 // TotalsFromStatus returns the totals a status.delivery block records, so
@@ -54,6 +59,9 @@ func TotalsFromStatus(d *hooklinev1.DeliveryStatus) Totals {
 	}
 	if d.LastSuccessTime != nil {
 		t.LastSuccess = d.LastSuccessTime.Time
+	}
+	if d.FailingSince != nil && d.ConsecutiveFailures > 0 {
+		t.FailingSince = d.FailingSince.Time
 	}
 	if f := d.LastFailure; f != nil {
 		t.LastFailure = &Failure{Time: f.Time.Time, StatusCode: int(f.StatusCode), Class: f.Class, Message: f.Message}
@@ -75,8 +83,20 @@ func Merge(t Totals, d Delta) Totals {
 	switch {
 	case d.Succeeded && !d.LastSuccess.Before(t.LastSuccess):
 		t.ConsecutiveFailures = d.ConsecutiveFailures
-	case failedSince:
+		t.FailingSince = time.Time{}
+		if d.ConsecutiveFailures > 0 {
+			t.FailingSince = d.FailingSince
+		}
+	case failedSince && d.ConsecutiveFailures > 0:
 		t.ConsecutiveFailures += d.ConsecutiveFailures
+		// A run another replica's success ended began after it.
+		start := d.FailingSince
+		if start.Before(t.LastSuccess) {
+			start = t.LastSuccess
+		}
+		if t.FailingSince.IsZero() || start.Before(t.FailingSince) {
+			t.FailingSince = start
+		}
 	}
 	if d.LastAttempt.After(t.LastAttempt) {
 		t.LastAttempt = d.LastAttempt
@@ -110,6 +130,10 @@ func DeliveryStatus(t Totals, s State) hooklinev1.DeliveryStatus {
 		// publish), and the store's number is the better one.
 		DeadLettered: max(t.DeadLettered, s.DeadLettered),
 		Backlog:      max(s.Backlog, 0),
+		LastReplay:   s.LastReplay,
+	}
+	if t.ConsecutiveFailures > 0 {
+		d.FailingSince = statusTime(t.FailingSince)
 	}
 	if f := t.LastFailure; f != nil {
 		d.LastFailure = &hooklinev1.DeliveryFailure{
@@ -152,11 +176,17 @@ func Conditions(s State, t Totals, unhealthyAfter int, generation int64, now tim
 		}
 	}
 	transition := metav1.NewTime(now.UTC().Truncate(time.Second))
-	for _, c := range []metav1.Condition{
+	conds := []metav1.Condition{
 		acceptedCondition(s, t),
 		healthyCondition(t, unhealthyAfter),
 		suspendedCondition(s),
-	} {
+	}
+	if s.Validation != nil {
+		conds = append(conds, validatedCondition(*s.Validation))
+	} else {
+		meta.RemoveStatusCondition(&out, hooklinev1.ConditionEndpointValidated)
+	}
+	for _, c := range conds {
 		c.ObservedGeneration = generation
 		c.LastTransitionTime = transition
 		meta.SetStatusCondition(&out, c)
@@ -238,6 +268,26 @@ func suspendedCondition(s State) metav1.Condition {
 	return c
 }
 
+func validatedCondition(v Validation) metav1.Condition {
+	c := metav1.Condition{Type: hooklinev1.ConditionEndpointValidated, Reason: v.Reason, Message: v.Message}
+	switch {
+	case v.Reason == hooklinev1.ReasonValidationPending:
+		c.Status = metav1.ConditionUnknown
+	case v.Allowed:
+		c.Status = metav1.ConditionTrue
+	default:
+		c.Status = metav1.ConditionFalse
+	}
+	return c
+}
+
+// SustainedFailure says whether every attempt has failed for at least
+// suspendAfter, so that the subscription is to be suspended. A zero
+// suspendAfter never suspends.
+func SustainedFailure(t Totals, suspendAfter time.Duration, now time.Time) bool {
+	return suspendAfter > 0 && t.ConsecutiveFailures > 0 && !t.FailingSince.IsZero() && now.Sub(t.FailingSince) >= suspendAfter
+}
+
 // describeFailure says what went wrong in one attempt, for messages:
 // "HTTP 503 at 2026-06-01T12:00:00Z" or "Timeout at ...: <message>".
 func describeFailure(f Failure) string {
@@ -315,7 +365,8 @@ func sameStatus(a, b applyStatus) bool {
 func sameDelivery(a, b hooklinev1.DeliveryStatus) bool {
 	if !a.LastAttemptTime.Equal(b.LastAttemptTime) || !a.LastSuccessTime.Equal(b.LastSuccessTime) ||
 		a.ConsecutiveFailures != b.ConsecutiveFailures || a.Delivered != b.Delivered || a.Failed != b.Failed ||
-		a.DeadLettered != b.DeadLettered || a.Backlog != b.Backlog {
+		a.DeadLettered != b.DeadLettered || a.Backlog != b.Backlog || !a.FailingSince.Equal(b.FailingSince) ||
+		!sameReplay(a.LastReplay, b.LastReplay) {
 		return false
 	}
 	fa, fb := a.LastFailure, b.LastFailure
@@ -323,6 +374,13 @@ func sameDelivery(a, b hooklinev1.DeliveryStatus) bool {
 		return fa == fb
 	}
 	return fa.Time.Equal(&fb.Time) && fa.StatusCode == fb.StatusCode && fa.Class == fb.Class && fa.Message == fb.Message
+}
+
+func sameReplay(a, b *hooklinev1.ReplayStatus) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Request == b.Request && a.Time.Equal(&b.Time) && a.Replayed == b.Replayed
 }
 
 // ownedStatus is the part of a status the dispatcher owns, as read.

@@ -83,6 +83,38 @@ func TestMerge(t *testing.T) {
 			want:  Totals{Delivered: 1, LastAttempt: t0, ConsecutiveFailures: 2, LastFilterError: "x", FilterErrors: 1},
 		},
 		{
+			name:  "a run keeps its first failure time",
+			total: Totals{ConsecutiveFailures: 2, FailingSince: t0, LastFailure: f503},
+			delta: Delta{Failed: 1, ConsecutiveFailures: 1, FailingSince: t2, LastFailure: fTimeout},
+			want:  Totals{Failed: 1, ConsecutiveFailures: 3, FailingSince: t0, LastFailure: fTimeout},
+		},
+		{
+			name:  "a run starts with the delta's first failure",
+			total: Totals{Delivered: 1, LastSuccess: t0},
+			delta: Delta{Failed: 2, ConsecutiveFailures: 2, FailingSince: t1, LastFailure: fTimeout},
+			want:  Totals{Delivered: 1, Failed: 2, LastSuccess: t0, ConsecutiveFailures: 2, FailingSince: t1, LastFailure: fTimeout},
+		},
+		{
+			// The delta's run began at t0 on one replica, but another
+			// replica succeeded at t1: the run counted from t1.
+			name:  "a run does not begin before the latest known success",
+			total: Totals{Delivered: 1, LastSuccess: t1},
+			delta: Delta{Failed: 2, ConsecutiveFailures: 2, FailingSince: t0, LastFailure: fTimeout},
+			want:  Totals{Delivered: 1, Failed: 2, LastSuccess: t1, ConsecutiveFailures: 2, FailingSince: t1, LastFailure: fTimeout},
+		},
+		{
+			name:  "a success with trailing failures restarts the run at them",
+			total: Totals{ConsecutiveFailures: 4, FailingSince: t0},
+			delta: Delta{Delivered: 1, Failed: 1, Succeeded: true, LastSuccess: t1, ConsecutiveFailures: 1, FailingSince: t2, LastFailure: fTimeout},
+			want:  Totals{Delivered: 1, Failed: 1, LastSuccess: t1, ConsecutiveFailures: 1, FailingSince: t2, LastFailure: fTimeout},
+		},
+		{
+			name:  "a success without failures after it ends the run's clock",
+			total: Totals{ConsecutiveFailures: 4, FailingSince: t0},
+			delta: Delta{Delivered: 1, Succeeded: true, LastSuccess: t1},
+			want:  Totals{Delivered: 1, LastSuccess: t1},
+		},
+		{
 			name:  "filter errors add up and the last message wins",
 			total: Totals{FilterErrors: 1, LastFilterError: "old"},
 			delta: Delta{FilterErrors: 2, LastFilterError: "no such key: total"},
@@ -98,10 +130,34 @@ func TestMerge(t *testing.T) {
 	}
 }
 
+func TestSustainedFailure(t *testing.T) {
+	tests := []struct {
+		name         string
+		totals       Totals
+		suspendAfter time.Duration
+		now          time.Time
+		want         bool
+	}{
+		{"failing exactly as long", Totals{ConsecutiveFailures: 3, FailingSince: t0}, time.Hour, t0.Add(time.Hour), true},
+		{"failing longer", Totals{ConsecutiveFailures: 3, FailingSince: t0}, time.Hour, t0.Add(5 * time.Hour), true},
+		{"failing not long enough", Totals{ConsecutiveFailures: 300, FailingSince: t0}, time.Hour, t0.Add(59 * time.Minute), false},
+		{"no run of failures", Totals{FailingSince: t0}, time.Hour, t0.Add(5 * time.Hour), false},
+		{"clock stopped", Totals{ConsecutiveFailures: 3}, time.Hour, t0.Add(5 * time.Hour), false},
+		{"never suspends", Totals{ConsecutiveFailures: 3, FailingSince: t0}, 0, t0.Add(5000 * time.Hour), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := SustainedFailure(tt.totals, tt.suspendAfter, tt.now); got != tt.want {
+				t.Errorf("SustainedFailure() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestTotalsFromStatusRoundTrip(t *testing.T) {
 	total := Totals{
 		Delivered: 4, Failed: 3, DeadLettered: 1, ConsecutiveFailures: 2,
-		LastAttempt: t2, LastSuccess: t0,
+		LastAttempt: t2, LastSuccess: t0, FailingSince: t1,
 		LastFailure: &Failure{Time: t2, StatusCode: 500, Class: "HTTPStatus", Message: "boom"},
 	}
 	d := DeliveryStatus(total, State{Backlog: 9})

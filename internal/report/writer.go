@@ -13,6 +13,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
@@ -52,6 +53,21 @@ type State struct {
 	// DeadLettered is the number of the subscription's events the
 	// dead-letter store keeps.
 	DeadLettered int64
+	// SuspendAfter is how long every attempt may fail before the writer
+	// suspends the subscription; zero never suspends.
+	SuspendAfter time.Duration
+	// Validation is the outcome of the endpoint validation handshake, nil
+	// when the subscription asks for none.
+	Validation *Validation
+	// LastReplay is the last replay of dead letters the annotation asked
+	// for, nil if none was.
+	LastReplay *hooklinev1.ReplayStatus
+}
+
+// Validation is the outcome of the endpoint validation handshake.
+type Validation struct {
+	Allowed         bool
+	Reason, Message string
 }
 
 // Options configure a Writer.
@@ -80,6 +96,10 @@ type Options struct {
 	// Keys lists the subscriptions served now, so those without traffic
 	// still get their Accepted condition and backlog written.
 	Keys func() []Key
+	// Suspended is told when the writer suspends a subscription after
+	// sustained failure, with the message of its Suspended condition, so
+	// the dispatcher can hold it at once and emit an Event.
+	Suspended func(obj *hooklinev1.WebhookSubscription, message string)
 }
 
 // Defaults of Options.
@@ -120,6 +140,7 @@ type Writer struct {
 	lookup         func(ns, name string) (State, bool)
 	fetch          Fetcher
 	keys           func() []Key
+	suspended      func(*hooklinev1.WebhookSubscription, string)
 
 	writes atomic.Int64
 	// received counts the payloads taken from the queue, so tests know
@@ -180,6 +201,7 @@ func NewWriter(opts Options) *Writer {
 		lookup:         opts.Lookup,
 		fetch:          opts.Fetch,
 		keys:           opts.Keys,
+		suspended:      opts.Suspended,
 		acked:          make(map[string]time.Time),
 	}
 	if w.clock == nil {
@@ -386,6 +408,7 @@ func (w *Writer) update(ctx context.Context, s *subscription, now time.Time) {
 		s.unwritten = append(s.unwritten, hd.from)
 	}
 	s.deltas = nil
+	state = w.sustainedFailure(s, state, obj, now)
 
 	desired := applyStatus{
 		Conditions: Conditions(state, s.totals, w.unhealthyAfter, obj.Generation, now, s.written.Conditions),
@@ -420,6 +443,36 @@ func (w *Writer) update(ctx context.Context, s *subscription, now time.Time) {
 			s.unwritten = nil
 		}
 	}
+}
+
+// sustainedFailure suspends a subscription whose every attempt failed for
+// its SuspendAfter, and keeps the clock of that stopped while deliveries
+// are held and restarted when a suspension for it is lifted.
+func (w *Writer) sustainedFailure(s *subscription, state State, obj *hooklinev1.WebhookSubscription, now time.Time) State {
+	prev := meta.FindStatusCondition(s.written.Conditions, hooklinev1.ConditionSuspended)
+	wasSuspended := prev != nil && prev.Status == metav1.ConditionTrue && prev.Reason == hooklinev1.ReasonSustainedFailure
+	switch {
+	case wasSuspended && prev.ObservedGeneration == obj.Generation:
+		if state.SuspendedReason == "" {
+			// Suspended by this writer; the replicas see it from the
+			// status (the informer may lag one write behind).
+			state.SuspendedReason, state.SuspendedMessage = prev.Reason, prev.Message
+		}
+	case wasSuspended || (state.SuspendedReason != "" && state.SuspendedReason != hooklinev1.ReasonSustainedFailure):
+		// Resumed by a spec change, or held otherwise: failures start a
+		// new run when deliveries resume.
+		s.totals.FailingSince = time.Time{}
+	case state.SuspendedReason == "" && SustainedFailure(s.totals, state.SuspendAfter, now):
+		state.SuspendedReason = hooklinev1.ReasonSustainedFailure
+		state.SuspendedMessage = fmt.Sprintf("Every delivery attempt failed since %s (longer than spec.delivery.suspendAfter, %s); events are held until the spec changes or spec.suspend is set and cleared",
+			formatTime(s.totals.FailingSince), state.SuspendAfter)
+		w.log.Warn("Suspending a subscription whose endpoint has failed too long", "namespace", obj.Namespace, "name", obj.Name,
+			"failingSince", s.totals.FailingSince)
+		if w.suspended != nil {
+			w.suspended(obj, state.SuspendedMessage)
+		}
+	}
+	return state
 }
 
 func (w *Writer) apply(ctx context.Context, obj *hooklinev1.WebhookSubscription, st applyStatus) error {

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
@@ -114,7 +117,7 @@ func TestWriterWritesDeliveryHealth(t *testing.T) {
 	got := getSubscription(t, ns, "billing")
 	wantDelivery := `{"lastAttemptTime":"2026-06-01T12:00:05Z","lastSuccessTime":"2026-06-01T12:00:02Z",` +
 		`"lastFailure":{"time":"2026-06-01T12:00:05Z","statusCode":503,"class":"HTTPStatus","message":"upstream unavailable"},` +
-		`"consecutiveFailures":3,"delivered":2,"failed":3,"backlog":7}`
+		`"failingSince":"2026-06-01T12:00:03Z","consecutiveFailures":3,"delivered":2,"failed":3,"backlog":7}`
 	if data, _ := json.Marshal(got.Status.Delivery); string(data) != wantDelivery {
 		t.Errorf("status.delivery =\n%s\nwant\n%s", data, wantDelivery)
 	}
@@ -507,7 +510,7 @@ func TestWriterContinuesFromStatus(t *testing.T) {
 	got := getSubscription(t, ns, "billing")
 	want := `{"lastAttemptTime":"2026-06-01T12:00:00Z","lastSuccessTime":"2026-05-31T09:00:00Z",` +
 		`"lastFailure":{"time":"2026-06-01T12:00:00Z","statusCode":502,"class":"HTTPStatus"},` +
-		`"consecutiveFailures":3,"delivered":100,"failed":5,"deadLettered":2}`
+		`"failingSince":"2026-06-01T12:00:00Z","consecutiveFailures":3,"delivered":100,"failed":5,"deadLettered":2}`
 	if data, _ := json.Marshal(got.Status.Delivery); string(data) != want {
 		t.Errorf("status.delivery =\n%s\nwant\n%s", data, want)
 	}
@@ -626,5 +629,97 @@ func TestWriterReportsFilterErrors(t *testing.T) {
 	got := getSubscription(t, ns, "billing")
 	if c := condition(t, got, "Accepted"); c.Message != "Served" || c.ObservedGeneration != got.Generation {
 		t.Errorf("Accepted = %+v, want message %q at generation %d", c, "Served", got.Generation)
+	}
+}
+
+// TestWriterSuspendsAfterSustainedFailure runs a subscription whose endpoint
+// fails every attempt on a fake clock: EndpointHealthy turns False after
+// three failures, Suspended only once the failures have lasted
+// suspendAfter, exactly once, and a spec change resumes it with the clock
+// of sustained failure restarted.
+func TestWriterSuspendsAfterSustainedFailure(t *testing.T) {
+	ns := newNamespace(t)
+	sub := createSubscription(t, ns, "flaky")
+	clk := clocktesting.NewFakeClock(suiteStart)
+	q := newQueue()
+	h := newHarness(t, q, clk)
+	var notified []string
+	var notifiedMu sync.Mutex
+	h.writer.suspended = func(obj *hooklinev1.WebhookSubscription, msg string) {
+		notifiedMu.Lock()
+		defer notifiedMu.Unlock()
+		notified = append(notified, obj.Name+": "+msg)
+	}
+	const suspendAfter = time.Minute
+	h.setState(ns, "flaky", State{Accepted: true, SuspendAfter: suspendAfter})
+	rec := NewRecorder("dispatcher-0")
+	k := keyOf(sub)
+	fail := func() {
+		rec.Record(k, Outcome{Time: clk.Now(), StatusCode: 500, Class: "HTTPStatus", Message: "boom"})
+		h.push(rec.Flush())
+	}
+	h.start()
+	firstFailure := clk.Now()
+	fail()
+	h.tick()
+	got := getSubscription(t, ns, "flaky")
+	if d := got.Status.Delivery; d == nil || d.FailingSince == nil || !d.FailingSince.Time.Equal(firstFailure) {
+		t.Fatalf("status.delivery = %+v, want failingSince %s", d, firstFailure)
+	}
+	// Failures for just under a minute: unhealthy early, not suspended.
+	for clk.Since(firstFailure) < suspendAfter-testInterval {
+		fail()
+		h.tick()
+	}
+	got = getSubscription(t, ns, "flaky")
+	if c := condition(t, got, "EndpointHealthy"); c.Status != "False" || c.Reason != "DeliveryFailing" {
+		t.Errorf("EndpointHealthy after %s of failures = %+v, want False DeliveryFailing", clk.Since(firstFailure), c)
+	}
+	if c := condition(t, got, "Suspended"); c.Status != "False" {
+		t.Fatalf("Suspended after %s of failures (under %s) = %+v, want False", clk.Since(firstFailure), suspendAfter, c)
+	}
+	fail()
+	h.tick()
+	got = getSubscription(t, ns, "flaky")
+	want := "Every delivery attempt failed since 2026-06-01T12:00:00Z (longer than spec.delivery.suspendAfter, 1m0s); " +
+		"events are held until the spec changes or spec.suspend is set and cleared"
+	if c := condition(t, got, "Suspended"); c.Status != "True" || c.Reason != "SustainedFailure" || c.Message != want {
+		t.Fatalf("Suspended after %s of failures = %+v, want True SustainedFailure %q", clk.Since(firstFailure), c, want)
+	}
+	// The replicas hold it; further ticks keep it suspended and notify no more.
+	h.tick()
+	h.tick()
+	got = getSubscription(t, ns, "flaky")
+	if c := condition(t, got, "Suspended"); c.Status != "True" || c.Reason != "SustainedFailure" {
+		t.Errorf("Suspended on later ticks = %+v, want still True", c)
+	}
+	notifiedMu.Lock()
+	if len(notified) != 1 || !strings.HasPrefix(notified[0], "flaky: Every delivery attempt failed") {
+		t.Errorf("notified %q, want one notice for flaky", notified)
+	}
+	notifiedMu.Unlock()
+
+	// A spec change resumes it, with the clock restarted.
+	patch := []byte(`{"spec":{"url":"https://billing.example.com/hooks/v2"}}`)
+	if _, err := dyn.Resource(subscriptionsResource).Namespace(ns).Patch(context.Background(), "flaky", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.tick()
+	got = getSubscription(t, ns, "flaky")
+	if c := condition(t, got, "Suspended"); c.Status != "False" || c.ObservedGeneration != got.Generation {
+		t.Errorf("Suspended after a spec change = %+v, want False at generation %d", c, got.Generation)
+	}
+	if d := got.Status.Delivery; d.FailingSince != nil {
+		t.Errorf("failingSince after resuming = %s, want unset until the next failure", d.FailingSince)
+	}
+	resumed := clk.Now()
+	fail()
+	h.tick()
+	got = getSubscription(t, ns, "flaky")
+	if d := got.Status.Delivery; d.FailingSince == nil || !d.FailingSince.Time.Equal(resumed) {
+		t.Errorf("failingSince after a failure past the resume = %v, want %s", d.FailingSince, resumed)
+	}
+	if c := condition(t, got, "Suspended"); c.Status != "False" {
+		t.Errorf("Suspended right after resuming = %+v, want False: the clock restarted", c)
 	}
 }
