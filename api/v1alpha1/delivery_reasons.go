@@ -29,6 +29,10 @@ const (
 	// ReasonEndpointGone means the endpoint answered 410 Gone: it asked not
 	// to receive deliveries any more, and the subscription is suspended.
 	ReasonEndpointGone = "EndpointGone"
+	// ReasonEgressDenied means the dispatcher's egress policy refused the
+	// address the endpoint's name resolved to; such attempts are not
+	// retried.
+	ReasonEgressDenied = "EgressDenied"
 	// ReasonSuspendedBySpec means spec.suspend holds the deliveries; they
 	// stay queued until it is set back to false.
 	ReasonSuspendedBySpec = "SuspendedBySpec"

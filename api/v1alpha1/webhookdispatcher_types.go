@@ -217,7 +217,7 @@ type WebhookDispatcherStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// Address is the in-cluster URL of the ingest API, for example
-	// "http://hookline-default.hookline-system.svc:8080".
+	// "http://default-dispatcher.hookline-system.svc:8080".
 	// +optional
 	Address string `json:"address,omitempty"`
 

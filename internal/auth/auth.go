@@ -1,9 +1,13 @@
-// Package auth decides whether an event producer may publish events into a
-// namespace. Producers present a Kubernetes ServiceAccount token (or any
-// token the API server accepts) bound to the Hookline audience; the token is
+// Package auth decides whether a caller of the ingest API may do what it
+// asks: publish events into a namespace, or replay a subscription's dead
+// letters. Callers present a Kubernetes ServiceAccount token (or any token
+// the API server accepts) bound to the Hookline audience; the token is
 // authenticated with a TokenReview and the resulting user is authorised with
-// a SubjectAccessReview, so plain RBAC on the virtual resource
-// "webhookevents" in group "hookline.dev" says who may publish where.
+// a SubjectAccessReview, so plain RBAC says who may do what: "create" on the
+// virtual resource "webhookevents" in group "hookline.dev" allows publishing
+// in a namespace, and "update" on a "webhooksubscriptions" object allows
+// replaying it, since whoever may edit a subscription may ask for a replay
+// declaratively anyway.
 //
 // Decisions are cached for a short time because a dispatcher may receive
 // thousands of requests per second from the same few producers, and each
@@ -17,6 +21,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
@@ -52,6 +58,63 @@ const (
 	Verb = "create"
 )
 
+// The permission to replay a subscription's dead letters.
+const (
+	// SubscriptionResource is the resource of WebhookSubscriptions.
+	SubscriptionResource = "webhooksubscriptions"
+	// ReplayVerb is the verb on a WebhookSubscription that allows
+	// replaying it.
+	ReplayVerb = "update"
+)
+
+// Attributes describe the request a token's user must be allowed, as in a
+// SubjectAccessReview's resource attributes.
+type Attributes struct {
+	// Verb, Group and Resource name the permission; Verb and Resource
+	// are required.
+	Verb, Group, Resource string
+	// Name is the object's name; empty for all objects of the resource.
+	Name string
+	// Namespace is the object's namespace; empty for cluster scope.
+	Namespace string
+}
+
+// PublishAttributes is the permission to publish events in namespace.
+func PublishAttributes(namespace string) Attributes {
+	return Attributes{Verb: Verb, Group: Group, Resource: Resource, Namespace: namespace}
+}
+
+// ReplayAttributes is the permission to replay the dead letters of the
+// WebhookSubscription namespace/name.
+func ReplayAttributes(namespace, name string) Attributes {
+	return Attributes{Verb: ReplayVerb, Group: Group, Resource: SubscriptionResource, Name: name, Namespace: namespace}
+}
+
+// String describes the permission for messages, e.g. `update
+// webhooksubscriptions.hookline.dev "orders" in namespace "shop"`.
+func (a Attributes) String() string {
+	var b strings.Builder
+	b.WriteString(a.Verb + " " + a.Resource)
+	if a.Group != "" {
+		b.WriteString("." + a.Group)
+	}
+	if a.Name != "" {
+		fmt.Fprintf(&b, " %q", a.Name)
+	}
+	if a.Namespace != "" {
+		fmt.Fprintf(&b, " in namespace %q", a.Namespace)
+	}
+	return b.String()
+}
+
+// key identifies the attributes unambiguously within a cache key: quoting
+// keeps separators inside values from joining two different requests.
+func (a Attributes) key() string {
+	return strings.Join([]string{
+		strconv.Quote(a.Verb), strconv.Quote(a.Group), strconv.Quote(a.Resource), strconv.Quote(a.Name), strconv.Quote(a.Namespace),
+	}, "/")
+}
+
 // Defaults for Options.
 const (
 	// DefaultAudience is the token audience producers request.
@@ -69,9 +132,9 @@ type Options struct {
 	// Audience the token must be bound to; DefaultAudience when empty.
 	Audience string
 	// AllowTTL is how long an authenticated token and an allowed
-	// namespace are remembered; DefaultAllowTTL when zero.
+	// request are remembered; DefaultAllowTTL when zero.
 	AllowTTL time.Duration
-	// DenyTTL is how long a rejected token or a forbidden namespace is
+	// DenyTTL is how long a rejected token or a forbidden request is
 	// remembered; DefaultDenyTTL when zero. It is shorter than AllowTTL so
 	// that a freshly granted permission takes effect quickly.
 	DenyTTL time.Duration
@@ -82,7 +145,7 @@ type Options struct {
 	Clock clock.PassiveClock
 }
 
-// Reviewer authorises producers with TokenReview and SubjectAccessReview.
+// Reviewer authorises callers with TokenReview and SubjectAccessReview.
 // It is safe for concurrent use.
 type Reviewer struct {
 	client   kubernetes.Interface
@@ -93,10 +156,10 @@ type Reviewer struct {
 	// Both caches are keyed by the SHA-256 of the token so that the raw
 	// token is never kept in memory longer than a request.
 	tokens *cache.LRUExpireCache // tokenKey -> tokenDecision
-	access *cache.LRUExpireCache // accessKey -> bool (allowed)
+	access *cache.LRUExpireCache // tokenKey + "/" + Attributes.key() -> bool (allowed)
 
 	// group collapses concurrent reviews of the same token (and
-	// namespace), so that a burst of requests on a cold cache costs one
+	// attributes), so that a burst of requests on a cold cache costs one
 	// API request instead of one per request.
 	group singleflight.Group
 }
@@ -134,11 +197,21 @@ func New(client kubernetes.Interface, opts Options) *Reviewer {
 }
 
 // Authorize returns nil when token authenticates for the audience and its
-// user may create webhookevents in namespace. It returns an error wrapping
-// ErrUnauthenticated or ErrForbidden for a negative decision, and any other
-// error when the API server could not decide; those are not cached. The
-// token never appears in a returned error.
+// user may create webhookevents in namespace, that is may publish events
+// there. It is Review with PublishAttributes(namespace).
 func (r *Reviewer) Authorize(ctx context.Context, token, namespace string) error {
+	return r.Review(ctx, token, PublishAttributes(namespace))
+}
+
+// Review returns nil when token authenticates for the audience and its user
+// is allowed attrs. It returns an error wrapping ErrUnauthenticated or
+// ErrForbidden for a negative decision, and any other error when the API
+// server could not decide; those are not cached. The token never appears in
+// a returned error.
+func (r *Reviewer) Review(ctx context.Context, token string, attrs Attributes) error {
+	if attrs.Verb == "" || attrs.Resource == "" {
+		return fmt.Errorf("reviewing access: verb and resource are required, got %q", attrs.String())
+	}
 	if token == "" {
 		return fmt.Errorf("checking the bearer token: empty token: %w", ErrUnauthenticated)
 	}
@@ -153,13 +226,12 @@ func (r *Reviewer) Authorize(ctx context.Context, token, namespace string) error
 		return fmt.Errorf("checking the bearer token: token is not valid for audience %q: %w", r.audience, ErrUnauthenticated)
 	}
 
-	allowed, err := r.reviewAccess(ctx, decision.user, tokenKey, namespace)
+	allowed, err := r.reviewAccess(ctx, decision.user, tokenKey, attrs)
 	if err != nil {
 		return err
 	}
 	if !allowed {
-		return fmt.Errorf("user %q may not %s %s.%s in namespace %q: %w",
-			decision.user.Username, Verb, Resource, Group, namespace, ErrForbidden)
+		return fmt.Errorf("user %q may not %s: %w", decision.user.Username, attrs, ErrForbidden)
 	}
 	return nil
 }
@@ -205,10 +277,8 @@ func (r *Reviewer) reviewToken(ctx context.Context, token, tokenKey string) (tok
 	return v.(tokenDecision), nil
 }
 
-func (r *Reviewer) reviewAccess(ctx context.Context, user authnv1.UserInfo, tokenKey, namespace string) (bool, error) {
-	// The namespace cannot contain "/" (it is a DNS label), so the key is
-	// unambiguous.
-	key := tokenKey + "/" + namespace
+func (r *Reviewer) reviewAccess(ctx context.Context, user authnv1.UserInfo, tokenKey string, attrs Attributes) (bool, error) {
+	key := tokenKey + "/" + attrs.key()
 	if v, ok := r.access.Get(key); ok {
 		return v.(bool), nil
 	}
@@ -225,10 +295,11 @@ func (r *Reviewer) reviewAccess(ctx context.Context, user authnv1.UserInfo, toke
 		}
 		review := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
 			ResourceAttributes: &authzv1.ResourceAttributes{
-				Namespace: namespace,
-				Verb:      Verb,
-				Group:     Group,
-				Resource:  Resource,
+				Namespace: attrs.Namespace,
+				Verb:      attrs.Verb,
+				Group:     attrs.Group,
+				Resource:  attrs.Resource,
+				Name:      attrs.Name,
 			},
 			User:   user.Username,
 			Groups: user.Groups,
@@ -237,7 +308,7 @@ func (r *Reviewer) reviewAccess(ctx context.Context, user authnv1.UserInfo, toke
 		}}
 		got, err := r.client.AuthorizationV1().SubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
 		if err != nil {
-			return nil, fmt.Errorf("reviewing access of user %q to namespace %q: %w", user.Username, namespace, err)
+			return nil, fmt.Errorf("reviewing whether user %q may %s: %w", user.Username, attrs, err)
 		}
 		allowed := got.Status.Allowed && !got.Status.Denied
 		ttl := r.allowTTL

@@ -17,7 +17,12 @@ const DefaultMaxIdleConnsPerHost = 64
 // ClientOptions configures NewClient.
 type ClientOptions struct {
 	// RootCAs verifies endpoint certificates; nil means the system roots.
+	// ParseCABundle builds one that adds private CAs to the system roots.
 	RootCAs *x509.CertPool
+	// ClientCertificate is presented when an endpoint asks for one (mutual
+	// TLS); nil presents none. ParseClientCertificate builds it. There is
+	// deliberately no option to skip verification of the endpoint.
+	ClientCertificate *tls.Certificate
 	// MaxIdleConnsPerHost bounds the idle connections kept per host;
 	// zero means DefaultMaxIdleConnsPerHost.
 	MaxIdleConnsPerHost int
@@ -40,10 +45,10 @@ const (
 	maxResponseHeaderSize = 1 << 20
 )
 
-// NewClient builds the HTTP client shared by all deliveries: TLS 1.2 or
-// newer, redirects never followed (the 3xx response is returned as is),
-// keep-alive connection reuse, and no client-wide timeout, since each
-// attempt carries its own deadline in its context.
+// NewClient builds an HTTP client for deliveries: TLS 1.2 or newer,
+// redirects never followed (the 3xx response is returned as is), keep-alive
+// connection reuse, and no client-wide timeout, since each attempt carries
+// its own deadline in its context. Clients builds one per TLS identity.
 func NewClient(opts ClientOptions) *http.Client {
 	dial := opts.DialContext
 	if dial == nil {
@@ -53,13 +58,17 @@ func NewClient(opts ClientOptions) *http.Client {
 	if perHost <= 0 {
 		perHost = DefaultMaxIdleConnsPerHost
 	}
+	tlsConfig := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		RootCAs:    opts.RootCAs,
+	}
+	if opts.ClientCertificate != nil {
+		tlsConfig.Certificates = []tls.Certificate{*opts.ClientCertificate}
+	}
 	transport := &http.Transport{
-		Proxy:       opts.Proxy,
-		DialContext: dial,
-		TLSClientConfig: &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			RootCAs:    opts.RootCAs,
-		},
+		Proxy:           opts.Proxy,
+		DialContext:     dial,
+		TLSClientConfig: tlsConfig,
 		// A custom DialContext turns HTTP/2 off unless asked for.
 		ForceAttemptHTTP2:      true,
 		TLSHandshakeTimeout:    tlsHandshakeTimeout,

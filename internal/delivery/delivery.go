@@ -3,8 +3,11 @@
 // holds the pure retry policy that decides what happens after it.
 //
 // It knows nothing of queues or Kubernetes: the caller brings the message,
-// the resolved target (URL, static headers, signing keys, timeout) and the
-// attempt number, and gets back a Result and a Decision.
+// the resolved target (URL, static headers, signing keys, timeout, HTTP
+// client for its TLS identity, credentials) and the attempt number, and
+// gets back a Result and a Decision. It also parses the TLS material a
+// subscription names, keeps one HTTP client per TLS identity, fetches
+// OAuth2 tokens, and runs the CloudEvents endpoint validation handshake.
 package delivery
 
 import (
@@ -44,8 +47,15 @@ type Target struct {
 	// signature to webhook-signature.
 	Keys []keys.Key
 	// Timeout bounds the whole attempt, from dialling to reading the
-	// response. Zero or less means DefaultTimeout.
+	// response, including any token fetch and the one retry after a 401.
+	// Zero or less means DefaultTimeout.
 	Timeout time.Duration
+	// Client sends this target's requests; nil means the Sender's. It is
+	// how a subscription gets its own TLS settings (see Clients), and it
+	// should come from NewClient so that redirects are not followed.
+	Client *http.Client
+	// Auth adds credentials to each request; nil adds none.
+	Auth Authenticator
 }
 
 // DefaultTimeout bounds an attempt whose Target has no Timeout.

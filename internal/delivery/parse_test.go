@@ -47,10 +47,10 @@ func TestParseRetryAfter(t *testing.T) {
 
 func TestSnippet(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		in     string
-		header http.Header
-		want   string
+		name    string
+		in      string
+		secrets []string
+		want    string
 	}{
 		{"plain", "upstream busy", nil, "upstream busy"},
 		{"whitespace collapsed", "  a\r\n\tb   c\n", nil, "a b c"},
@@ -59,14 +59,15 @@ func TestSnippet(t *testing.T) {
 		{"unicode kept", "échec ✗", nil, "échec ✗"},
 		{"empty", "", nil, ""},
 		{"only noise", "\x00\n\t ", nil, ""},
-		{"header value redacted", "got token=s3cr3t-value!", http.Header{"X-Token": {"s3cr3t-value"}}, "got token=[redacted]!"},
-		{"every value redacted", "a=one1 b=two2", http.Header{"X-A": {"one1", "two2"}}, "a=[redacted] b=[redacted]"},
-		{"short values left alone", "abc", http.Header{"X-A": {"b"}}, "abc"},
+		{"header value redacted", "got token=s3cr3t-value!", []string{"s3cr3t-value"}, "got token=[redacted]!"},
+		{"every value redacted", "a=one1 b=two2", []string{"one1", "two2"}, "a=[redacted] b=[redacted]"},
+		{"short values left alone", "abc", []string{"b"}, "abc"},
+		{"longest first", "Authorization: Bearer tok3n-value", []string{"tok3n-value", "Bearer tok3n-value"}, "Authorization: [redacted]"},
 		{"cut at the limit", strings.Repeat("x", 300), nil, strings.Repeat("x", MaxSnippetBytes-3) + "..."},
 		{"cut on a rune boundary", strings.Repeat("é", 200), nil, strings.Repeat("é", (MaxSnippetBytes-3)/2) + "..."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := snippet([]byte(tc.in), tc.header); got != tc.want {
+			if got := snippet([]byte(tc.in), tc.secrets); got != tc.want {
 				t.Fatalf("snippet(%q) = %q, want %q", tc.in, got, tc.want)
 			}
 		})
@@ -105,7 +106,7 @@ func FuzzSnippet(f *testing.F) {
 	// would cut the rune and leave its last byte behind.
 	f.Add([]byte("0abcd\xe2\x82\xac"), "abcd\xe2\x82")
 	f.Fuzz(func(t *testing.T, body []byte, secret string) {
-		got := snippet(body, http.Header{"X-Secret": {secret}})
+		got := snippet(body, []string{secret})
 		if len(got) > MaxSnippetBytes {
 			t.Fatalf("snippet is %d bytes, limit %d", len(got), MaxSnippetBytes)
 		}

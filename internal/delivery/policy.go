@@ -126,7 +126,9 @@ type Decision struct {
 //
 //   - success: Ack;
 //   - 410 Gone: Suspend (the message is held, not acknowledged);
-//   - EgressDenied or InvalidRequest: DeadLetter, as retrying cannot help;
+//   - EgressDenied or InvalidRequest: DeadLetter, as retrying cannot help
+//     (an AuthError is retried: a token endpoint may be briefly down, and
+//     credentials fixed in their Secret take effect on the next attempt);
 //   - attempt >= MaxAttempts: DeadLetter;
 //   - otherwise Retry, after Retry-After capped at RetryAfterCap for a 429
 //     or 503 that carried one, else after Backoff(attempt) - unless that

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +49,10 @@ const (
 	// ClassInvalidRequest: the request could not be built (bad URL, header,
 	// data, or no signing key); retrying cannot help.
 	ClassInvalidRequest Class = "InvalidRequest"
+	// ClassAuth: the credentials could not be obtained, such as an OAuth2
+	// token endpoint failing. A 401 or 403 from the endpoint itself is
+	// ClassHTTPStatus.
+	ClassAuth Class = "AuthError"
 )
 
 // Result is the outcome of one attempt.
@@ -57,8 +62,8 @@ type Result struct {
 	// Class is ClassNone on success, otherwise the kind of failure.
 	Class Class
 	// Message is a short human-readable account of the failure, such as
-	// "HTTP 503: upstream busy". It never holds the URL, header values or
-	// key material.
+	// "HTTP 503: upstream busy". It never holds the URL, header values,
+	// credentials or key material.
 	Message string
 	// RetryAfter is the delay asked for by Retry-After on a 429 or 503
 	// answer, or 0 if absent, invalid or in the past.
@@ -91,8 +96,9 @@ const (
 // Sender makes delivery attempts. Its fields are read-only once it is in
 // use; one Sender serves all subscriptions concurrently.
 type Sender struct {
-	// Client sends the requests; nil means a client from NewClient with
-	// default options. It should not follow redirects.
+	// Client sends the requests of targets without a Client of their own;
+	// nil means a client from NewClient with default options. It should
+	// not follow redirects.
 	Client *http.Client
 	// Clock stamps webhook-timestamp and measures latency; nil means the
 	// real clock.
@@ -117,12 +123,19 @@ var defaultClient = sync.OnceValue(func() *http.Client { return NewClient(Client
 // content-type application/json and user-agent. t.Header is added, except
 // any webhook-* header, content-type, user-agent and the headers that frame
 // the connection (host, content-length, connection, ...), which are
-// silently left out so they cannot override the sender's own.
+// silently left out so they cannot override the sender's own. Then t.Auth,
+// if any, adds its credentials.
 //
-// The attempt, including reading up to MaxResponseBytes of the response,
-// is bounded by t.Timeout. Redirects are never followed. If ctx itself is
-// canceled the Result is a ClassConnection failure: callers shutting down
-// should check ctx.Err() before counting it as an attempt.
+// The request goes through t.Client, or the Sender's Client when that is
+// nil. If the endpoint answers 401 and t.Auth.Refresh says a retry could
+// help, the same request (same webhook-id, body and signatures) is sent
+// once more at once, and the Result is that second answer's.
+//
+// The attempt, including fetching a token, the retry, and reading up to
+// MaxResponseBytes of the response, is bounded by t.Timeout. Redirects are
+// never followed. If ctx itself is canceled the Result is a
+// ClassConnection failure: callers shutting down should check ctx.Err()
+// before counting it as an attempt.
 func (s *Sender) Send(ctx context.Context, t Target, m Message) Result {
 	clk := s.Clock
 	if clk == nil {
@@ -158,61 +171,31 @@ func (s *Sender) send(ctx context.Context, t Target, m Message, now time.Time) R
 		return invalid("no signing key")
 	}
 
-	timeout := t.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
+	timeout := attemptTimeout(t)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
-	if err != nil {
-		// The error would quote the URL.
-		return invalid("could not build the request")
-	}
-	for name, values := range t.Header {
-		name = http.CanonicalHeaderKey(name)
-		if reservedHeader(name) {
-			continue
+	ua := s.userAgent()
+	build := func() (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
 		}
-		for _, v := range values {
-			req.Header.Add(name, v)
-		}
+		addStaticHeader(req, t.Header)
+		req.Header.Set("Webhook-Id", m.ID)
+		req.Header.Set("Webhook-Timestamp", strconv.FormatInt(timestamp, 10))
+		req.Header.Set("Webhook-Signature", strings.Join(sigs, " "))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("User-Agent", ua)
+		return req, nil
 	}
-	ua := s.UserAgent
-	if ua == "" {
-		ua = DefaultUserAgent()
+	rep, failed := s.exchange(ctx, t, timeout, build)
+	if failed.Class != ClassNone {
+		return failed
 	}
-	req.Header.Set("Webhook-Id", m.ID)
-	req.Header.Set("Webhook-Timestamp", strconv.FormatInt(timestamp, 10))
-	req.Header.Set("Webhook-Signature", strings.Join(sigs, " "))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", ua)
 
-	client := s.Client
-	if client == nil {
-		client = defaultClient()
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		class, msg := classify(err, timeout)
-		return Result{Class: class, Message: msg}
-	}
-	defer func() { _ = resp.Body.Close() }()
-
-	limit := s.MaxResponseBytes
-	if limit <= 0 {
-		limit = DefaultMaxResponseBytes
-	}
-	// Read errors are deliberately ignored: the status has already decided
-	// the outcome, and the body is only read so the connection can be
-	// reused and a failure can be explained.
-	limited := io.LimitReader(resp.Body, limit)
-	head, _ := io.ReadAll(io.LimitReader(limited, snippetWindow))
-	_, _ = io.Copy(io.Discard, limited)
-
-	r := Result{StatusCode: resp.StatusCode}
-	switch code := resp.StatusCode; {
+	r := Result{StatusCode: rep.status}
+	switch code := rep.status; {
 	case code >= 200 && code < 300:
 		r.Success = true
 		return r
@@ -223,15 +206,177 @@ func (s *Sender) send(ctx context.Context, t Target, m Message, now time.Time) R
 	default:
 		r.Class = ClassHTTPStatus
 	}
-	detail := snippet(head, t.Header)
-	if detail == "" {
-		detail = http.StatusText(resp.StatusCode)
-	}
-	r.Message = truncate(strings.TrimSuffix(fmt.Sprintf("HTTP %d: %s", resp.StatusCode, detail), ": "), maxMessageBytes)
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		r.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
+	r.Message = statusMessage(rep)
+	if rep.status == http.StatusTooManyRequests || rep.status == http.StatusServiceUnavailable {
+		r.RetryAfter = parseRetryAfter(rep.header.Get("Retry-After"), now)
 	}
 	return r
+}
+
+func attemptTimeout(t Target) time.Duration {
+	if t.Timeout <= 0 {
+		return DefaultTimeout
+	}
+	return t.Timeout
+}
+
+func (s *Sender) userAgent() string {
+	if s.UserAgent == "" {
+		return DefaultUserAgent()
+	}
+	return s.UserAgent
+}
+
+// client is the HTTP client for t: its own, else the Sender's.
+func (s *Sender) client(t Target) *http.Client {
+	switch {
+	case t.Client != nil:
+		return t.Client
+	case s.Client != nil:
+		return s.Client
+	default:
+		return defaultClient()
+	}
+}
+
+// addStaticHeader copies a target's static headers onto req, leaving out
+// those the sender owns.
+func addStaticHeader(req *http.Request, h http.Header) {
+	for name, values := range h {
+		name = http.CanonicalHeaderKey(name)
+		if reservedHeader(name) {
+			continue
+		}
+		for _, v := range values {
+			req.Header.Add(name, v)
+		}
+	}
+}
+
+// reply is what an endpoint answered: its status, headers and the start
+// of its body, with the values that must be redacted from that body.
+type reply struct {
+	status  int
+	header  http.Header
+	head    []byte
+	secrets []string
+}
+
+// statusMessage explains a failed status with a redacted body snippet.
+func statusMessage(rep reply) string {
+	detail := snippet(rep.head, rep.secrets)
+	if detail == "" {
+		detail = http.StatusText(rep.status)
+	}
+	return truncate(strings.TrimSuffix(fmt.Sprintf("HTTP %d: %s", rep.status, detail), ": "), maxMessageBytes)
+}
+
+// exchange sends the request that build makes, with t.Auth's credentials,
+// through t's client, and reads the start of the answer. After a 401 it
+// asks t.Auth to refresh and, if that could help, sends a fresh copy once
+// more. When no answer comes, the returned Result holds the failure.
+func (s *Sender) exchange(ctx context.Context, t Target, timeout time.Duration, build func() (*http.Request, error)) (reply, Result) {
+	client := s.client(t)
+	for try := 1; ; try++ {
+		req, err := build()
+		if err != nil {
+			// The error would quote the URL.
+			return reply{}, invalid("could not build the request")
+		}
+		secrets := headerValues(t.Header)
+		if t.Auth != nil {
+			before := req.Header.Clone()
+			err := t.Auth.Authenticate(ctx, req)
+			secrets = append(secrets, authSecrets(t.Auth)...)
+			if err != nil {
+				class, msg := authFailure(err, secrets)
+				return reply{}, Result{Class: class, Message: msg}
+			}
+			secrets = append(secrets, addedValues(before, req.Header)...)
+			if msg := checkHeader(req.Header); msg != "" {
+				return reply{}, invalid("credentials: " + msg)
+			}
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			class, msg := classify(err, timeout, clientCertOf(client))
+			return reply{}, Result{Class: class, Message: msg}
+		}
+		rep := reply{status: resp.StatusCode, header: resp.Header, head: s.drain(resp), secrets: secrets}
+		if rep.status == http.StatusUnauthorized && try == 1 && t.Auth != nil && t.Auth.Refresh() {
+			continue
+		}
+		return rep, Result{}
+	}
+}
+
+// drain reads the start of a response body for a snippet, discards the
+// rest up to MaxResponseBytes, and closes it.
+func (s *Sender) drain(resp *http.Response) []byte {
+	defer func() { _ = resp.Body.Close() }()
+	limit := s.MaxResponseBytes
+	if limit <= 0 {
+		limit = DefaultMaxResponseBytes
+	}
+	// Read errors are deliberately ignored: the status has already decided
+	// the outcome, and the body is only read so the connection can be
+	// reused and a failure can be explained.
+	limited := io.LimitReader(resp.Body, limit)
+	head, _ := io.ReadAll(io.LimitReader(limited, snippetWindow))
+	_, _ = io.Copy(io.Discard, limited)
+	return head
+}
+
+// headerValues lists every value of h: static headers may come from
+// Secrets, so an endpoint echoing one back must not have it shown.
+func headerValues(h http.Header) []string {
+	var out []string
+	for _, values := range h {
+		out = append(out, values...)
+	}
+	return out
+}
+
+// addedValues lists the header values in after that before lacks: those
+// an Authenticator set.
+func addedValues(before, after http.Header) []string {
+	var out []string
+	for name, values := range after {
+		for _, v := range values {
+			if !slices.Contains(before[name], v) {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// secretHolder is implemented by the Authenticators of this package that
+// know secrets beyond the header values they set, such as a password,
+// which an endpoint might echo back decoded.
+type secretHolder interface {
+	secretValues() []string
+}
+
+func authSecrets(a Authenticator) []string {
+	if h, ok := a.(secretHolder); ok {
+		return h.secretValues()
+	}
+	return nil
+}
+
+// authFailure classifies an Authenticator's error. A refused egress keeps
+// its class, as retrying cannot help either; a canceled context is the
+// caller giving up, not the credentials failing.
+func authFailure(err error, secrets []string) (Class, string) {
+	switch {
+	case errors.Is(err, ErrEgressDenied):
+		return ClassEgressDenied, truncate(redact(err.Error(), secrets), maxMessageBytes)
+	case errors.Is(err, context.Canceled):
+		return ClassConnection, "request canceled"
+	default:
+		return ClassAuth, truncate(redact(err.Error(), secrets), maxMessageBytes)
+	}
 }
 
 func invalid(msg string) Result {
@@ -319,22 +464,13 @@ func reservedHeader(canonical string) bool {
 
 // classify turns a transport error into a class and a message. The
 // url.Error wrapper is dropped because its text quotes the URL.
-func classify(err error, timeout time.Duration) (Class, string) {
+func classify(err error, timeout time.Duration, cert clientCert) (Class, string) {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
 	msg := truncate(err.Error(), maxMessageBytes)
-	var (
-		netErr     net.Error
-		verifyErr  *tls.CertificateVerificationError
-		unknownCA  x509.UnknownAuthorityError
-		hostErr    x509.HostnameError
-		invalidErr x509.CertificateInvalidError
-		recordErr  tls.RecordHeaderError
-		alertErr   tls.AlertError
-		opErr      *net.OpError
-	)
+	var netErr net.Error
 	switch {
 	case errors.Is(err, ErrEgressDenied):
 		return ClassEgressDenied, msg
@@ -344,34 +480,126 @@ func classify(err error, timeout time.Duration) (Class, string) {
 		return ClassTimeout, msg
 	case errors.Is(err, context.Canceled):
 		return ClassConnection, "request canceled"
-	case errors.As(err, &verifyErr), errors.As(err, &unknownCA), errors.As(err, &hostErr),
-		errors.As(err, &invalidErr), errors.As(err, &recordErr), errors.As(err, &alertErr),
-		errors.Is(err, http.ErrSchemeMismatch):
-		return ClassTLS, msg
-	case errors.As(err, &opErr) && opErr.Op == "remote error", strings.Contains(msg, "tls: "):
-		// Alerts sent by the peer (such as protocol_version) surface as
-		// an unexported type inside a "remote error"; the text is the
-		// fallback sign of TLS.
-		return ClassTLS, msg
-	default:
-		return ClassConnection, msg
 	}
+	if tlsMsg, ok := tlsFailure(err, cert); ok {
+		return ClassTLS, truncate(tlsMsg, maxMessageBytes)
+	}
+	return ClassConnection, msg
+}
+
+// clientCert says whether a client presents a certificate, so that a
+// server's refusal can be explained: it wants one, or it refused ours.
+type clientCert int
+
+const (
+	clientCertUnknown clientCert = iota
+	clientCertNone
+	clientCertPresented
+)
+
+func clientCertOf(c *http.Client) clientCert {
+	tr, ok := c.Transport.(*http.Transport)
+	if !ok {
+		return clientCertUnknown
+	}
+	if cfg := tr.TLSClientConfig; cfg != nil && (len(cfg.Certificates) > 0 || cfg.GetClientCertificate != nil) {
+		return clientCertPresented
+	}
+	return clientCertNone
+}
+
+// Alerts a server sends when it does not accept the client certificate
+// it was given (or, before TLS 1.3, the lack of one).
+// The keys are crypto/tls's names for them.
+var clientCertAlerts = map[string]bool{
+	"bad certificate":               true,
+	"unsupported certificate":       true,
+	"revoked certificate":           true,
+	"expired certificate":           true,
+	"unknown certificate":           true,
+	"unknown certificate authority": true,
+}
+
+// tlsFailure explains a TLS error in words an operator can act on, and
+// reports whether err is one. x509's own detail is kept where it helps
+// (which names a certificate covers, when it expired); it never holds the
+// URL.
+func tlsFailure(err error, cert clientCert) (string, bool) {
+	var (
+		hostErr    x509.HostnameError
+		unknownCA  x509.UnknownAuthorityError
+		invalidErr x509.CertificateInvalidError
+		verifyErr  *tls.CertificateVerificationError
+		recordErr  tls.RecordHeaderError
+		alertErr   tls.AlertError
+		opErr      *net.OpError
+	)
+	switch {
+	case errors.As(err, &hostErr):
+		return "TLS: certificate is not valid for this host name: " + strings.TrimPrefix(hostErr.Error(), "x509: "), true
+	case errors.As(err, &unknownCA):
+		// x509 appends which candidate failed and why; the point for the
+		// operator is the missing CA.
+		return "TLS: certificate signed by unknown authority", true
+	case errors.As(err, &invalidErr) && invalidErr.Reason == x509.Expired:
+		msg := "TLS: certificate has expired or is not yet valid"
+		if invalidErr.Detail != "" {
+			msg += ": " + invalidErr.Detail
+		}
+		return msg, true
+	case errors.As(err, &invalidErr):
+		return "TLS: certificate is invalid: " + strings.TrimPrefix(invalidErr.Error(), "x509: "), true
+	case errors.As(err, &verifyErr):
+		return "TLS: certificate verification failed: " + strings.TrimPrefix(verifyErr.Err.Error(), "x509: "), true
+	case errors.As(err, &recordErr):
+		return "TLS handshake failed: the server does not speak TLS", true
+	case errors.Is(err, http.ErrSchemeMismatch):
+		return "TLS handshake failed: the server answered in plain HTTP", true
+	case errors.As(err, &alertErr):
+		return "TLS handshake failed: " + strings.TrimPrefix(alertErr.Error(), "tls: "), true
+	}
+	// Alerts sent by the peer surface as an unexported type inside a
+	// "remote error"; their text is all there is to go on.
+	msg := err.Error()
+	alert, remote := "", false
+	if errors.As(err, &opErr) && opErr.Op == "remote error" {
+		alert, remote = strings.TrimPrefix(opErr.Err.Error(), "tls: "), true
+	} else if _, after, ok := strings.Cut(msg, "remote error: tls: "); ok {
+		alert, remote = after, true
+	}
+	if remote {
+		switch {
+		case alert == "certificate required" && cert == clientCertPresented:
+			// A client offers its certificate only if it comes from one
+			// of the CAs the server names as acceptable.
+			return "TLS: the server requires a client certificate from a CA it accepts, which the configured one is not", true
+		case alert == "certificate required":
+			return "TLS: the server requires a client certificate", true
+		case clientCertAlerts[alert] && cert == clientCertNone:
+			// Before TLS 1.3 a server without the certificate it
+			// requires answers bad_certificate.
+			return "TLS: the server requires a client certificate (remote alert: " + alert + ")", true
+		case clientCertAlerts[alert] && cert == clientCertPresented:
+			return "TLS: the server refused the client certificate (remote alert: " + alert + ")", true
+		case clientCertAlerts[alert]:
+			return "TLS: the server refused the client certificate or requires one (remote alert: " + alert + ")", true
+		default:
+			return "TLS handshake failed: remote alert: " + alert, true
+		}
+	}
+	if strings.Contains(msg, "tls: ") {
+		return "TLS handshake failed: " + msg, true
+	}
+	return "", false
 }
 
 // snippet makes a short printable excerpt of a response body for a failure
-// message, with any static header value the endpoint may have echoed back
-// replaced, since those can come from Secrets.
-func snippet(head []byte, header http.Header) string {
+// message, with any secret the endpoint may have echoed back replaced:
+// static header values (they can come from Secrets) and credentials.
+func snippet(head []byte, secrets []string) string {
 	// Redact on the raw bytes, before anything is rewritten, so a value is
 	// found exactly as the endpoint echoed it, whatever bytes it holds.
-	s := string(head)
-	for _, values := range header {
-		for _, v := range values {
-			if len(v) >= minRedactedLength {
-				s = strings.ReplaceAll(s, v, redacted)
-			}
-		}
-	}
+	s := redact(string(head), secrets)
 	s = strings.Map(func(r rune) rune {
 		if r == utf8.RuneError || !unicode.IsPrint(r) {
 			return ' '
@@ -379,6 +607,22 @@ func snippet(head []byte, header http.Header) string {
 		return r
 	}, s)
 	return truncate(strings.Join(strings.Fields(s), " "), MaxSnippetBytes)
+}
+
+// redact replaces every secret of at least minRedactedLength bytes in s,
+// longest first so that a value containing another goes whole.
+func redact(s string, secrets []string) string {
+	if len(secrets) == 0 {
+		return s
+	}
+	sorted := slices.Clone(secrets)
+	slices.SortFunc(sorted, func(a, b string) int { return len(b) - len(a) })
+	for _, v := range sorted {
+		if len(v) >= minRedactedLength {
+			s = strings.ReplaceAll(s, v, redacted)
+		}
+	}
+	return s
 }
 
 // truncate cuts s to at most n bytes on a rune boundary, marking the cut.

@@ -55,6 +55,7 @@ func (d *Dispatcher) announce(ctx context.Context) {
 			cancel()
 			return
 		case <-t.C():
+		case <-d.becameReady:
 		}
 	}
 }
@@ -111,6 +112,8 @@ func (d *Dispatcher) leadStatus(ctx context.Context) {
 					d.log.Info("Leading status writing")
 					d.leading.Store(true)
 					defer d.leading.Store(false)
+					// Replays the annotation asks for wait for the leader.
+					d.subs.enqueueAll()
 					if err := d.writer.Run(ctx); err != nil && ctx.Err() == nil {
 						d.log.Error("Writing status", "err", err)
 					}

@@ -94,12 +94,15 @@ func (o *Options) defaults() {
 
 // Dispatcher is one running instance.
 type Dispatcher struct {
-	opts     Options
-	log      *slog.Logger
-	kube     kubernetes.Interface
-	dyn      dynamic.Interface
-	queue    *queue.Queue
-	sender   *delivery.Sender
+	opts   Options
+	log    *slog.Logger
+	kube   kubernetes.Interface
+	dyn    dynamic.Interface
+	queue  *queue.Queue
+	sender *delivery.Sender
+	egress *egressConfig
+	// clients holds one HTTP client per TLS identity subscriptions use.
+	clients  *delivery.Clients
 	recorder *report.Recorder
 	writer   *report.Writer
 	metrics  *metrics
@@ -113,6 +116,8 @@ type Dispatcher struct {
 	// ready is set once the cluster state is synced and every served
 	// subscription has its consumer; it gates /readyz and the Lease.
 	ready atomic.Bool
+	// becameReady wakes the Lease renewal when ready is first set.
+	becameReady chan struct{}
 	// draining is set at shutdown: /readyz fails so traffic moves away.
 	draining atomic.Bool
 	// leading is set while this instance writes status.
@@ -151,18 +156,20 @@ func New(opts Options) (*Dispatcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the dynamic client: %w", err)
 	}
-	client := delivery.NewClient(delivery.ClientOptions{})
 	d := &Dispatcher{
-		opts:      opts,
-		log:       opts.Logger.With("dispatcher", opts.Namespace+"/"+opts.Name, "instance", opts.Instance),
-		kube:      kube,
-		dyn:       dyn,
-		queue:     opts.Queue,
-		sender:    &delivery.Sender{Client: client, Clock: opts.Clock},
-		recorder:  report.NewRecorder(opts.Instance),
-		queueFull: make(chan struct{}, 1),
-		metrics:   newMetrics(),
+		opts:        opts,
+		log:         opts.Logger.With("dispatcher", opts.Namespace+"/"+opts.Name, "instance", opts.Instance),
+		kube:        kube,
+		dyn:         dyn,
+		queue:       opts.Queue,
+		egress:      &egressConfig{},
+		recorder:    report.NewRecorder(opts.Instance),
+		queueFull:   make(chan struct{}, 1),
+		becameReady: make(chan struct{}, 1),
+		metrics:     newMetrics(),
 	}
+	d.sender = &delivery.Sender{Client: delivery.NewClient(d.baseClientOptions()), Clock: opts.Clock}
+	d.clients = delivery.NewClients(d.baseClientOptions())
 	d.instances.Store(1)
 	d.subs = newSubscriptions(d)
 	d.writer = report.NewWriter(report.Options{
@@ -190,6 +197,12 @@ func New(opts Options) (*Dispatcher, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// baseClientOptions are what every delivery client shares: the egress
+// guard and the proxy.
+func (d *Dispatcher) baseClientOptions() delivery.ClientOptions {
+	return delivery.ClientOptions{DialContext: d.egress.dial, Proxy: d.egress.proxyFor}
 }
 
 func listen(addr, what string) (net.Listener, error) {
@@ -284,6 +297,7 @@ func (d *Dispatcher) servers() []server {
 	ingestHandler := ingest.NewHandler(publisher{q: d.queue, clock: d.opts.Clock, full: d.noteQueueFull}, ingest.Options{
 		MaxBodyBytes: d.opts.MaxEventBytes,
 		Authorizer:   d.opts.Authorizer,
+		Replayer:     d,
 		Clock:        d.opts.Clock,
 		Logger:       d.log.With("component", "ingest"),
 		Observe: func(ns string, n int, outcome string) {

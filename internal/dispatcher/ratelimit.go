@@ -49,10 +49,11 @@ type endpointLimiter struct {
 	lim         *rate.Limiter
 }
 
-// newEndpointLimiter returns the limiter of a subscription, or nil when it
-// has no rate limit: then only Retry-After answers slow it down, and
-// limiterFor creates one when the first comes.
-func newEndpointLimiter(clk clock.Clock, rl *hooklinev1.RateLimit, concurrency, instances int) *endpointLimiter {
+// newEndpointLimiter returns the limiter of a subscription: its rate limit,
+// capped by allowed (the rate the endpoint allows in the validation
+// handshake; 0 for none). Without either, only Retry-After answers slow
+// deliveries down.
+func newEndpointLimiter(clk clock.Clock, rl *hooklinev1.RateLimit, allowed float64, concurrency, instances int) *endpointLimiter {
 	l := &endpointLimiter{clock: clk, configured: rate.Inf, burst: max(concurrency, 1),
 		fallback: rate.Limit(max(concurrency, 1)), instances: max(instances, 1)}
 	if rl != nil && rl.RequestsPerSecond > 0 {
@@ -61,6 +62,10 @@ func newEndpointLimiter(clk clock.Clock, rl *hooklinev1.RateLimit, concurrency, 
 		if rl.Burst > 0 {
 			l.burst = int(rl.Burst)
 		}
+	}
+	if allowed > 0 && rate.Limit(allowed) < l.configured {
+		l.configured = rate.Limit(allowed)
+		l.burst = max(1, min(l.burst, int(allowed)))
 	}
 	l.lim = rate.NewLimiter(l.current(clk.Now()), l.share(l.burst))
 	return l

@@ -73,7 +73,7 @@ func TestCountInstances(t *testing.T) {
 // rate and burst.
 func TestEndpointLimiterShares(t *testing.T) {
 	clk := clocktesting.NewFakeClock(time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC))
-	l := newEndpointLimiter(clk, &hooklinev1.RateLimit{RequestsPerSecond: 90, Burst: 30}, 10, 3)
+	l := newEndpointLimiter(clk, &hooklinev1.RateLimit{RequestsPerSecond: 90, Burst: 30}, 0, 10, 3)
 	if l.lim.Limit() != 30 || l.lim.Burst() != 10 {
 		t.Errorf("with 3 instances: rate %v burst %d, want 30 and 10", l.lim.Limit(), l.lim.Burst())
 	}
@@ -81,7 +81,11 @@ func TestEndpointLimiterShares(t *testing.T) {
 	if l.lim.Limit() != 90 || l.lim.Burst() != 30 {
 		t.Errorf("alone: rate %v burst %d, want 90 and 30", l.lim.Limit(), l.lim.Burst())
 	}
-	unlimited := newEndpointLimiter(clk, nil, 10, 2)
+	allowed := newEndpointLimiter(clk, &hooklinev1.RateLimit{RequestsPerSecond: 90, Burst: 30}, 2, 10, 1)
+	if allowed.lim.Limit() != 2 || allowed.lim.Burst() != 2 {
+		t.Errorf("capped at 2/s by the endpoint: rate %v burst %d, want 2 and 2", allowed.lim.Limit(), allowed.lim.Burst())
+	}
+	unlimited := newEndpointLimiter(clk, nil, 0, 10, 2)
 	if unlimited.limited(clk.Now()) {
 		t.Error("a subscription without a rate limit is limited before any Retry-After")
 	}
@@ -92,7 +96,7 @@ func TestEndpointLimiterShares(t *testing.T) {
 func TestEndpointLimiterRetryAfter(t *testing.T) {
 	start := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	clk := clocktesting.NewFakeClock(start)
-	l := newEndpointLimiter(clk, nil, 4, 1)
+	l := newEndpointLimiter(clk, nil, 0, 4, 1)
 	l.retryAfter(30 * time.Second)
 	if !l.limited(clk.Now()) {
 		t.Fatal("not limited after a Retry-After")

@@ -19,97 +19,142 @@ import (
 	"github.com/hookline/hookline/internal/keys"
 )
 
-// secretWatcher watches the individual Secrets the served subscriptions
-// need, one watch per Secret (as the kubelet does for the Secrets its pods
-// mount). The dispatcher's RBAC grants Secrets only by name, per namespace,
-// and a list or watch narrowed to one name by field selector is authorised
-// against such a grant; a namespace-wide Secret informer would need far
-// more.
-type secretWatcher struct {
-	client   kubernetes.Interface
-	onChange func(types.NamespacedName)
+// refKind is the kind of object a subscription references by name.
+type refKind string
 
-	mu      sync.Mutex
-	watches map[types.NamespacedName]*secretWatch
+const (
+	kindSecret    refKind = "Secret"
+	kindConfigMap refKind = "ConfigMap"
+)
+
+// refKey names one Secret or ConfigMap.
+type refKey struct {
+	Kind refKind
+	types.NamespacedName
 }
 
-type secretWatch struct {
+// refWatcher watches the individual Secrets and ConfigMaps the served
+// subscriptions need, one watch per object (as the kubelet does for the
+// Secrets its pods mount). The dispatcher's RBAC grants them only by name,
+// per namespace, and a list or watch narrowed to one name by field selector
+// is authorised against such a grant; a namespace-wide informer would need
+// far more.
+type refWatcher struct {
+	client   kubernetes.Interface
+	onChange func(refKey)
+
+	mu      sync.Mutex
+	watches map[refKey]*refWatch
+}
+
+type refWatch struct {
 	informer cache.SharedIndexInformer
 	stop     context.CancelFunc
 	users    map[string]struct{}
 }
 
-func newSecretWatcher(client kubernetes.Interface, onChange func(types.NamespacedName)) *secretWatcher {
-	return &secretWatcher{client: client, onChange: onChange, watches: map[types.NamespacedName]*secretWatch{}}
+func newRefWatcher(client kubernetes.Interface, onChange func(refKey)) *refWatcher {
+	return &refWatcher{client: client, onChange: onChange, watches: map[refKey]*refWatch{}}
 }
 
-// use records that user needs the Secret key, starting its watch when it
-// is the first user, and returns the Secret as last seen (nil while it is
-// unknown or absent).
-func (w *secretWatcher) use(ctx context.Context, key types.NamespacedName, user string) *corev1.Secret {
+// secret records that user needs the Secret, starting its watch when it is
+// the first user, and returns it as last seen (nil while it is unknown or
+// absent).
+func (w *refWatcher) secret(ctx context.Context, key types.NamespacedName, user string) *corev1.Secret {
+	s, _ := w.use(ctx, refKey{kindSecret, key}, user).(*corev1.Secret)
+	return s
+}
+
+// configMap is secret for a ConfigMap.
+func (w *refWatcher) configMap(ctx context.Context, key types.NamespacedName, user string) *corev1.ConfigMap {
+	c, _ := w.use(ctx, refKey{kindConfigMap, key}, user).(*corev1.ConfigMap)
+	return c
+}
+
+func (w *refWatcher) use(ctx context.Context, key refKey, user string) any {
 	w.mu.Lock()
-	sw, ok := w.watches[key]
+	rw, ok := w.watches[key]
 	if !ok {
-		sw = w.start(ctx, key)
-		w.watches[key] = sw
+		rw = w.start(ctx, key)
+		w.watches[key] = rw
 	}
-	sw.users[user] = struct{}{}
+	rw.users[user] = struct{}{}
 	w.mu.Unlock()
-	return getSecret(sw.informer, key)
+	obj, ok, err := rw.informer.GetStore().GetByKey(key.String())
+	if err != nil || !ok {
+		return nil
+	}
+	return obj
 }
 
-// release drops user from every Secret it used except keep, stopping
+// release drops user from every object it used except keep, stopping
 // watches nobody needs any more.
-func (w *secretWatcher) release(user string, keep map[types.NamespacedName]bool) {
+func (w *refWatcher) release(user string, keep map[refKey]bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for key, sw := range w.watches {
+	for key, rw := range w.watches {
 		if keep[key] {
 			continue
 		}
-		delete(sw.users, user)
-		if len(sw.users) == 0 {
-			sw.stop()
+		delete(rw.users, user)
+		if len(rw.users) == 0 {
+			rw.stop()
 			delete(w.watches, key)
 		}
 	}
 }
 
-// synced says whether every watched Secret has been listed once.
-func (w *secretWatcher) synced() bool {
+// synced says whether every watched object has been listed once.
+func (w *refWatcher) synced() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, sw := range w.watches {
-		if !sw.informer.HasSynced() {
+	for _, rw := range w.watches {
+		if !rw.informer.HasSynced() {
 			return false
 		}
 	}
 	return true
 }
 
-func (w *secretWatcher) stopAll() {
+func (w *refWatcher) stopAll() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for key, sw := range w.watches {
-		sw.stop()
+	for key, rw := range w.watches {
+		rw.stop()
 		delete(w.watches, key)
 	}
 }
 
-func (w *secretWatcher) start(ctx context.Context, key types.NamespacedName) *secretWatch {
+func (w *refWatcher) start(ctx context.Context, key refKey) *refWatch {
 	selector := fields.OneTermEqualSelector("metadata.name", key.Name).String()
-	secrets := w.client.CoreV1().Secrets(key.Namespace)
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = selector
-			return secrets.List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = selector
-			return secrets.Watch(ctx, o)
-		},
+	var lw *cache.ListWatch
+	var example runtime.Object
+	narrow := func(o metav1.ListOptions) metav1.ListOptions { o.FieldSelector = selector; return o }
+	switch key.Kind {
+	case kindConfigMap:
+		configMaps := w.client.CoreV1().ConfigMaps(key.Namespace)
+		example = &corev1.ConfigMap{}
+		lw = &cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return configMaps.List(ctx, narrow(o))
+			},
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return configMaps.Watch(ctx, narrow(o))
+			},
+		}
+	default:
+		secrets := w.client.CoreV1().Secrets(key.Namespace)
+		example = &corev1.Secret{}
+		lw = &cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return secrets.List(ctx, narrow(o))
+			},
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return secrets.Watch(ctx, narrow(o))
+			},
+		}
 	}
-	inf := cache.NewSharedIndexInformer(lw, &corev1.Secret{}, 10*time.Minute, cache.Indexers{})
+	inf := cache.NewSharedIndexInformer(lw, example, 10*time.Minute, cache.Indexers{})
 	notify := func(any) { w.onChange(key) }
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    notify,
@@ -118,16 +163,7 @@ func (w *secretWatcher) start(ctx context.Context, key types.NamespacedName) *se
 	})
 	ctx, cancel := context.WithCancel(ctx)
 	go inf.RunWithContext(ctx)
-	return &secretWatch{informer: inf, stop: cancel, users: map[string]struct{}{}}
-}
-
-func getSecret(inf cache.SharedIndexInformer, key types.NamespacedName) *corev1.Secret {
-	obj, ok, err := inf.GetStore().GetByKey(key.String())
-	if err != nil || !ok {
-		return nil
-	}
-	s, _ := obj.(*corev1.Secret)
-	return s
+	return &refWatch{informer: inf, stop: cancel, users: map[string]struct{}{}}
 }
 
 // signingKeys returns the keys that sign now, from the Secret a WebhookSecret

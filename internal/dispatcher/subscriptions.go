@@ -48,7 +48,7 @@ type subscriptions struct {
 	d       *Dispatcher
 	self    string // "namespace/name" of the dispatcher, as subscriptions' status.dispatcher
 	queue   workqueue.TypedRateLimitingInterface[string]
-	secrets *secretWatcher
+	refs    *refWatcher
 
 	subInf, wsInf, dispInf cache.SharedIndexInformer
 	nsInf                  cache.SharedIndexInformer
@@ -79,6 +79,14 @@ type served struct {
 	worker   int // counts workers started, to tell the current one
 	// gone records the generation at which the endpoint answered 410.
 	goneGeneration int64
+	// validation is the endpoint validation handshake, guarded by
+	// subscriptions.mu.
+	validation *validation
+	// lastReplay is the last replay the annotation asked for that this
+	// instance made, and replaying is set while one runs; both guarded
+	// by subscriptions.mu.
+	lastReplay *hooklinev1.ReplayStatus
+	replaying  bool
 }
 
 // workerShape is what a running worker was started with; a change restarts it.
@@ -106,6 +114,16 @@ type deliveryState struct {
 	// suspendAfter is how long every attempt may fail before the status
 	// writer suspends the subscription.
 	suspendAfter time.Duration
+	// tlsIdentity is the TLS material of target.Client, if it has any.
+	tlsIdentity delivery.TLSIdentity
+	// authFingerprint tells whether target.Auth can be kept on a re-sync.
+	authFingerprint string
+	// origin is the name the dispatcher gives in the validation
+	// handshake; validation is its outcome (nil when none is asked for),
+	// and awaitingValidation holds deliveries until it allows them.
+	origin             string
+	validation         *report.Validation
+	awaitingValidation bool
 }
 
 type atomicState struct {
@@ -133,13 +151,13 @@ func newSubscriptions(d *Dispatcher) *subscriptions {
 		served:  map[string]*served{},
 		orphans: map[string]bool{},
 	}
-	s.secrets = newSecretWatcher(d.kube, s.secretChanged)
+	s.refs = newRefWatcher(d.kube, s.refChanged)
 	return s
 }
 
 func (s *subscriptions) run(ctx context.Context) error {
 	defer s.queue.ShutDown()
-	defer s.secrets.stopAll()
+	defer s.refs.stopAll()
 	all := dynamicinformer.NewDynamicSharedInformerFactory(s.d.dyn, 10*time.Minute)
 	s.subInf = all.ForResource(subscriptionsGVR).Informer()
 	s.wsInf = all.ForResource(secretsGVR).Informer()
@@ -195,11 +213,16 @@ func (s *subscriptions) run(ctx context.Context) error {
 // accepted before the consumers that must retain it exist.
 func (s *subscriptions) markReadyWhenServed(ctx context.Context) {
 	for ctx.Err() == nil {
-		if s.idle() && s.secrets.synced() {
+		if s.idle() && s.refs.synced() {
 			// Secrets listed since the last pass may have queued work.
 			time.Sleep(50 * time.Millisecond)
 			if s.idle() {
 				s.d.ready.Store(true)
+				// Announce at once rather than at the next renewal.
+				select {
+				case s.d.becameReady <- struct{}{}:
+				default:
+				}
 				s.d.log.Info("Serving", "subscriptions", len(s.keys()))
 				return
 			}
@@ -273,8 +296,8 @@ func (s *subscriptions) webhookSecretChanged(o any) {
 	}
 }
 
-// secretChanged wakes the subscriptions using a Secret.
-func (s *subscriptions) secretChanged(key types.NamespacedName) {
+// refChanged wakes the subscriptions using a Secret or ConfigMap.
+func (s *subscriptions) refChanged(key refKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, sv := range s.served {
@@ -328,7 +351,15 @@ func (s *subscriptions) sync(ctx context.Context, key string) error {
 
 	prev := sv.state.Load()
 	st := s.desired(ctx, obj, gone, prev)
-	hold := !st.accepted || st.suspended != ""
+	var allowedRate float64
+	if st.accepted && st.patternList != nil {
+		allowedRate = s.validate(ctx, sv, st)
+	}
+	st.limiter = newEndpointLimiter(s.d.opts.Clock, obj.Spec.Delivery.RateLimit, allowedRate, st.concurrency, int(s.d.instances.Load()))
+	if prev != nil && prev.limiter != nil && prev.limiter.sameConfig(st.limiter) {
+		st.limiter = prev.limiter
+	}
+	hold := !st.accepted || st.suspended != "" || st.awaitingValidation
 	if st.patternList == nil {
 		// Patterns that do not compile (possible only where admission did
 		// not check them) cannot filter a consumer: none is made, and the
@@ -355,6 +386,9 @@ func (s *subscriptions) sync(ctx context.Context, key string) error {
 		return fmt.Errorf("preparing the queue consumer of %s: %w", key, err)
 	}
 	sv.state.Store(st)
+	if st.accepted {
+		s.replayRequested(ctx, sv, obj)
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -386,7 +420,7 @@ func (s *subscriptions) drop(ctx context.Context, key string) error {
 	if sv == nil {
 		return nil
 	}
-	s.secrets.release(key, nil)
+	s.refs.release(key, nil)
 	s.d.metrics.forget(sv.key.Namespace, sv.key.Name)
 	s.d.deadLetterEvents.Delete(sv.key)
 	if err := s.d.queue.DeleteConsumer(ctx, sv.consumer); err != nil {
@@ -458,10 +492,6 @@ func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubs
 		// waits until the previous one is acknowledged or dead-lettered.
 		st.ordered, st.concurrency = true, 1
 	}
-	st.limiter = newEndpointLimiter(s.d.opts.Clock, spec.Delivery.RateLimit, st.concurrency, int(s.d.instances.Load()))
-	if prev != nil && prev.limiter != nil && prev.limiter.sameConfig(st.limiter) {
-		st.limiter = prev.limiter
-	}
 	switch {
 	case spec.Suspend:
 		st.suspended, st.suspendMsg = hooklinev1.ReasonSuspendedBySpec, "Suspended by spec.suspend; events are held until it is cleared"
@@ -478,8 +508,8 @@ func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubs
 		st.accepted, st.reason, st.msg = false, reason, fmt.Sprintf(format, args...)
 		return st
 	}
-	used := map[types.NamespacedName]bool{}
-	defer func() { s.secrets.release(key, used) }()
+	used := map[refKey]bool{}
+	defer func() { s.refs.release(key, used) }()
 
 	var err error
 	if len(spec.EventTypes) == 0 {
@@ -505,6 +535,13 @@ func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubs
 	if err := endpoint.ValidateURL(spec.URL, d.Spec.Egress.AllowPlainHTTP); err != nil {
 		return refuse(hooklinev1.ReasonURLNotAllowed, "spec.url: %v", err)
 	}
+	policy, err := s.d.egress.update(d.Spec.Egress)
+	if err != nil {
+		return refuse(hooklinev1.ReasonInvalidSpec, "Dispatcher %s %v", s.self, err)
+	}
+	if err := policy.CheckURL(spec.URL); err != nil {
+		return refuse(hooklinev1.ReasonURLNotAllowed, "spec.url: %v", err)
+	}
 	if spec.Filter != "" {
 		// Compiled once per generation: the subscription is synced again
 		// on every status write, and a spec change makes a new generation.
@@ -514,17 +551,13 @@ func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubs
 			return refuse(hooklinev1.ReasonFilterInvalid, "spec.filter: %v", err)
 		}
 	}
-	if spec.TLS != nil {
-		return refuse(hooklinev1.ReasonInvalidSpec, "spec.tls is not supported by this dispatcher version yet; remove it to deliver")
-	}
-
 	ws, err := s.webhookSecret(sub.Namespace, spec.Signing.SecretRef.Name)
 	if err != nil || ws == nil {
 		return refuse(hooklinev1.ReasonSecretNotReady, "WebhookSecret %s not found", spec.Signing.SecretRef.Name)
 	}
 	secretKey := types.NamespacedName{Namespace: sub.Namespace, Name: ws.SigningSecretName()}
-	used[secretKey] = true
-	secret := s.secrets.use(ctx, secretKey, key)
+	used[refKey{kindSecret, secretKey}] = true
+	secret := s.refs.secret(ctx, secretKey, key)
 	if secret == nil {
 		return refuse(hooklinev1.ReasonSecretNotReady, "Secret %s of WebhookSecret %s not found", secretKey.Name, ws.Name)
 	}
@@ -532,6 +565,7 @@ func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubs
 		return refuse(hooklinev1.ReasonSecretNotReady, "WebhookSecret %s: %v", ws.Name, err)
 	}
 
+	r := refs{s: s, ctx: ctx, sub: sub, used: used, user: key}
 	st.target.Header = http.Header{}
 	for i, h := range spec.Headers {
 		switch {
@@ -539,19 +573,29 @@ func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubs
 			st.target.Header.Add(h.Name, *h.Value)
 		case h.ValueFrom != nil:
 			ref := h.ValueFrom.SecretKeyRef
-			k := types.NamespacedName{Namespace: sub.Namespace, Name: ref.Name}
-			used[k] = true
-			sec := s.secrets.use(ctx, k, key)
-			if sec == nil {
-				return refuse(hooklinev1.ReasonReferenceNotFound, "spec.headers[%d].valueFrom: Secret %s not found", i, ref.Name)
-			}
-			v, ok := sec.Data[ref.Key]
-			if !ok {
-				return refuse(hooklinev1.ReasonReferenceNotFound, "spec.headers[%d].valueFrom: Secret %s has no key %q", i, ref.Name, ref.Key)
+			v, bad := r.secretKey(fmt.Sprintf("spec.headers[%d].valueFrom", i), ref.Name, ref.Key)
+			if bad != nil {
+				return refuse(bad.reason, "%s", bad.msg)
 			}
 			st.target.Header.Add(h.Name, strings.TrimSpace(string(v)))
 		}
 	}
+
+	id, bad := r.tlsIdentity(spec.TLS)
+	if bad != nil {
+		return refuse(bad.reason, "%s", bad.msg)
+	}
+	client := s.d.sender.Client
+	if len(id.CABundle) > 0 || len(id.ClientCertificate) > 0 {
+		if client, err = s.d.clients.Get(id); err != nil {
+			return refuse(hooklinev1.ReasonInvalidSpec, "spec.tls: %v", err)
+		}
+		st.target.Client, st.tlsIdentity = client, id
+	}
+	if st.target.Auth, st.authFingerprint, bad = r.authenticator(spec.Auth, client, d.Spec.Egress.AllowPlainHTTP, policy, prev); bad != nil {
+		return refuse(bad.reason, "%s", bad.msg)
+	}
+	st.origin = s.origin(d)
 	return st
 }
 
@@ -641,6 +685,8 @@ func (s *subscriptions) reportState(ns, name string) (report.State, bool) {
 		Backlog:          backlog,
 		DeadLettered:     int64(dead),
 		SuspendAfter:     st.suspendAfter,
+		Validation:       st.validation,
+		LastReplay:       s.lastReplay(sv, obj),
 	}, true
 }
 
@@ -663,6 +709,46 @@ func (s *subscriptions) counts() *queue.Counts {
 	}
 	s.countsCache, s.countsAt = c, now
 	return c
+}
+
+// servedState returns a served subscription and its delivery state, nil
+// when it is not served.
+func (s *subscriptions) servedState(ns, name string) (*served, *deliveryState) {
+	s.mu.Lock()
+	sv := s.served[ns+"/"+name]
+	s.mu.Unlock()
+	if sv == nil {
+		return nil, nil
+	}
+	return sv, sv.state.Load()
+}
+
+// lastReplay is the replay the status records: the one this instance made,
+// else the one written before.
+func (s *subscriptions) lastReplay(sv *served, obj *hooklinev1.WebhookSubscription) *hooklinev1.ReplayStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sv.lastReplay != nil {
+		return sv.lastReplay
+	}
+	if obj.Status.Delivery != nil {
+		return obj.Status.Delivery.LastReplay
+	}
+	return nil
+}
+
+// retainClients lets go of the HTTP clients of TLS identities no served
+// subscription uses any more.
+func (s *subscriptions) retainClients() {
+	s.mu.Lock()
+	var keep []delivery.TLSIdentity
+	for _, sv := range s.served {
+		if st := sv.state.Load(); st != nil && st.target.Client != nil {
+			keep = append(keep, st.tlsIdentity)
+		}
+	}
+	s.mu.Unlock()
+	s.d.clients.Retain(keep...)
 }
 
 // setInstances shares every served subscription's rate limit among n
@@ -714,6 +800,7 @@ func (s *subscriptions) collectGarbage(ctx context.Context) {
 			return
 		case <-t.C():
 		}
+		s.retainClients()
 		if !s.d.leading.Load() {
 			continue
 		}

@@ -55,18 +55,20 @@ func (d *Dispatcher) deliver(ctx context.Context, subs *subscriptions, sv *serve
 	ns, name := sv.key.Namespace, sv.key.Name
 	log := d.log.With("subscription", ns+"/"+name, "event", m.Event.ID, "attempt", m.Attempt)
 	ev := m.Event
-	if !st.accepted || st.suspended != "" {
+	if !st.accepted || st.suspended != "" || st.awaitingValidation {
 		// Stopped between the fetch and now: the message comes back
 		// once the subscription is served again.
 		d.settle(ctx, log, m.Retry(ctx, time.Second), "holding")
 		return
 	}
-	if !st.patterns.Match(ev.Type) {
+	// A direct message (a replayed dead letter) was meant for this
+	// subscription alone and passed its filters when first delivered.
+	if !m.Direct && !st.patterns.Match(ev.Type) {
 		d.metrics.deliveries.WithLabelValues(ns, name, outcomeFiltered).Inc()
 		d.settle(ctx, log, m.Ack(ctx), "acknowledging a filtered event")
 		return
 	}
-	if st.filter != nil {
+	if st.filter != nil && !m.Direct {
 		matched, err := st.filter.Match(filterInput(ev))
 		if err != nil {
 			// A filter failing at runtime does not match; the status says so.

@@ -4,6 +4,9 @@
 // answers 202 Accepted only after the Publisher has stored the events
 // durably. Bad input gets a 4xx JSON error naming the field, and an event is
 // either stored whole or not at all.
+//
+// The same API replays a subscription's dead letters on request (see
+// Replayer), for whoever may edit the subscription.
 package ingest
 
 import (
@@ -64,12 +67,14 @@ type Publisher interface {
 // new events because it is full. Producers get 503 and retry later.
 var ErrQueueFull = errors.New("event queue is full")
 
-// Authorizer checks that a bearer token may publish in a namespace. It
+// Authorizer checks that a bearer token's user may do what a request asks:
+// auth.PublishAttributes for events, auth.ReplayAttributes for a replay. It
 // returns an error wrapping auth.ErrUnauthenticated or auth.ErrForbidden for
 // a negative decision; any other error is treated as transient.
+// *auth.Reviewer implements it.
 type Authorizer interface {
-	// Authorize returns nil when token may publish events in namespace.
-	Authorize(ctx context.Context, token, namespace string) error
+	// Review returns nil when token's user is allowed attrs.
+	Review(ctx context.Context, token string, attrs auth.Attributes) error
 }
 
 // Outcomes passed to Options.Observe.
@@ -99,8 +104,10 @@ type Options struct {
 	// MaxBatchEvents limits the events of one batch request;
 	// DefaultMaxBatchEvents when zero.
 	MaxBatchEvents int
-	// Authorizer checks producers' tokens; nil disables authentication.
+	// Authorizer checks callers' tokens; nil disables authentication.
 	Authorizer Authorizer
+	// Replayer serves replay requests; nil answers them 404.
+	Replayer Replayer
 	// Clock stamps events that carry no time; the real clock when nil.
 	Clock clock.PassiveClock
 	// NewID generates ids for events that carry none; "evt_" followed by
@@ -143,10 +150,15 @@ func NewHandler(pub Publisher, opts Options) http.Handler {
 	// below instead of the mux's plain-text one.
 	mux.HandleFunc("/v1/namespaces/{namespace}/events", h.single)
 	mux.HandleFunc("/v1/namespaces/{namespace}/events:batch", h.batch)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", echo(r.URL.Path)))
-	})
+	// A wildcard spans a whole segment, so "{name}:replay" is split in
+	// the handler.
+	mux.HandleFunc("/v1/namespaces/{namespace}/subscriptions/{action}", h.subscriptionAction)
+	mux.HandleFunc("/", notFound)
 	return mux
+}
+
+func notFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", echo(r.URL.Path)))
 }
 
 func newID() string {
@@ -242,21 +254,16 @@ func badRequest(err error) *requestError {
 // known: method, namespace, credentials, content type, size. It returns
 // the namespace, the media type and the body.
 func (h *handler) admit(w http.ResponseWriter, r *http.Request, accepted []string) (ns, mediaType string, body []byte, ok bool) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed, use POST", echo(r.Method)))
+	if !allowPost(w, r) {
 		return "", "", nil, false
 	}
-	ns = r.PathValue("namespace")
-	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("namespace: %s is not a valid namespace name: %s", echo(ns), strings.Join(errs, "; ")))
+	ns, ok = pathNamespace(w, r)
+	if !ok {
 		return "", "", nil, false
 	}
-	if rerr := h.authorize(r, ns); rerr != nil {
-		for k, v := range rerr.header {
-			w.Header()[k] = v
-		}
-		writeError(w, rerr.status, rerr.message)
+	forbidden := fmt.Sprintf("not allowed to publish events in namespace %q: create on webhookevents.hookline.dev is required", ns)
+	if rerr := h.authorize(r, auth.PublishAttributes(ns), forbidden); rerr != nil {
+		writeRequestError(w, rerr)
 		return "", "", nil, false
 	}
 	// From here on the caller is authorised, so refusals are observed.
@@ -277,8 +284,36 @@ func (h *handler) admit(w http.ResponseWriter, r *http.Request, accepted []strin
 	return ns, mediaType, body, true
 }
 
-// authorize checks the bearer token, if authentication is enabled.
-func (h *handler) authorize(r *http.Request, ns string) *requestError {
+// allowPost answers 405 to any method but POST.
+func allowPost(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodPost {
+		return true
+	}
+	w.Header().Set("Allow", http.MethodPost)
+	writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed, use POST", echo(r.Method)))
+	return false
+}
+
+// pathNamespace returns the request's namespace, or answers 400.
+func pathNamespace(w http.ResponseWriter, r *http.Request) (string, bool) {
+	ns := r.PathValue("namespace")
+	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("namespace: %s is not a valid namespace name: %s", echo(ns), strings.Join(errs, "; ")))
+		return "", false
+	}
+	return ns, true
+}
+
+func writeRequestError(w http.ResponseWriter, rerr *requestError) {
+	for k, v := range rerr.header {
+		w.Header()[k] = v
+	}
+	writeError(w, rerr.status, rerr.message)
+}
+
+// authorize checks the bearer token, if authentication is enabled; forbidden
+// is the message of a 403.
+func (h *handler) authorize(r *http.Request, attrs auth.Attributes, forbidden string) *requestError {
 	if h.opts.Authorizer == nil {
 		return nil
 	}
@@ -291,16 +326,16 @@ func (h *handler) authorize(r *http.Request, ns string) *requestError {
 			header:  challenge,
 		}
 	}
-	err := h.opts.Authorizer.Authorize(r.Context(), token, ns)
+	err := h.opts.Authorizer.Review(r.Context(), token, attrs)
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, auth.ErrUnauthenticated):
 		return &requestError{status: http.StatusUnauthorized, message: "the bearer token is not valid for audience hookline", header: challenge}
 	case errors.Is(err, auth.ErrForbidden):
-		return &requestError{status: http.StatusForbidden, message: fmt.Sprintf("not allowed to publish events in namespace %q: create on webhookevents.hookline.dev is required", ns)}
+		return &requestError{status: http.StatusForbidden, message: forbidden}
 	default:
-		h.opts.Logger.ErrorContext(r.Context(), "Authorizing a producer failed", "namespace", ns, "error", err)
+		h.opts.Logger.ErrorContext(r.Context(), "Authorizing a request failed", "namespace", attrs.Namespace, "resource", attrs.Resource, "error", err)
 		return &requestError{status: http.StatusServiceUnavailable, message: "cannot authorize the request now, retry later"}
 	}
 }

@@ -549,26 +549,37 @@ func (b *bodyProbe) Read(p []byte) (int, error) {
 	return b.r.Read(p)
 }
 
-// fakeAuthorizer allows token "good" in namespace team-a, and answers as
-// an auth.Reviewer would otherwise.
+// fakeAuthorizer allows token "good" to publish in namespace team-a and
+// token "editor" to update (replay) subscriptions there, and answers as an
+// auth.Reviewer would otherwise. It records publish checks as
+// "token@namespace", others as "token@attributes".
 type fakeAuthorizer struct {
 	mu    sync.Mutex
 	calls []string
 }
 
-func (a *fakeAuthorizer) Authorize(_ context.Context, token, namespace string) error {
+func (a *fakeAuthorizer) Review(_ context.Context, token string, attrs auth.Attributes) error {
+	publish := attrs == auth.PublishAttributes(attrs.Namespace)
+	call := token + "@" + attrs.Namespace
+	if !publish {
+		call = token + "@" + attrs.String()
+	}
 	a.mu.Lock()
-	a.calls = append(a.calls, token+"@"+namespace)
+	a.calls = append(a.calls, call)
 	a.mu.Unlock()
 	switch {
 	case token == "broken":
 		return errors.New("reviewing the bearer token: connection refused")
-	case token != "good":
+	case token != "good" && token != "editor":
 		return fmt.Errorf("checking the bearer token: %w", auth.ErrUnauthenticated)
-	case namespace != "team-a":
-		return fmt.Errorf("user may not create: %w", auth.ErrForbidden)
+	case attrs.Namespace != "team-a":
+		return fmt.Errorf("user may not %s: %w", attrs, auth.ErrForbidden)
+	case token == "good" && publish:
+		return nil
+	case token == "editor" && attrs == auth.ReplayAttributes("team-a", attrs.Name):
+		return nil
 	}
-	return nil
+	return fmt.Errorf("user may not %s: %w", attrs, auth.ErrForbidden)
 }
 
 func TestAuthentication(t *testing.T) {

@@ -70,8 +70,8 @@ type ConsumerSpec struct {
 const metadataGoneGeneration = "hookline.dev/gone-generation"
 
 func (q *Queue) consumerConfig(spec ConsumerSpec) (jetstream.ConsumerConfig, error) {
-	if !strings.HasPrefix(spec.Name, SubscriptionConsumerPrefix) || sanitize(spec.Name) != spec.Name {
-		return jetstream.ConsumerConfig{}, fmt.Errorf("consumer name %q must start with %q and hold no '.', '*', '>', '/', '\\' or white space", spec.Name, SubscriptionConsumerPrefix)
+	if err := validateConsumerName(spec.Name); err != nil {
+		return jetstream.ConsumerConfig{}, err
 	}
 	if err := validateToken("namespace", spec.Namespace); err != nil {
 		return jetstream.ConsumerConfig{}, err
@@ -83,14 +83,17 @@ func (q *Queue) consumerConfig(spec ConsumerSpec) (jetstream.ConsumerConfig, err
 		return jetstream.ConsumerConfig{}, fmt.Errorf("ack wait must be positive, got %s", spec.AckWait)
 	}
 	cfg := jetstream.ConsumerConfig{
-		Durable:        spec.Name,
-		Description:    "Hookline subscription in namespace " + spec.Namespace,
-		DeliverPolicy:  jetstream.DeliverNewPolicy,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        spec.AckWait,
-		MaxDeliver:     -1,
-		MaxAckPending:  spec.MaxAckPending,
-		FilterSubjects: FilterSubjects(q.names.EventsPrefix+"."+spec.Namespace, spec.Patterns),
+		Durable:       spec.Name,
+		Description:   "Hookline subscription in namespace " + spec.Namespace,
+		DeliverPolicy: jetstream.DeliverNewPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       spec.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: spec.MaxAckPending,
+		// The direct subject differs from every event subject in the
+		// token after the dispatcher's prefix, so adding it never makes
+		// filters overlap, whatever FilterSubjects kept.
+		FilterSubjects: append(FilterSubjects(q.names.EventsPrefix+"."+spec.Namespace, spec.Patterns), q.directSubject(spec.Name)),
 	}
 	if spec.Paused || spec.Gone {
 		t := pausedUntil
@@ -220,6 +223,11 @@ func (q *Queue) Usage(ctx context.Context) (Usage, error) {
 	return u, nil
 }
 
+// directSubject is where events for the named consumer alone are stored.
+func (q *Queue) directSubject(consumer string) string {
+	return q.names.DirectPrefix + "." + consumer
+}
+
 func (q *Queue) deadLetterSubject(subNamespace, subName string) string {
 	return q.names.DeadLetterPrefix + "." + sanitize(subNamespace) + "." + sanitize(subName)
 }
@@ -231,6 +239,10 @@ type Message struct {
 	Attempt int
 	// Stored is when JetStream stored the event.
 	Stored time.Time
+	// Direct reports that the event was addressed to this consumer alone
+	// (see PublishDirect), such as a replayed dead letter, rather than
+	// routed to it by its type.
+	Direct bool
 
 	msg       jetstream.Msg
 	streamSeq uint64
@@ -326,28 +338,39 @@ func (q *Queue) newMessage(jm jetstream.Msg) (*Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading message metadata: %w", err)
 	}
-	h := jm.Headers()
-	ev := Event{
-		ID:        h.Get(HeaderEventID),
-		Namespace: h.Get(HeaderEventNamespace),
-		Type:      h.Get(HeaderEventType),
-		Data:      jm.Data(),
-	}
-	if ev.ID == "" || ev.Namespace == "" || ev.Type == "" {
-		return nil, fmt.Errorf("message %d lacks event headers", md.Sequence.Stream)
-	}
-	ev.Time, err = time.Parse(time.RFC3339Nano, h.Get(HeaderEventTime))
+	ev, err := storedEvent(jm.Headers(), jm.Data())
 	if err != nil {
-		return nil, fmt.Errorf("parsing event time of message %d: %w", md.Sequence.Stream, err)
+		return nil, fmt.Errorf("message %d: %w", md.Sequence.Stream, err)
 	}
 	return &Message{
 		Event:     ev,
 		Attempt:   int(md.NumDelivered),
 		Stored:    md.Timestamp,
+		Direct:    strings.HasPrefix(jm.Subject(), q.names.DirectPrefix+"."),
 		msg:       jm,
 		streamSeq: md.Sequence.Stream,
 		q:         q,
 	}, nil
+}
+
+// storedEvent reads an event back from the headers and body it was stored
+// with; dead letters carry the same headers.
+func storedEvent(h nats.Header, data []byte) (Event, error) {
+	ev := Event{
+		ID:        h.Get(HeaderEventID),
+		Namespace: h.Get(HeaderEventNamespace),
+		Type:      h.Get(HeaderEventType),
+		Data:      data,
+	}
+	if ev.ID == "" || ev.Namespace == "" || ev.Type == "" {
+		return Event{}, errors.New("lacks event headers")
+	}
+	var err error
+	ev.Time, err = time.Parse(time.RFC3339Nano, h.Get(HeaderEventTime))
+	if err != nil {
+		return Event{}, fmt.Errorf("parsing event time: %w", err)
+	}
+	return ev, nil
 }
 
 // Consume pulls the consumer's messages until ctx ends, running handle in

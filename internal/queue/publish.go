@@ -371,7 +371,21 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// eventMsg is ev as stored for routing by type, deduplicated by namespace
+// and id.
 func (q *Queue) eventMsg(ev Event) (*nats.Msg, error) {
+	m, err := newEventMsg(ev)
+	if err != nil {
+		return nil, err
+	}
+	m.Subject = q.names.EventsPrefix + "." + ev.Namespace + "." + ev.Type
+	m.Header.Set(HeaderMsgID, ev.Namespace+"/"+ev.ID)
+	return m, nil
+}
+
+// newEventMsg validates ev and returns it as a message with the event
+// headers and no subject.
+func newEventMsg(ev Event) (*nats.Msg, error) {
 	if err := validateEventID(ev.ID); err != nil {
 		return nil, err
 	}
@@ -387,12 +401,7 @@ func (q *Queue) eventMsg(ev Event) (*nats.Msg, error) {
 	if !json.Valid(ev.Data) {
 		return nil, errors.New("event data is not valid JSON")
 	}
-	m := &nats.Msg{
-		Subject: q.names.EventsPrefix + "." + ev.Namespace + "." + ev.Type,
-		Data:    ev.Data,
-		Header:  make(nats.Header, 5),
-	}
-	m.Header.Set(HeaderMsgID, ev.Namespace+"/"+ev.ID)
+	m := &nats.Msg{Data: ev.Data, Header: make(nats.Header, 5)}
 	m.Header.Set(HeaderEventID, ev.ID)
 	m.Header.Set(HeaderEventType, ev.Type)
 	m.Header.Set(HeaderEventTime, ev.Time.UTC().Format(time.RFC3339Nano))

@@ -8,7 +8,8 @@
 // external cluster:
 //
 //   - the events stream (interest retention, discard new): one durable pull
-//     consumer per subscription selects events by type;
+//     consumer per subscription selects events by type, and also receives
+//     the events addressed to it alone (replays) on its direct subject;
 //   - the dead-letter stream (limits retention): final failures, kept for
 //     replay;
 //   - the stats stream (work queue): per-replica delivery deltas consumed by
@@ -147,6 +148,10 @@ type Names struct {
 	// EventsPrefix is "hookline.<ns>.<name>.events"; an event's subject is
 	// EventsPrefix.<eventNamespace>.<eventType>.
 	EventsPrefix string
+	// DirectPrefix is "hookline.<ns>.<name>.direct"; an event addressed to
+	// one subscription consumer alone, such as a replayed dead letter, has
+	// subject DirectPrefix.<consumer name>. It lives in the events stream.
+	DirectPrefix string
 	// DeadLetterPrefix is "hookline.<ns>.<name>.deadletter".
 	DeadLetterPrefix string
 	// StatsSubject is "hookline.<ns>.<name>.stats".
@@ -166,6 +171,7 @@ func NamesFor(dispatcherNamespace, dispatcherName string) Names {
 		DeadLetterStream: base + "_DEADLETTER",
 		StatsStream:      base + "_STATS",
 		EventsPrefix:     subj + ".events",
+		DirectPrefix:     subj + ".direct",
 		DeadLetterPrefix: subj + ".deadletter",
 		StatsSubject:     subj + ".stats",
 	}
@@ -340,9 +346,12 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 		{
 			Name:        q.names.EventsStream,
 			Description: "Hookline events of dispatcher " + q.cfg.DispatcherNamespace + "/" + q.cfg.DispatcherName,
-			Subjects:    []string{q.names.EventsPrefix + ".>"},
+			// Stores created before direct subjects existed gain the
+			// second subject in place: CreateOrUpdateStream updates them.
+			Subjects: []string{q.names.EventsPrefix + ".>", q.names.DirectPrefix + ".>"},
 			// Interest: an event is kept until every subscription that
-			// wanted it is done with it.
+			// wanted it is done with it; a direct event only one
+			// consumer wants, so it is kept until that one acks it.
 			Retention: jetstream.InterestPolicy,
 			// New: a full store refuses new events rather than dropping
 			// accepted ones.

@@ -667,7 +667,7 @@ func TestConsumerLifecycle(t *testing.T) {
 	}
 	cfg := c.CachedInfo().Config
 	p := q.names.EventsPrefix + ".shop."
-	if !slices.Equal(cfg.FilterSubjects, []string{p + "a", p + "b.*"}) || cfg.MaxAckPending != 7 ||
+	if !slices.Equal(cfg.FilterSubjects, []string{p + "a", p + "b.*", q.names.DirectPrefix + ".sub-2"}) || cfg.MaxAckPending != 7 ||
 		cfg.AckWait != 45*time.Second || cfg.DeliverPolicy != jetstream.DeliverNewPolicy ||
 		cfg.AckPolicy != jetstream.AckExplicitPolicy || cfg.MaxDeliver != -1 {
 		t.Errorf("sub-2 config = %+v", cfg)

@@ -234,6 +234,11 @@ func healthyCondition(t Totals, unhealthyAfter int) metav1.Condition {
 	case failing && t.LastFailure.StatusCode == 410:
 		c.Status, c.Reason = metav1.ConditionFalse, hooklinev1.ReasonEndpointGone
 		c.Message = "The endpoint answered 410 Gone at " + formatTime(t.LastFailure.Time)
+	case failing && t.LastFailure.Class == string(hooklinev1.ReasonEgressDenied):
+		// Not a failing endpoint but a refused one: no number of attempts
+		// would change it.
+		c.Status, c.Reason = metav1.ConditionFalse, hooklinev1.ReasonEgressDenied
+		c.Message = "The dispatcher's egress policy refused the connection: " + describeFailure(*t.LastFailure)
 	case failing && t.ConsecutiveFailures >= int64(unhealthyAfter):
 		c.Status, c.Reason = metav1.ConditionFalse, hooklinev1.ReasonDeliveryFailing
 		c.Message = fmt.Sprintf("%d consecutive %s, last: %s",

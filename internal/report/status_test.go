@@ -334,6 +334,46 @@ func TestConditions(t *testing.T) {
 			},
 		},
 		{
+			name:  "egress refused at once",
+			state: served,
+			total: Totals{LastAttempt: t1, ConsecutiveFailures: 1, LastFailure: &Failure{Time: t1, Class: "EgressDenied", Message: "egress to 127.0.0.1:443 denied: loopback address"}},
+			want: []cond{
+				{"Accepted", "True", "Accepted", "The dispatcher delivers the events this subscription selects"},
+				{"EndpointHealthy", "False", "EgressDenied", "The dispatcher's egress policy refused the connection: EgressDenied at 2026-06-01T12:01:00Z: egress to 127.0.0.1:443 denied: loopback address"},
+				{"Suspended", "False", "NotSuspended", "Deliveries are not held"},
+			},
+		},
+		{
+			name:  "validation accepted",
+			state: State{Accepted: true, Validation: &Validation{Allowed: true, Reason: hooklinev1.ReasonValidationAccepted, Message: "The endpoint allows origin a.example"}},
+			want: []cond{
+				{"Accepted", "True", "Accepted", "The dispatcher delivers the events this subscription selects"},
+				{"EndpointHealthy", "Unknown", "NoDeliveries", "No delivery has been attempted yet"},
+				{"Suspended", "False", "NotSuspended", "Deliveries are not held"},
+				{"EndpointValidated", "True", "ValidationAccepted", "The endpoint allows origin a.example"},
+			},
+		},
+		{
+			name:  "validation refused",
+			state: State{Accepted: true, Validation: &Validation{Reason: hooklinev1.ReasonValidationRefused, Message: "no WebHook-Allowed-Origin"}},
+			want: []cond{
+				{"Accepted", "True", "Accepted", "The dispatcher delivers the events this subscription selects"},
+				{"EndpointHealthy", "Unknown", "NoDeliveries", "No delivery has been attempted yet"},
+				{"Suspended", "False", "NotSuspended", "Deliveries are not held"},
+				{"EndpointValidated", "False", "ValidationRefused", "no WebHook-Allowed-Origin"},
+			},
+		},
+		{
+			name:  "validation pending",
+			state: State{Accepted: true, Validation: &Validation{Reason: hooklinev1.ReasonValidationPending, Message: "asking"}},
+			want: []cond{
+				{"Accepted", "True", "Accepted", "The dispatcher delivers the events this subscription selects"},
+				{"EndpointHealthy", "Unknown", "NoDeliveries", "No delivery has been attempted yet"},
+				{"Suspended", "False", "NotSuspended", "Deliveries are not held"},
+				{"EndpointValidated", "Unknown", "ValidationPending", "asking"},
+			},
+		},
+		{
 			name:  "suspended by spec without a message",
 			state: State{Accepted: true, SuspendedReason: hooklinev1.ReasonSuspendedBySpec},
 			want: []cond{

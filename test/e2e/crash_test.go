@@ -105,7 +105,7 @@ func setupTicks(ctx context.Context, t *testing.T, c *cluster, ns string, mutate
 	d := &hooklinev1.WebhookDispatcher{
 		ObjectMeta: metav1.ObjectMeta{Name: ns, Namespace: ns},
 		Spec: hooklinev1.WebhookDispatcherSpec{
-			Egress:                 hooklinev1.EgressPolicy{AllowPlainHTTP: true},
+			Egress:                 hooklinev1.EgressPolicy{AllowPlainHTTP: true, AllowedCIDRs: []string{"127.0.0.0/8"}},
 			ProducerAuthentication: hooklinev1.ProducerAuthNone,
 		},
 	}

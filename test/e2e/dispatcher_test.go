@@ -49,7 +49,7 @@ func dispatcherSuite(t *testing.T, external bool) {
 		ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: operatorNamespace},
 		Spec: hooklinev1.WebhookDispatcherSpec{
 			AllowedNamespaces: hooklinev1.AllowedNamespaces{From: hooklinev1.NamespacesFromAll},
-			Egress:            hooklinev1.EgressPolicy{AllowPlainHTTP: true},
+			Egress:            hooklinev1.EgressPolicy{AllowPlainHTTP: true, AllowedCIDRs: []string{"127.0.0.0/8"}},
 		},
 	}
 	var urls []string

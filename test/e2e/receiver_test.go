@@ -38,6 +38,16 @@ func newReceiver(t *testing.T, respond func(w http.ResponseWriter, attempt int))
 	return r
 }
 
+// newWrappedReceiver is newReceiver whose recording handler is wrapped,
+// for receivers that answer some requests themselves.
+func newWrappedReceiver(t *testing.T, wrap func(record http.Handler) http.Handler) *receiver {
+	t.Helper()
+	r := &receiver{byID: map[string]int{}}
+	r.Server = httptest.NewServer(wrap(http.HandlerFunc(r.serve)))
+	t.Cleanup(r.Close)
+	return r
+}
+
 func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
 	r.mu.Lock()

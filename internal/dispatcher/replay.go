@@ -1,0 +1,107 @@
+package dispatcher
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/ingest"
+	"github.com/hookline/hookline/internal/queue"
+)
+
+// replayTimeout bounds one replay of a subscription's dead letters.
+const replayTimeout = 5 * time.Minute
+
+// Replay queues again the dead letters of a served subscription stored
+// between since and until (zero: unbounded), each with its original event
+// id, for that subscription alone. It implements ingest.Replayer; the
+// ingest API has authorised the caller.
+func (d *Dispatcher) Replay(ctx context.Context, ns, name string, since, until time.Time) (int, error) {
+	sv, st := d.subs.servedState(ns, name)
+	if sv == nil || st == nil {
+		return 0, fmt.Errorf("subscription %s/%s: %w", ns, name, ingest.ErrSubscriptionNotFound)
+	}
+	id := make([]byte, 8)
+	_, _ = rand.Read(id)
+	n, err := d.replay(ctx, sv, "api-"+hex.EncodeToString(id), since, until)
+	if err != nil {
+		return n, err
+	}
+	d.events.Eventf(st.obj, nil, "Normal", hooklinev1.ReasonReplayed, "Replay",
+		"Replayed %d dead-lettered %s through the ingest API", n, plural(n, "delivery", "deliveries"))
+	return n, nil
+}
+
+func (d *Dispatcher) replay(ctx context.Context, sv *served, requestID string, since, until time.Time) (int, error) {
+	n, err := d.queue.Replay(ctx, queue.ReplayRequest{
+		SubscriptionNamespace: sv.key.Namespace,
+		SubscriptionName:      sv.key.Name,
+		SubscriptionUID:       sv.key.UID,
+		Consumer:              sv.consumer,
+		Since:                 since,
+		Until:                 until,
+		RequestID:             requestID,
+	})
+	if err != nil {
+		return n, fmt.Errorf("replaying the dead letters of %s/%s: %w", sv.key.Namespace, sv.key.Name, err)
+	}
+	d.log.Info("Replayed dead letters", "subscription", sv.key.Namespace+"/"+sv.key.Name, "replayed", n, "request", requestID)
+	return n, nil
+}
+
+// replayRequested handles the hookline.dev/replay annotation: a value the
+// status does not record as handled replays every kept dead letter once.
+// Only the instance writing status handles it, and records the value in
+// status.delivery.lastReplay, so that it is handled once.
+func (s *subscriptions) replayRequested(ctx context.Context, sv *served, obj *hooklinev1.WebhookSubscription) {
+	want := obj.Annotations[hooklinev1.AnnotationReplay]
+	if want == "" || !s.d.leading.Load() {
+		return
+	}
+	s.mu.Lock()
+	last := sv.lastReplay
+	if last == nil && obj.Status.Delivery != nil {
+		last = obj.Status.Delivery.LastReplay
+	}
+	if (last != nil && last.Request == want) || sv.replaying {
+		s.mu.Unlock()
+		return
+	}
+	sv.replaying = true
+	s.mu.Unlock()
+	sum := sha256.Sum256([]byte(string(obj.UID) + "\x00" + want))
+	requestID := "annotation-" + hex.EncodeToString(sum[:8])
+	key := sv.key.Namespace + "/" + sv.key.Name
+	go func() {
+		rctx, cancel := context.WithTimeout(ctx, replayTimeout)
+		defer cancel()
+		n, err := s.d.replay(rctx, sv, requestID, time.Time{}, time.Time{})
+		s.mu.Lock()
+		sv.replaying = false
+		if err == nil {
+			sv.lastReplay = &hooklinev1.ReplayStatus{Request: want, Time: metav1.NewTime(s.d.opts.Clock.Now().UTC().Truncate(time.Second)), Replayed: int64(n)}
+		}
+		s.mu.Unlock()
+		if err != nil {
+			s.d.log.Error("Replaying dead letters as the annotation asks", "subscription", key, "err", err)
+			s.d.events.Eventf(obj, nil, "Warning", hooklinev1.ReasonReplayed, "Replay", "Replaying dead-lettered deliveries failed; it is tried again: %v", err)
+			s.queue.AddRateLimited(key)
+			return
+		}
+		s.d.events.Eventf(obj, nil, "Normal", hooklinev1.ReasonReplayed, "Replay",
+			"Replayed %d dead-lettered %s as %s=%q asked", n, plural(n, "delivery", "deliveries"), hooklinev1.AnnotationReplay, want)
+	}()
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
