@@ -55,8 +55,8 @@ func TestCountInstances(t *testing.T) {
 		want   int
 	}{
 		{"none counts as this one", nil, 1},
-		{"fresh ones count", []coordinationv1.Lease{lease("default", hooklinev1.LeaseRoleInstance, time.Second), lease("default", hooklinev1.LeaseRoleInstance, 29 * time.Second)}, 2},
-		{"expired ones do not", []coordinationv1.Lease{lease("default", hooklinev1.LeaseRoleInstance, time.Second), lease("default", hooklinev1.LeaseRoleInstance, 31 * time.Second)}, 1},
+		{"fresh ones count", []coordinationv1.Lease{lease("default", hooklinev1.LeaseRoleInstance, time.Second), lease("default", hooklinev1.LeaseRoleInstance, 29*time.Second)}, 2},
+		{"expired ones do not", []coordinationv1.Lease{lease("default", hooklinev1.LeaseRoleInstance, time.Second), lease("default", hooklinev1.LeaseRoleInstance, 31*time.Second)}, 1},
 		{"other dispatchers do not", []coordinationv1.Lease{lease("default", hooklinev1.LeaseRoleInstance, time.Second), lease("other", hooklinev1.LeaseRoleInstance, time.Second)}, 1},
 		{"other roles do not", []coordinationv1.Lease{lease("default", hooklinev1.LeaseRoleInstance, time.Second), lease("default", "status-writer", time.Second)}, 1},
 	}

@@ -45,10 +45,10 @@ const ackWaitMargin = 30 * time.Second
 // informers feed a work queue, and each key is brought to its desired state
 // (consumer, delivery settings, worker) by one goroutine.
 type subscriptions struct {
-	d       *Dispatcher
-	self    string // "namespace/name" of the dispatcher, as subscriptions' status.dispatcher
-	queue   workqueue.TypedRateLimitingInterface[string]
-	refs    *refWatcher
+	d     *Dispatcher
+	self  string // "namespace/name" of the dispatcher, as subscriptions' status.dispatcher
+	queue workqueue.TypedRateLimitingInterface[string]
+	refs  *refWatcher
 
 	subInf, wsInf, dispInf cache.SharedIndexInformer
 	nsInf                  cache.SharedIndexInformer
