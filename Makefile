@@ -27,10 +27,14 @@ manifests: ## Generate the CRDs and the manager's RBAC from markers
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=hookline-manager paths=./controllers/... output:rbac:artifacts:config=config/rbac
 
+.PHONY: chart
+chart: ## Regenerate the Helm chart's CRDs, ClusterRoles and admission policy from config/
+	$(GO) run ./hack/chartgen
+
 .PHONY: verify
-verify: generate manifests ## Fail if generated files are stale, gofmt would change a file, go vet complains or go.mod is untidy
-	@stale=$$(git status --porcelain -- api config go.mod go.sum); \
-	if [ -n "$$stale" ]; then echo "Generated files are stale; run 'make generate manifests' and commit:"; echo "$$stale"; git --no-pager diff --stat -- api config; exit 1; fi
+verify: generate manifests chart ## Fail if generated files are stale, gofmt would change a file, go vet complains or go.mod is untidy
+	@stale=$$(git status --porcelain -- api config charts go.mod go.sum); \
+	if [ -n "$$stale" ]; then echo "Generated files are stale; run 'make generate manifests chart' and commit:"; echo "$$stale"; git --no-pager diff --stat -- api config charts; exit 1; fi
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
@@ -41,6 +45,21 @@ verify: generate manifests ## Fail if generated files are stale, gofmt would cha
 build: ## Build the binaries into bin/
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/manager ./cmd/manager
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/dispatcher ./cmd/dispatcher
+
+.PHONY: dev
+dev: ## Run a local playground (API server, manager, dispatcher, demo receiver, sample resources) until Ctrl-C
+	$(GO) build -o bin/hookline-dev ./cmd/hookline-dev
+	bin/hookline-dev
+
+ARCH ?= amd64
+
+.PHONY: image
+image: ## Build the container image as bin/hookline-image.tar with Go alone (load it with docker load -i)
+	$(GO) run ./hack/image -version $(VERSION) -arch $(ARCH) -o bin/hookline-image.tar
+
+.PHONY: docker-build
+docker-build: ## Build the same image with a Docker engine, from the Dockerfile
+	docker build --build-arg VERSION=$(VERSION) -t ghcr.io/hookline/hookline:$(VERSION) .
 
 .PHONY: envtest
 envtest: ## Build kube-apiserver and etcd from source (cached) and print their directory
