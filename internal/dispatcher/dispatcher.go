@@ -298,6 +298,7 @@ func (d *Dispatcher) servers() []server {
 		MaxBodyBytes: d.opts.MaxEventBytes,
 		Authorizer:   d.opts.Authorizer,
 		Replayer:     d,
+		Tester:       d,
 		Clock:        d.opts.Clock,
 		Logger:       d.log.With("component", "ingest"),
 		Observe: func(ns string, n int, outcome string) {

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/delivery"
 	"github.com/hookline/hookline/internal/ingest"
 	"github.com/hookline/hookline/internal/queue"
 )
@@ -104,4 +105,34 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// TestDelivery makes one attempt of ev to a served subscription at once,
+// outside the queue: it is not retried and not counted in status, so a
+// test never changes the subscription's health. It implements
+// ingest.Tester; the ingest API has authorised the caller as a producer.
+func (d *Dispatcher) TestDelivery(ctx context.Context, ns, name string, ev ingest.Event) (ingest.TestResult, error) {
+	sv, st := d.subs.servedState(ns, name)
+	if sv == nil || st == nil {
+		return ingest.TestResult{}, fmt.Errorf("subscription %s/%s: %w", ns, name, ingest.ErrSubscriptionNotFound)
+	}
+	switch {
+	case !st.accepted:
+		return ingest.TestResult{}, fmt.Errorf("%w: %s", ingest.ErrNotDeliverable, st.msg)
+	case st.awaitingValidation:
+		return ingest.TestResult{}, fmt.Errorf("%w: the endpoint has not accepted the validation handshake", ingest.ErrNotDeliverable)
+	}
+	res := d.sender.Send(ctx, st.target, delivery.Message{ID: ev.ID, Type: ev.Type, Time: ev.Time, Data: ev.Data})
+	out := ingest.TestResult{ID: ev.ID, Success: res.Success, StatusCode: res.StatusCode, Class: string(res.Class),
+		Message: res.Message, LatencyMs: float64(res.Latency.Microseconds()) / 1000, SignedWith: []string{}}
+	for _, k := range st.target.Keys {
+		out.SignedWith = append(out.SignedWith, k.ID())
+	}
+	// The WebhookSecret's status says which key is current, so a test
+	// shows whether this instance has picked a rotation up.
+	if ws, err := d.subs.webhookSecret(ns, st.obj.Spec.Signing.SecretRef.Name); err == nil && ws != nil {
+		out.CurrentKey = ws.Status.CurrentKeyID
+	}
+	d.log.Info("Test delivery", "subscription", ns+"/"+name, "event", ev.ID, "status", res.StatusCode, "class", res.Class)
+	return out, nil
 }

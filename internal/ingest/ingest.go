@@ -108,6 +108,8 @@ type Options struct {
 	Authorizer Authorizer
 	// Replayer serves replay requests; nil answers them 404.
 	Replayer Replayer
+	// Tester serves test deliveries; nil answers them 404.
+	Tester Tester
 	// Clock stamps events that carry no time; the real clock when nil.
 	Clock clock.PassiveClock
 	// NewID generates ids for events that carry none; "evt_" followed by
@@ -188,6 +190,7 @@ var reasons = map[int]string{
 	http.StatusForbidden:             "Forbidden",
 	http.StatusNotFound:              "NotFound",
 	http.StatusMethodNotAllowed:      "MethodNotAllowed",
+	http.StatusConflict:              "Conflict",
 	http.StatusRequestEntityTooLarge: "RequestEntityTooLarge",
 	http.StatusUnsupportedMediaType:  "UnsupportedMediaType",
 	http.StatusServiceUnavailable:    "ServiceUnavailable",

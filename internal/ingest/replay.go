@@ -42,59 +42,83 @@ type replayedBody struct {
 	Replayed int `json:"replayed"`
 }
 
-// subscriptionAction serves the actions on one subscription; replay is the
-// only one.
+// subscriptionAction serves the actions on one subscription: replay and
+// test.
 func (h *handler) subscriptionAction(w http.ResponseWriter, r *http.Request) {
-	name, ok := strings.CutSuffix(r.PathValue("action"), replaySuffix)
-	if !ok {
-		notFound(w, r)
+	action := r.PathValue("action")
+	if name, ok := strings.CutSuffix(action, replaySuffix); ok {
+		if h.opts.Replayer == nil {
+			writeError(w, http.StatusNotFound, "this dispatcher does not replay dead letters")
+			return
+		}
+		h.replay(w, r, name)
 		return
 	}
-	if h.opts.Replayer == nil {
-		writeError(w, http.StatusNotFound, "this dispatcher does not replay dead letters")
+	if name, ok := strings.CutSuffix(action, testSuffix); ok {
+		if h.opts.Tester == nil {
+			writeError(w, http.StatusNotFound, "this dispatcher does not make test deliveries")
+			return
+		}
+		h.test(w, r, name)
 		return
 	}
-	h.replay(w, r, name)
+	notFound(w, r)
 }
 
-// replay checks, in the order that reveals nothing to unauthenticated
-// callers and reads no body before the caller is known: method, path,
-// credentials, then the body.
-func (h *handler) replay(w http.ResponseWriter, r *http.Request, name string) {
+// subscriptionRequest admits a request about the subscription name. It
+// checks, in the order that reveals nothing to unauthenticated callers and
+// reads no body before the caller is known: method, path, credentials
+// (attrs must be allowed), then the body, which is optional but must be
+// JSON when a Content-Type is sent.
+func (h *handler) subscriptionRequest(w http.ResponseWriter, r *http.Request, name, suffix string,
+	attrs func(ns string) auth.Attributes, forbidden func(ns string) string) (ns string, body []byte, ok bool) {
 	if !allowPost(w, r) {
-		return
+		return "", nil, false
 	}
-	ns, ok := pathNamespace(w, r)
-	if !ok {
-		return
+	if ns, ok = pathNamespace(w, r); !ok {
+		return "", nil, false
 	}
 	if name == "" {
-		writeError(w, http.StatusBadRequest, "name: required before "+replaySuffix)
-		return
+		writeError(w, http.StatusBadRequest, "name: required before "+suffix)
+		return "", nil, false
 	}
 	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("name: %s is not a valid subscription name: %s", echo(name), strings.Join(errs, "; ")))
-		return
+		return "", nil, false
 	}
-	forbidden := fmt.Sprintf("not allowed to replay subscription %q in namespace %q: update on webhooksubscriptions.hookline.dev is required", name, ns)
-	if rerr := h.authorize(r, auth.ReplayAttributes(ns, name), forbidden); rerr != nil {
+	if rerr := h.authorize(r, attrs(ns), forbidden(ns)); rerr != nil {
 		writeRequestError(w, rerr)
-		return
+		return "", nil, false
 	}
 	body, rerr := h.readBody(w, r)
 	if rerr != nil {
 		writeRequestError(w, rerr)
-		return
+		return "", nil, false
 	}
-	var window replayWindow
-	// The body is optional; a Content-Type, when sent, must say JSON.
-	if len(bytes.TrimSpace(body)) > 0 {
+	body = bytes.TrimSpace(body)
+	if len(body) > 0 {
 		if ct := r.Header.Get("Content-Type"); ct != "" {
 			if _, rerr := checkContentType(ct, []string{contentTypeJSON}); rerr != nil {
 				writeRequestError(w, rerr)
-				return
+				return "", nil, false
 			}
 		}
+	}
+	return ns, body, true
+}
+
+// replay replays a subscription's dead letters for whoever may update it.
+func (h *handler) replay(w http.ResponseWriter, r *http.Request, name string) {
+	ns, body, ok := h.subscriptionRequest(w, r, name, replaySuffix,
+		func(ns string) auth.Attributes { return auth.ReplayAttributes(ns, name) },
+		func(ns string) string {
+			return fmt.Sprintf("not allowed to replay subscription %q in namespace %q: update on webhooksubscriptions.hookline.dev is required", name, ns)
+		})
+	if !ok {
+		return
+	}
+	var window replayWindow
+	if len(body) > 0 {
 		var err error
 		if window, err = decodeReplayWindow(body); err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
