@@ -98,25 +98,7 @@ func dispatcherSuite(t *testing.T, external bool) {
 
 	subscribe := func(t *testing.T, name, url string, types []string, mutate func(*hooklinev1.WebhookSubscription)) *hooklinev1.WebhookSubscription {
 		t.Helper()
-		sub := &hooklinev1.WebhookSubscription{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-			Spec: hooklinev1.WebhookSubscriptionSpec{
-				URL:           url,
-				EventTypes:    types,
-				DispatcherRef: &hooklinev1.DispatcherReference{Name: "default", Namespace: operatorNamespace},
-				Signing:       hooklinev1.SigningSpec{SecretRef: hooklinev1.WebhookSecretReference{Name: "signing"}},
-				Delivery: hooklinev1.DeliveryPolicy{Retry: hooklinev1.RetryPolicy{
-					InitialBackoff: &metav1.Duration{Duration: 200 * time.Millisecond},
-					MaxBackoff:     &metav1.Duration{Duration: time.Second},
-				}},
-			},
-		}
-		if mutate != nil {
-			mutate(sub)
-		}
-		if err := c.admin.Create(ctx, sub); err != nil {
-			t.Fatal(err)
-		}
+		sub := createSubscription(ctx, t, c, ns, name, url, types, mutate)
 		// Served once the dispatcher says so.
 		waitFor(t, 30*time.Second, func() error { return condition(ctx, c, sub, hooklinev1.ConditionAccepted, metav1.ConditionTrue) })
 		return sub

@@ -40,8 +40,17 @@ type safety struct {
 
 func (s *safety) subscribe(t *testing.T, name, url string, types []string, mutate func(*hooklinev1.WebhookSubscription)) *hooklinev1.WebhookSubscription {
 	t.Helper()
+	return createSubscription(s.ctx, t, s.c, s.ns, name, url, types, mutate)
+}
+
+// createSubscription creates a subscription to the dispatcher "default",
+// signed with the WebhookSecret "signing", with quick retries; mutate
+// changes it before it is created.
+func createSubscription(ctx context.Context, t *testing.T, c *cluster, ns, name, url string, types []string,
+	mutate func(*hooklinev1.WebhookSubscription)) *hooklinev1.WebhookSubscription {
+	t.Helper()
 	sub := &hooklinev1.WebhookSubscription{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: hooklinev1.WebhookSubscriptionSpec{
 			URL:           url,
 			EventTypes:    types,
@@ -56,7 +65,7 @@ func (s *safety) subscribe(t *testing.T, name, url string, types []string, mutat
 	if mutate != nil {
 		mutate(sub)
 	}
-	if err := s.c.admin.Create(s.ctx, sub); err != nil {
+	if err := c.admin.Create(ctx, sub); err != nil {
 		t.Fatal(err)
 	}
 	return sub
