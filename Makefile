@@ -45,6 +45,11 @@ verify: generate manifests chart ## Fail if generated files are stale, gofmt wou
 build: ## Build the binaries into bin/
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/manager ./cmd/manager
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/dispatcher ./cmd/dispatcher
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/kubectl-hookline ./cmd/kubectl-hookline
+
+.PHONY: plugin
+plugin: ## Build the kubectl plugin into bin/kubectl-hookline (on the PATH it runs as kubectl hookline)
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/kubectl-hookline ./cmd/kubectl-hookline
 
 .PHONY: dev
 dev: ## Run a local playground (API server, manager, dispatcher, demo receiver, sample resources) until Ctrl-C
