@@ -75,6 +75,10 @@ test: ## Run every test against a real API server, plus a short run of each fuzz
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) test $(RACE) -count=1 ./...
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
+.PHONY: bench
+bench: ## Run the benchmarks and print one table of figures against baselines measured in the same run (several minutes)
+	$(GO) run ./hack/bench
+
 .PHONY: fuzz
 fuzz: ## Run each fuzz target longer (FUZZTIME=60s by default here)
 	FUZZTIME=$(if $(filter command line,$(origin FUZZTIME)),$(FUZZTIME),60s) hack/fuzz.sh

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -52,6 +53,11 @@ func TestBody(t *testing.T) {
 			want: `{"type":"a","timestamp":"2026-03-14T15:09:26.535897932Z","data":null}`,
 		},
 		{
+			name: "type with characters JSON escapes",
+			m:    Message{Type: "a\"b\\c\nd\u2028<é>", Time: when, Data: json.RawMessage(`1`)},
+			want: `{"type":"a\"b\\c\nd\u2028<é>","timestamp":"2026-03-14T15:09:26.535897932Z","data":1}`,
+		},
+		{
 			name:    "invalid data",
 			m:       Message{ID: "e9", Type: "a", Time: when, Data: json.RawMessage(`{"a":`)},
 			wantErr: `encode delivery body for event "e9"`,
@@ -77,5 +83,51 @@ func TestBody(t *testing.T) {
 				t.Fatalf("Body() =\n%s\nwant\n%s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestBodyMatchesEncodingJSON checks Body against encoding/json encoding
+// the same fields, the way the body was first defined.
+func TestBodyMatchesEncodingJSON(t *testing.T) {
+	reference := func(m Message) string {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		err := enc.Encode(struct {
+			Type      string          `json:"type"`
+			Timestamp string          `json:"timestamp"`
+			Data      json.RawMessage `json:"data"`
+		}{m.Type, m.Time.UTC().Format(time.RFC3339Nano), m.Data})
+		if err != nil {
+			t.Fatalf("reference encoding of %q: %v", m.Data, err)
+		}
+		return strings.TrimSuffix(buf.String(), "\n")
+	}
+	types := []string{"order.created", "a.b-c_d", "", "é", "<&>", "tab\there", "quote\"", "back\\slash", "\u2029", "bad\xffutf8", "ctl\x01"}
+	datas := []string{`{"a":1}`, " [1, 2 ,3] ", `"<b>&amp;</b>"`, `{"s":"\u00e9\n","n":-1.5e3,"t":true,"f":false,"z":null}`, "\"\u2028\""}
+	for _, typ := range types {
+		for _, data := range datas {
+			m := Message{ID: "e", Type: typ, Time: time.Date(2026, 1, 2, 3, 4, 5, 6000, time.FixedZone("X", 3600)), Data: json.RawMessage(data)}
+			got, err := Body(m)
+			if err != nil {
+				t.Fatalf("Body(%q, %q): %v", typ, data, err)
+			}
+			if want := reference(m); string(got) != want {
+				t.Errorf("Body(%q, %q) =\n%s\nencoding/json gives\n%s", typ, data, got, want)
+			}
+		}
+	}
+}
+
+// BenchmarkBody encodes the body of a typical 512-byte event, once per
+// delivery attempt.
+func BenchmarkBody(b *testing.B) {
+	m := Message{ID: "evt_1", Type: "order.created", Time: time.Date(2026, 3, 14, 15, 9, 26, 535897932, time.UTC),
+		Data: json.RawMessage(`{"order":"1042","total":42,"pad":"` + strings.Repeat("x", 470) + `"}`)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Body(m); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

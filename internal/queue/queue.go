@@ -306,6 +306,11 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		// default is a share of the disk's free space, which refuses
 		// streams whose bounds were sized for the volume.
 		JetStreamMaxStore: cfg.MaxBytes + cfg.DeadLetterMaxBytes + statsMaxBytes + storeSlack,
+		// Every subscription has a consumer on the events stream. Without
+		// this the server caps a stream at 1,000 consumers, even one whose
+		// MaxConsumers is -1, and subscriptions beyond that are never
+		// served.
+		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
 	}
 	if cfg.EmbeddedListen != "" {
 		host, port, err := splitHostPort(cfg.EmbeddedListen)

@@ -809,3 +809,20 @@ func TestEmbeddedServerSettings(t *testing.T) {
 		t.Errorf("events stream not visible to a network client: %v", err)
 	}
 }
+
+// TestEmbeddedServesMoreThanAThousandConsumers: nats-server caps a stream
+// at 1,000 consumers unless told otherwise, and each subscription has one.
+func TestEmbeddedServesMoreThanAThousandConsumers(t *testing.T) {
+	q := openEmbedded(t, t.TempDir(), nil)
+	const n = 1001
+	for i := range n {
+		ensure(t, q, ConsumerSpec{Name: fmt.Sprintf("sub-%04d", i), Namespace: "team", Patterns: []string{"order.created"}})
+	}
+	names, err := q.ConsumerNames(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != n {
+		t.Errorf("%d consumers, want %d", len(names), n)
+	}
+}
