@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -434,7 +435,7 @@ func (c *cluster) deleteSubscriptions(ctx context.Context, ns string, names ...s
 		}
 		left := 0
 		for _, s := range list.Items {
-			if len(names) == 0 || contains(names, s.Name) {
+			if len(names) == 0 || slices.Contains(names, s.Name) {
 				left++
 			}
 		}
@@ -443,15 +444,6 @@ func (c *cluster) deleteSubscriptions(ctx context.Context, ns string, names ...s
 		}
 		return nil
 	})
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // hasCondition says whether obj's condition typ is True for its current

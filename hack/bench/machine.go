@@ -26,6 +26,7 @@ type machine struct {
 	Load string
 }
 
+// String is the description printed at the top of a run.
 func (m machine) String() string {
 	return fmt.Sprintf("CPU: %s, %d logical CPUs\nMemory: %.1f GiB\nGo: %s\nKernel: %s\nQueue disk: %s\nLoad average at start: %s",
 		m.CPUModel, m.CPUs, float64(m.MemTotal)/(1<<30), m.Go, m.Kernel, m.Disk, m.Load)
