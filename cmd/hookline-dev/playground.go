@@ -28,6 +28,7 @@ import (
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/playground"
+	"github.com/hookline/hookline/test/testenv"
 )
 
 const (
@@ -279,22 +280,7 @@ func (p *playgroundRun) startControlPlane(assets string) (stop func() error, err
 // the API server takes for ServiceAccount ns/name, so exactly the RBAC
 // bound to that account applies, as in a cluster.
 func (p *playgroundRun) serviceAccountKubeconfig(ns, name string) (string, error) {
-	user, err := p.env.AddUser(envtest.User{
-		Name:   "system:serviceaccount:" + ns + ":" + name,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
-	}, nil)
-	if err != nil {
-		return "", fmt.Errorf("provisioning the user of ServiceAccount %s/%s: %w", ns, name, err)
-	}
-	data, err := user.KubeConfig()
-	if err != nil {
-		return "", fmt.Errorf("rendering the kubeconfig of ServiceAccount %s/%s: %w", ns, name, err)
-	}
-	path := filepath.Join(p.dir, ns+"-"+name+".kubeconfig")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return "", fmt.Errorf("writing the kubeconfig of ServiceAccount %s/%s: %w", ns, name, err)
-	}
-	return path, nil
+	return testenv.ServiceAccountKubeconfig(p.env, p.dir, ns, name)
 }
 
 func (p *playgroundRun) startManager(ctx context.Context, bin string) error {

@@ -151,22 +151,7 @@ func (c *cluster) stop() error {
 // serviceAccountKubeconfig writes a kubeconfig that the API server takes for
 // ServiceAccount ns/name, so exactly the RBAC bound to it applies.
 func (c *cluster) serviceAccountKubeconfig(ns, name string) (string, error) {
-	user, err := c.env.AddUser(envtest.User{
-		Name:   "system:serviceaccount:" + ns + ":" + name,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
-	}, nil)
-	if err != nil {
-		return "", fmt.Errorf("provisioning the user of ServiceAccount %s/%s: %w", ns, name, err)
-	}
-	data, err := user.KubeConfig()
-	if err != nil {
-		return "", fmt.Errorf("rendering the kubeconfig of ServiceAccount %s/%s: %w", ns, name, err)
-	}
-	path := filepath.Join(c.dir, ns+"-"+name+".kubeconfig")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return "", fmt.Errorf("writing the kubeconfig of ServiceAccount %s/%s: %w", ns, name, err)
-	}
-	return path, nil
+	return testenv.ServiceAccountKubeconfig(c.env, c.dir, ns, name)
 }
 
 // dispatcherProc is one running dispatcher instance.

@@ -121,19 +121,8 @@ func startCluster(t *testing.T) *cluster {
 // so the RBAC bound to that account applies.
 func (c *cluster) kubeconfig(t *testing.T, sa, ns string) string {
 	t.Helper()
-	user, err := c.env.AddUser(envtest.User{
-		Name:   "system:serviceaccount:" + ns + ":" + sa,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
-	}, nil)
+	path, err := testenv.ServiceAccountKubeconfig(c.env, c.dir, ns, sa)
 	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(c.dir, ns+"-"+sa+".kubeconfig")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path

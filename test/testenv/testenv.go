@@ -100,3 +100,25 @@ func ReadManifests(pattern string) ([]*unstructured.Unstructured, error) {
 	}
 	return objs, nil
 }
+
+// ServiceAccountKubeconfig writes into dir a kubeconfig whose client
+// certificate the API server of env takes for ServiceAccount ns/name, so
+// exactly the RBAC bound to that account applies, as in a cluster.
+func ServiceAccountKubeconfig(env *envtest.Environment, dir, ns, name string) (string, error) {
+	user, err := env.AddUser(envtest.User{
+		Name:   "system:serviceaccount:" + ns + ":" + name,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+	}, nil)
+	if err != nil {
+		return "", fmt.Errorf("provisioning the user of ServiceAccount %s/%s: %w", ns, name, err)
+	}
+	data, err := user.KubeConfig()
+	if err != nil {
+		return "", fmt.Errorf("rendering the kubeconfig of ServiceAccount %s/%s: %w", ns, name, err)
+	}
+	path := filepath.Join(dir, ns+"-"+name+".kubeconfig")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", fmt.Errorf("writing the kubeconfig of ServiceAccount %s/%s: %w", ns, name, err)
+	}
+	return path, nil
+}
