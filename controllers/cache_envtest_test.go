@@ -131,7 +131,7 @@ func TestManagerCachesNoSecretOrConfigMapData(t *testing.T) {
 		w := log.count("/api/v1/namespaces/" + ns + "/secrets/s")
 		return s > 0 && c > 0 && w > 0, fmt.Sprintf("the test's controllers sent %d GETs of the header Secret, %d of the ConfigMap and %d of the signing Secret", s, c, w)
 	})
-	whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
+	whsubAcceptAndWaitForReady(t, sub, hooklinev1.ReasonSucceeded)
 
 	// A change to the Secret's data reaches the controller through the
 	// metadata watch, and it reads the Secret again.

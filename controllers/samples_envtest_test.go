@@ -40,10 +40,12 @@ func TestSamplesBecomeReady(t *testing.T) {
 	for _, obj := range []client.Object{
 		&hooklinev1.WebhookSecret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "orders-signing"}},
 		&hooklinev1.WebhookDispatcher{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "team"}},
-		&hooklinev1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing"}},
 	} {
 		waitForKstatus(t, obj, status.CurrentStatus)
 	}
+	// The subscription is Ready once the dispatcher, which the test API
+	// server does not run, accepts it.
+	whsubAcceptAndWaitForReady(t, &hooklinev1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing"}}, hooklinev1.ReasonSucceeded)
 }
 
 // TestConfigRBACIsAccepted applies the RBAC of config/rbac to the API

@@ -29,9 +29,20 @@ type Options struct {
 	// DispatcherClusterRole is the ClusterRole bound to every dispatcher's
 	// ServiceAccount (installed with the operator).
 	DispatcherClusterRole string
+	// SubscriptionWorkers is how many WebhookSubscriptions are reconciled
+	// at once; 0 means DefaultSubscriptionWorkers.
+	SubscriptionWorkers int
 	// Clock is the time source; tests inject a fake one.
 	Clock clock.WithTicker
 }
+
+// DefaultSubscriptionWorkers is how many WebhookSubscriptions are reconciled
+// at once unless Options say otherwise. A reconcile spends most of its time
+// waiting for the API server (its status write), so one worker leaves
+// thousands of new subscriptions waiting minutes (docs/benchmarks.md). The
+// WebhookSecret and WebhookDispatcher controllers see few objects and keep
+// controller-runtime's one worker.
+const DefaultSubscriptionWorkers = 8
 
 // CacheOptions are the manager cache options the controllers are meant to
 // run with. Of all Leases, which every node and every elected component
@@ -49,6 +60,12 @@ func CacheOptions() cache.Options {
 
 // Setup registers the field indexes and every reconciler with mgr.
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
+	if opts.SubscriptionWorkers < 0 {
+		return fmt.Errorf("subscription workers must be at least 1, got %d", opts.SubscriptionWorkers)
+	}
+	if opts.SubscriptionWorkers == 0 {
+		opts.SubscriptionWorkers = DefaultSubscriptionWorkers
+	}
 	if err := SetupIndexes(ctx, mgr, opts.DefaultDispatcher); err != nil {
 		return err
 	}
@@ -77,6 +94,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		Recorder:          recorder,
 		Clock:             opts.Clock,
 		DefaultDispatcher: opts.DefaultDispatcher,
+		Workers:           opts.SubscriptionWorkers,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the WebhookSubscription controller: %w", err)
 	}

@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -53,6 +54,11 @@ type WebhookSubscriptionReconciler struct {
 	APIReader         client.Reader
 	Clock             clock.WithTicker
 	DefaultDispatcher types.NamespacedName
+	// Workers is how many subscriptions are reconciled at once; below 1
+	// means one. The only state reconciles share is stalls, which is safe
+	// for concurrent use, and the workqueue never hands one subscription to
+	// two workers at once.
+	Workers int
 
 	// stalls keeps a refusal from being reported by more than one Warning.
 	stalls stallWarnings
@@ -104,6 +110,7 @@ func (r *WebhookSubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error
 		Watches(&corev1.ConfigMap{},
 			handler.EnqueueRequestsFromMapFunc(r.subscriptionsIndexedBy(indexSubscriptionReferencedConfigMaps)),
 			builder.OnlyMetadata).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
 		Complete(r)
 }
 
@@ -235,7 +242,7 @@ func (r *WebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.
 			return ctrl.Result{}, nil
 		}
 	}
-	out = subscriptionDeliveryOutcome(sub, subscriptionReadyOutcome(&sub.Spec, dispatcher))
+	out = subscriptionDeliveryOutcome(sub, dispatcher, subscriptionReadyOutcome(&sub.Spec, dispatcher))
 	return ctrl.Result{}, nil
 }
 

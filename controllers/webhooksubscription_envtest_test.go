@@ -12,11 +12,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/report"
 )
 
 // whsubTimeout bounds every wait in these tests.
@@ -115,11 +117,14 @@ func whsubWaitFor(t *testing.T, sub *hooklinev1.WebhookSubscription, want metav1
 }
 
 // whsubWaitForReady waits for Ready=True, playing the StatefulSet
-// controller for the dispatcher meanwhile: a dispatcher spec change may
-// re-render its StatefulSet, which the test API server never rolls out.
+// controller for the dispatcher meanwhile (a dispatcher spec change may
+// re-render its StatefulSet, which the test API server never rolls out),
+// and the dispatcher, which accepts the subscription once the controller
+// says it awaits that. Ready must not come before that acceptance.
 func whsubWaitForReady(t *testing.T, sub *hooklinev1.WebhookSubscription, dispatcher types.NamespacedName) *hooklinev1.WebhookSubscription {
 	t.Helper()
 	got := &hooklinev1.WebhookSubscription{}
+	var accepted int64
 	eventually(t, whsubTimeout, func() (bool, string) {
 		markDispatcherAvailable(t, dispatcher.Namespace, dispatcher.Name)
 		if err := k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(sub), got); err != nil {
@@ -129,7 +134,16 @@ func whsubWaitForReady(t *testing.T, sub *hooklinev1.WebhookSubscription, dispat
 		if ready == nil {
 			return false, "no Ready condition yet"
 		}
-		return ready.Status == metav1.ConditionTrue && ready.ObservedGeneration == got.Generation,
+		if ready.ObservedGeneration != got.Generation {
+			return false, fmt.Sprintf("Ready describes generation %d, object is at %d", ready.ObservedGeneration, got.Generation)
+		}
+		if ready.Status == metav1.ConditionFalse && ready.Reason == hooklinev1.ReasonAwaitingDispatcher && accepted != got.Generation {
+			accepted = whsubAccept(t, got)
+		}
+		if ready.Status == metav1.ConditionTrue && accepted != got.Generation {
+			t.Fatalf("Ready=True (%s: %q) before the dispatcher accepted generation %d", ready.Reason, ready.Message, got.Generation)
+		}
+		return ready.Status == metav1.ConditionTrue,
 			fmt.Sprintf("Ready is %s/%s (%q)", ready.Status, ready.Reason, ready.Message)
 	})
 	return got
@@ -165,11 +179,36 @@ func TestWebhookSubscriptionBecomesReady(t *testing.T) {
 		s.Spec.URL = "https://example.com:8443/hooks/p4th?token=query-t0ken"
 	})
 
-	got := whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
-	waitForKstatus(t, sub, status.CurrentStatus)
+	// Valid, but not Ready until the dispatcher serves it: an event
+	// published before then might not reach it.
+	got := whsubWaitForAwaiting(t, sub)
 	if want := ns + "/d"; got.Status.Dispatcher != want {
 		t.Errorf("status.dispatcher = %q, want %q", got.Status.Dispatcher, want)
 	}
+	if msg, want := whsubCondition(t, got, hooklinev1.ConditionReady).Message, "Waiting for dispatcher "+ns+"/d to accept generation 1"; msg != want {
+		t.Errorf("Ready message = %q, want %q", msg, want)
+	}
+
+	// The dispatcher accepts it and reports delivery health, with a field
+	// manager of its own; the controller's status writes leave that in
+	// place.
+	health := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": hooklinev1.GroupVersion.String(),
+		"kind":       "WebhookSubscription",
+		"metadata":   map[string]any{"name": sub.Name, "namespace": ns},
+		"status": map[string]any{
+			"conditions": []any{map[string]any{
+				"type": hooklinev1.ConditionAccepted, "status": "True", "reason": hooklinev1.ReasonAccepted, "message": "served by d-dispatcher-0",
+				"observedGeneration": got.Generation, "lastTransitionTime": "2026-06-01T12:00:00Z",
+			}},
+			"delivery": map[string]any{"delivered": int64(42)},
+		},
+	}}
+	if err := k8sClient.Status().Apply(suiteCtx, client.ApplyConfigurationFromUnstructured(health), client.FieldOwner(report.DefaultFieldManager)); err != nil {
+		t.Fatalf("applying the dispatcher's status: %v", err)
+	}
+	got = whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
+	waitForKstatus(t, sub, status.CurrentStatus)
 	ready := whsubCondition(t, got, hooklinev1.ConditionReady)
 	if want := "Valid; events for example.com:8443 go through " + ns + "/d"; ready.Message != want {
 		t.Errorf("Ready message = %q, want %q", ready.Message, want)
@@ -180,35 +219,24 @@ func TestWebhookSubscriptionBecomesReady(t *testing.T) {
 		}
 	}
 
-	// The dispatcher reports delivery health with a field manager of its
-	// own; the controller's status writes leave it in place.
-	health := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": hooklinev1.GroupVersion.String(),
-		"kind":       "WebhookSubscription",
-		"metadata":   map[string]any{"name": sub.Name, "namespace": ns},
-		"status": map[string]any{
-			"conditions": []any{map[string]any{
-				"type": hooklinev1.ConditionAccepted, "status": "True", "reason": "Serving", "message": "served by d-dispatcher-0",
-				"lastTransitionTime": "2026-06-01T12:00:00Z",
-			}},
-			"delivery": map[string]any{"delivered": int64(42)},
-		},
-	}}
-	if err := k8sClient.Status().Apply(suiteCtx, client.ApplyConfigurationFromUnstructured(health), client.FieldOwner("hookline-dispatcher")); err != nil {
-		t.Fatalf("applying the dispatcher's status: %v", err)
-	}
-
+	// Suspending it is a new generation, which the dispatcher has yet to
+	// accept: the suspension is Ready only once it has.
 	whsubUpdate(t, sub, func(s *hooklinev1.WebhookSubscription) { s.Spec.Suspend = true })
-	got = whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
-	if msg, want := whsubCondition(t, got, hooklinev1.ConditionReady).Message, "Suspended by spec.suspend; otherwise valid, events for example.com:8443 go through "+ns+"/d once resumed"; msg != want {
-		t.Errorf("Ready message of a suspended subscription = %q, want %q", msg, want)
+	got = whsubWaitForAwaiting(t, sub)
+	if msg, want := whsubCondition(t, got, hooklinev1.ConditionReady).Message, "Waiting for dispatcher "+ns+"/d to accept generation 2"; msg != want {
+		t.Errorf("Ready message = %q, want %q", msg, want)
 	}
-	waitForKstatus(t, sub, status.CurrentStatus)
-	if c := whsubCondition(t, got, hooklinev1.ConditionAccepted); c.Message != "served by d-dispatcher-0" {
+	if c := whsubCondition(t, got, hooklinev1.ConditionAccepted); c.Message != "served by d-dispatcher-0" || c.ObservedGeneration != 1 {
 		t.Errorf("Accepted condition changed to %+v", c)
 	}
 	if got.Status.Delivery == nil || got.Status.Delivery.Delivered != 42 {
 		t.Errorf("delivery block = %+v, want the dispatcher's", got.Status.Delivery)
+	}
+	whsubAccept(t, sub)
+	got = whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSuspended)
+	waitForKstatus(t, sub, status.CurrentStatus)
+	if msg, want := whsubCondition(t, got, hooklinev1.ConditionReady).Message, "Suspended by spec.suspend; events are held until it is cleared"; msg != want {
+		t.Errorf("Ready message of a suspended subscription = %q, want %q", msg, want)
 	}
 
 	for _, c := range got.Status.Conditions {
@@ -234,10 +262,10 @@ func TestWebhookSubscriptionWaitsForWebhookSecret(t *testing.T) {
 		t.Errorf("a missing WebhookSecret is waited for, not Stalled: %+v", c)
 	}
 
-	// Creating it is enough: nothing touches the subscription.
+	// Creating it is enough: nothing touches the subscription, which then
+	// waits for the dispatcher alone.
 	whsubWebhookSecret(t, ns, "late")
-	whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
-	waitForKstatus(t, sub, status.CurrentStatus)
+	whsubAcceptAndWaitForReady(t, sub, hooklinev1.ReasonSucceeded)
 }
 
 func TestWebhookSubscriptionDispatcherNamespacePolicy(t *testing.T) {
@@ -345,8 +373,10 @@ func TestWebhookSubscriptionWaitsForDispatcher(t *testing.T) {
 	whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonDispatcherNotReady)
 	waitForKstatus(t, sub, status.InProgressStatus)
 	markDispatcherAvailable(t, ns, "later")
-	whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
-	waitForKstatus(t, sub, status.CurrentStatus)
+	got = whsubAcceptAndWaitForReady(t, sub, hooklinev1.ReasonSucceeded)
+	if msg, want := whsubCondition(t, got, hooklinev1.ConditionReady).Message, "Valid; events for example.com go through "+ns+"/later"; msg != want {
+		t.Errorf("Ready message = %q, want %q", msg, want)
+	}
 }
 
 func TestWebhookSubscriptionWaitsForReferencedSecrets(t *testing.T) {
@@ -396,8 +426,7 @@ func TestWebhookSubscriptionWaitsForReferencedSecrets(t *testing.T) {
 	if err := k8sClient.Create(suiteCtx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bundle"}, Data: map[string]string{"ca.crt": "-----BEGIN CERTIFICATE-----\n"}}); err != nil {
 		t.Fatalf("creating the ConfigMap: %v", err)
 	}
-	got = whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
-	waitForKstatus(t, sub, status.CurrentStatus)
+	got = whsubAcceptAndWaitForReady(t, sub, hooklinev1.ReasonSucceeded)
 
 	// No condition or event ever carries a value read from the Secret.
 	for _, c := range got.Status.Conditions {
@@ -448,8 +477,7 @@ func TestWebhookSubscriptionInvalidSpecStalls(t *testing.T) {
 	})
 
 	whsubUpdate(t, sub, func(s *hooklinev1.WebhookSubscription) { s.Spec.Filter = `event.type == "order.created"` })
-	whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
-	waitForKstatus(t, sub, status.CurrentStatus)
+	whsubAcceptAndWaitForReady(t, sub, hooklinev1.ReasonSucceeded)
 }
 
 func TestWebhookSubscriptionDefaultDispatcher(t *testing.T) {
@@ -499,9 +527,80 @@ func whsubApplyDispatcherConditions(t *testing.T, sub *hooklinev1.WebhookSubscri
 		"status":     map[string]any{"conditions": list},
 	}}
 	if err := k8sClient.Status().Apply(suiteCtx, client.ApplyConfigurationFromUnstructured(u),
-		client.FieldOwner("hookline-dispatcher"), client.ForceOwnership); err != nil {
+		client.FieldOwner(report.DefaultFieldManager), client.ForceOwnership); err != nil {
 		t.Fatalf("applying the dispatcher's conditions: %v", err)
 	}
+}
+
+// whsubAccept plays the dispatcher accepting the subscription as now
+// stored: it applies the conditions the dispatcher's status writer computes
+// for a served subscription with no delivery yet (Accepted, EndpointHealthy
+// Unknown, and Suspended by spec.suspend or not held) for the current
+// generation, which it returns.
+func whsubAccept(t *testing.T, sub *hooklinev1.WebhookSubscription) int64 {
+	t.Helper()
+	got := &hooklinev1.WebhookSubscription{}
+	if err := k8sClient.Get(suiteCtx, client.ObjectKeyFromObject(sub), got); err != nil {
+		t.Fatalf("getting subscription: %v", err)
+	}
+	state := report.State{Object: got, Accepted: true, AcceptedMessage: "Served by " + got.Status.Dispatcher + " instance d-dispatcher-0"}
+	if got.Spec.Suspend {
+		state.SuspendedReason, state.SuspendedMessage = hooklinev1.ReasonSuspendedBySpec, "Suspended by spec.suspend; events are held until it is cleared"
+	}
+	conds := report.Conditions(state, report.Totals{}, report.DefaultUnhealthyAfter, got.Generation, testClock.Now(), got.Status.Conditions)
+	maps := make([]map[string]any, len(conds))
+	for i := range conds {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&conds[i])
+		if err != nil {
+			t.Fatalf("converting condition %s: %v", conds[i].Type, err)
+		}
+		maps[i] = m
+	}
+	whsubApplyDispatcherConditions(t, got, maps...)
+	return got.Generation
+}
+
+// whsubWaitForAwaiting waits until the subscription, its own checks
+// passed, waits for the dispatcher to accept its current generation, and
+// checks what users see meanwhile: Ready=False and Reconciling=True with
+// reason AwaitingDispatcher naming the dispatcher and the generation, no
+// Stalled, kstatus InProgress. It returns the subscription as then stored.
+func whsubWaitForAwaiting(t *testing.T, sub *hooklinev1.WebhookSubscription) *hooklinev1.WebhookSubscription {
+	t.Helper()
+	got := whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonAwaitingDispatcher)
+	want := fmt.Sprintf("Waiting for dispatcher %s to accept generation %d", got.Status.Dispatcher, got.Generation)
+	if got.Status.Dispatcher == "" {
+		t.Errorf("status.dispatcher is empty")
+	}
+	for _, typ := range []string{hooklinev1.ConditionReady, hooklinev1.ConditionReconciling} {
+		c := whsubCondition(t, got, typ)
+		wantStatus := metav1.ConditionFalse
+		if typ == hooklinev1.ConditionReconciling {
+			wantStatus = metav1.ConditionTrue
+		}
+		if c.Status != wantStatus || c.Reason != hooklinev1.ReasonAwaitingDispatcher || c.Message != want {
+			t.Errorf("%s = %s/%s (%q), want %s/%s (%q)", typ, c.Status, c.Reason, c.Message, wantStatus, hooklinev1.ReasonAwaitingDispatcher, want)
+		}
+	}
+	if c := meta.FindStatusCondition(got.Status.Conditions, hooklinev1.ConditionStalled); c != nil {
+		t.Errorf("a subscription awaiting its dispatcher is Stalled: %+v", c)
+	}
+	if st, msg := kstatusOf(t, got.DeepCopy()); st != status.InProgressStatus {
+		t.Errorf("kstatus of a subscription awaiting its dispatcher = %s (%s), want %s", st, msg, status.InProgressStatus)
+	}
+	return got
+}
+
+// whsubAcceptAndWaitForReady waits for the subscription to await its
+// dispatcher, plays the dispatcher accepting it, and waits for
+// Ready=True with reason; it returns the subscription as then stored.
+func whsubAcceptAndWaitForReady(t *testing.T, sub *hooklinev1.WebhookSubscription, reason string) *hooklinev1.WebhookSubscription {
+	t.Helper()
+	whsubWaitForAwaiting(t, sub)
+	whsubAccept(t, sub)
+	got := whsubWaitFor(t, sub, metav1.ConditionTrue, reason)
+	waitForKstatus(t, sub, status.CurrentStatus)
+	return got
 }
 
 // whsubConditionOwners returns the field managers that own the status
@@ -522,7 +621,7 @@ func TestWebhookSubscriptionFollowsDispatcherConditions(t *testing.T) {
 	whsubAvailableDispatcher(t, ns, "d", nil)
 	whsubWebhookSecret(t, ns, "s")
 	sub := whsubSubscription(t, ns, "orders", nil)
-	got := whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
+	got := whsubWaitForAwaiting(t, sub)
 	gen := got.Generation
 
 	accepted := whsubDispatcherCondition(hooklinev1.ConditionAccepted, metav1.ConditionTrue, hooklinev1.ReasonAccepted, "The dispatcher delivers the events this subscription selects", gen)
@@ -571,9 +670,10 @@ func TestWebhookSubscriptionFollowsDispatcherConditions(t *testing.T) {
 	}
 	waitForKstatus(t, sub, status.CurrentStatus)
 
-	// Held by spec.suspend, as the dispatcher reports it.
+	// Held by spec.suspend, as the dispatcher reports it once it has
+	// caught up with the new generation.
 	whsubUpdate(t, sub, func(s *hooklinev1.WebhookSubscription) { s.Spec.Suspend = true })
-	got = whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
+	got = whsubWaitForAwaiting(t, sub)
 	gen = got.Generation
 	whsubApplyDispatcherConditions(t, sub,
 		whsubDispatcherCondition(hooklinev1.ConditionAccepted, metav1.ConditionTrue, hooklinev1.ReasonAccepted, "served", gen),
@@ -598,7 +698,7 @@ func TestWebhookSubscriptionStallsOnDispatcherConditions(t *testing.T) {
 	whsubAvailableDispatcher(t, ns, "d", nil)
 	whsubWebhookSecret(t, ns, "s")
 	sub := whsubSubscription(t, ns, "orders", nil)
-	gen := whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded).Generation
+	gen := whsubWaitForAwaiting(t, sub).Generation
 
 	// The endpoint answered 410 Gone: only a change to the spec helps.
 	whsubApplyDispatcherConditions(t, sub,
@@ -617,10 +717,10 @@ func TestWebhookSubscriptionStallsOnDispatcherConditions(t *testing.T) {
 	})
 
 	// Someone points it elsewhere: the dispatcher's conditions describe the
-	// previous generation until it catches up, and are ignored.
+	// previous generation until it catches up, and are ignored; meanwhile
+	// the subscription awaits the dispatcher.
 	whsubUpdate(t, sub, func(s *hooklinev1.WebhookSubscription) { s.Spec.URL = "https://example.com/hooks/v2" })
-	got = whsubWaitFor(t, sub, metav1.ConditionTrue, hooklinev1.ReasonSucceeded)
-	waitForKstatus(t, sub, status.CurrentStatus)
+	got = whsubWaitForAwaiting(t, sub)
 	if c := whsubCondition(t, got, hooklinev1.ConditionSuspended); c.Status != metav1.ConditionTrue || c.ObservedGeneration != gen {
 		t.Errorf("Suspended = %+v, want the dispatcher's stale condition left alone", c)
 	}

@@ -256,21 +256,26 @@ func subscriptionReadyOutcome(spec *hooklinev1.WebhookSubscriptionSpec, dispatch
 }
 
 // subscriptionDeliveryOutcome refines ready, the outcome of a subscription
-// whose spec and references check out, with what the dispatcher reports in
-// its own conditions (Accepted, EndpointHealthy, Suspended). A condition
-// that describes an older generation than sub's is ignored: the dispatcher
-// has not yet caught up with the spec.
+// whose spec and references check out, with what dispatcher reports in its
+// own conditions (Accepted, EndpointHealthy, Suspended). A condition that
+// describes an older generation than sub's is ignored: the dispatcher has
+// not yet caught up with the spec.
 //
 //   - Suspended because the endpoint answered 410 Gone: Stalled, since only
 //     a change to the spec resumes deliveries.
 //   - Not accepted: Stalled when the spec must change, in progress when
 //     something may still appear or become ready.
-//   - Suspended otherwise (spec.suspend, a circuit breaker): Ready=False,
-//     neither Reconciling nor Stalled: the spec is reconciled, deliveries
-//     are held.
+//   - Accepted not yet reported for this generation (absent, stale, or
+//     Unknown): in progress. Until the dispatcher accepts a subscription
+//     its queue consumer may not exist, and an event published then is not
+//     kept for it; Ready means events reach the subscription, so it waits.
+//   - Suspended by spec.suspend: Ready, once accepted (the dispatcher
+//     accepts a suspended subscription and holds its events).
+//   - Suspended otherwise (a circuit breaker): Ready=False, neither
+//     Reconciling nor Stalled: the spec is reconciled, deliveries are held.
 //   - Endpoint unhealthy: Ready=False, neither Reconciling nor Stalled,
 //     likewise; deliveries are retried without anyone acting.
-func subscriptionDeliveryOutcome(sub *hooklinev1.WebhookSubscription, ready outcome) outcome {
+func subscriptionDeliveryOutcome(sub *hooklinev1.WebhookSubscription, dispatcher types.NamespacedName, ready outcome) outcome {
 	current := func(typ string) *metav1.Condition {
 		c := meta.FindStatusCondition(sub.Status.Conditions, typ)
 		if c == nil || c.ObservedGeneration != sub.Generation {
@@ -286,13 +291,18 @@ func subscriptionDeliveryOutcome(sub *hooklinev1.WebhookSubscription, ready outc
 		return outcome{phase: phaseStalled, reason: hooklinev1.ReasonEndpointGone,
 			message: subscriptionConditionMessage(suspended, "The endpoint answered 410 Gone; deliveries are suspended until the spec changes")}
 	}
-	if accepted := current(hooklinev1.ConditionAccepted); accepted != nil && accepted.Status == metav1.ConditionFalse {
+	accepted := current(hooklinev1.ConditionAccepted)
+	if accepted != nil && accepted.Status == metav1.ConditionFalse {
 		p := phaseProgressing
 		if subscriptionNotAcceptedStalls(accepted.Reason) {
 			p = phaseStalled
 		}
 		return outcome{phase: p, reason: accepted.Reason,
 			message: subscriptionConditionMessage(accepted, "The dispatcher does not serve this subscription")}
+	}
+	if accepted == nil || accepted.Status != metav1.ConditionTrue {
+		return outcome{phase: phaseProgressing, reason: hooklinev1.ReasonAwaitingDispatcher,
+			message: fmt.Sprintf("Waiting for dispatcher %s to accept generation %d", dispatcher, sub.Generation)}
 	}
 	if suspended != nil {
 		// Suspending by hand is a state the user chose: Ready stays True,

@@ -298,7 +298,9 @@ func TestSubscriptionStatus(t *testing.T) {
 
 func TestSubscriptionDeliveryOutcome(t *testing.T) {
 	const gen = 4
+	dispatcher := types.NamespacedName{Namespace: "team-a", Name: "d"}
 	ready := outcome{phase: phaseReady, reason: hooklinev1.ReasonSucceeded, message: "Valid; events for example.com go through team-a/d"}
+	awaiting := outcome{phaseProgressing, hooklinev1.ReasonAwaitingDispatcher, "Waiting for dispatcher team-a/d to accept generation 4"}
 	cond := func(typ string, status metav1.ConditionStatus, reason, msg string) metav1.Condition {
 		return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen}
 	}
@@ -322,13 +324,17 @@ func TestSubscriptionDeliveryOutcome(t *testing.T) {
 		conds []metav1.Condition
 		want  outcome
 	}{
-		{"no dispatcher conditions yet", nil, ready},
+		{"no dispatcher conditions yet", nil, awaiting},
+		{"health and suspension reported, acceptance not yet", []metav1.Condition{healthy, notHeld}, awaiting},
+		{"suspended by spec, not accepted yet", []metav1.Condition{bySpec}, awaiting},
+		{"accepted for an older generation", []metav1.Condition{stale(accepted), healthy, notHeld}, awaiting},
+		{"suspended by spec, accepted for an older generation", []metav1.Condition{stale(accepted), stale(healthy), bySpec}, awaiting},
 		{"accepted, nothing delivered yet", []metav1.Condition{accepted, noAttempts, notHeld}, ready},
 		{"healthy", []metav1.Condition{accepted, healthy, notHeld},
 			outcome{phaseReady, hooklinev1.ReasonSucceeded, ready.message + "; the endpoint is healthy"}},
 		{"unhealthy", []metav1.Condition{accepted, failing, notHeld},
 			outcome{phaseHeld, hooklinev1.ReasonEndpointUnhealthy, "5 consecutive failures, last: HTTP 503"}},
-		{"unhealthy without a message", []metav1.Condition{cond(hooklinev1.ConditionEndpointHealthy, metav1.ConditionFalse, hooklinev1.ReasonDeliveryFailing, "")},
+		{"unhealthy without a message", []metav1.Condition{accepted, cond(hooklinev1.ConditionEndpointHealthy, metav1.ConditionFalse, hooklinev1.ReasonDeliveryFailing, "")},
 			outcome{phaseHeld, hooklinev1.ReasonEndpointUnhealthy, "Deliveries to the endpoint fail"}},
 		{"gone", []metav1.Condition{accepted, goneHealth, gone},
 			outcome{phaseStalled, hooklinev1.ReasonEndpointGone, "The endpoint answered 410 Gone"}},
@@ -362,19 +368,23 @@ func TestSubscriptionDeliveryOutcome(t *testing.T) {
 			outcome{phaseStalled, hooklinev1.ReasonInvalidSpec, "not served: InvalidSpec"}},
 		{"not accepted, no message", []metav1.Condition{cond(hooklinev1.ConditionAccepted, metav1.ConditionFalse, hooklinev1.ReasonNotServed, "")},
 			outcome{phaseProgressing, hooklinev1.ReasonNotServed, "The dispatcher does not serve this subscription"}},
-		{"accepted unknown counts for nothing", []metav1.Condition{cond(hooklinev1.ConditionAccepted, metav1.ConditionUnknown, "Starting", "")}, ready},
-		{"stale conditions are ignored", []metav1.Condition{stale(notAccepted(hooklinev1.ReasonInvalidSpec)), stale(failing), stale(gone)}, ready},
+		{"accepted unknown is not accepted yet", []metav1.Condition{cond(hooklinev1.ConditionAccepted, metav1.ConditionUnknown, "Starting", ""), healthy}, awaiting},
+		{"stale conditions are ignored", []metav1.Condition{stale(notAccepted(hooklinev1.ReasonInvalidSpec)), stale(failing), stale(gone)}, awaiting},
 		{"stale health does not say healthy", []metav1.Condition{accepted, stale(healthy), notHeld}, ready},
 		{"the controller's own conditions are not the dispatcher's", []metav1.Condition{
+			accepted,
 			cond(hooklinev1.ConditionReady, metav1.ConditionFalse, hooklinev1.ReasonEndpointUnhealthy, "old"),
 			cond(hooklinev1.ConditionStalled, metav1.ConditionTrue, hooklinev1.ReasonEndpointGone, "old"),
 		}, ready},
+		{"the controller's own Ready does not stand for acceptance", []metav1.Condition{
+			cond(hooklinev1.ConditionReady, metav1.ConditionTrue, hooklinev1.ReasonSucceeded, "old"),
+		}, awaiting},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sub := &hooklinev1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Generation: gen}}
 			sub.Status.Conditions = tt.conds
-			got := subscriptionDeliveryOutcome(sub, ready)
+			got := subscriptionDeliveryOutcome(sub, dispatcher, ready)
 			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(outcome{})); diff != "" {
 				t.Errorf("outcome (-want +got):\n%s", diff)
 			}
@@ -384,9 +394,9 @@ func TestSubscriptionDeliveryOutcome(t *testing.T) {
 	// dispatcher's to judge; only called with a ready outcome, but a
 	// healthy endpoint must not decorate anything else.
 	sub := &hooklinev1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Generation: gen}}
-	sub.Status.Conditions = []metav1.Condition{healthy}
+	sub.Status.Conditions = []metav1.Condition{accepted, healthy}
 	progressing := outcome{phase: phaseProgressing, reason: hooklinev1.ReasonSecretNotReady, message: "waiting"}
-	if got := subscriptionDeliveryOutcome(sub, progressing); got != progressing {
+	if got := subscriptionDeliveryOutcome(sub, dispatcher, progressing); got != progressing {
 		t.Errorf("outcome = %+v, want %+v unchanged", got, progressing)
 	}
 }

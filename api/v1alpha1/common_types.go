@@ -79,6 +79,12 @@ const (
 	// spec names; the subscription waits for it. The message names the
 	// object, the field and the missing key, never the keys the object has.
 	ReasonReferenceNotFound = "ReferenceNotFound"
+	// ReasonAwaitingDispatcher means the subscription's spec and references
+	// check out, but the dispatcher has not yet reported it Accepted for its
+	// current generation. Until it has, the dispatcher may not have created
+	// the subscription's queue consumer, and events published meanwhile
+	// are not kept for it.
+	ReasonAwaitingDispatcher = "AwaitingDispatcher"
 )
 
 // WebhookDispatcher reasons.

@@ -3,14 +3,17 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -34,43 +37,95 @@ func main() {
 	}
 }
 
-func run() error {
-	var (
-		metricsAddr       string
-		metricsSecure     bool
-		probeAddr         string
-		leaderElect       bool
-		leaderElectionNS  string
-		dispatcherImage   string
-		dispatcherRole    string
-		operatorNamespace string
-		showVersion       bool
-	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
-	flag.BoolVar(&metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to callers whose bearer token may get the /metrics URL (checked by TokenReview and SubjectAccessReview); false serves plain HTTP to anyone.")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
-	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader so only one manager replica reconciles at a time.")
-	flag.StringVar(&leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the operator's namespace.")
-	flag.StringVar(&dispatcherImage, "dispatcher-image", defaultImageRepository+":"+version.Version, "Dispatcher image for WebhookDispatchers that do not set spec.image.")
-	flag.StringVar(&dispatcherRole, "dispatcher-cluster-role", "hookline-dispatcher", "ClusterRole bound to every dispatcher's ServiceAccount cluster-wide; the one named with the suffix -local is bound in the dispatcher's namespace. The manager's RBAC grants bind on these two names only.")
-	flag.StringVar(&operatorNamespace, "operator-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the default WebhookDispatcher (defaults to $POD_NAMESPACE, else hookline-system).")
-	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
-	opts := zap.Options{}
-	opts.BindFlags(flag.CommandLine)
-	flag.Parse()
+// config is what the command line sets.
+type config struct {
+	metricsAddr       string
+	metricsSecure     bool
+	probeAddr         string
+	leaderElect       bool
+	leaderElectionNS  string
+	dispatcherImage   string
+	dispatcherRole    string
+	operatorNamespace string
+	showVersion       bool
+	// subscriptionWorkers is how many WebhookSubscriptions are reconciled
+	// at once.
+	subscriptionWorkers int
+	// kubeQPS and kubeBurst limit the Kubernetes client on the manager's
+	// side; a kubeQPS of 0 sets no such limit.
+	kubeQPS   float64
+	kubeBurst int
+	zap       zap.Options
+}
 
-	if showVersion {
+// parseFlags reads args into a config with fs, which must not have these
+// flags yet, and checks the values: the error names the flag.
+func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
+	var c config
+	fs.StringVar(&c.metricsAddr, "metrics-bind-address", ":8443", "Address the Prometheus metrics endpoint binds to; \"0\" disables it.")
+	fs.BoolVar(&c.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to callers whose bearer token may get the /metrics URL (checked by TokenReview and SubjectAccessReview); false serves plain HTTP to anyone.")
+	fs.StringVar(&c.probeAddr, "health-probe-bind-address", ":8081", "Address the /healthz and /readyz probes bind to.")
+	fs.BoolVar(&c.leaderElect, "leader-elect", false, "Elect a leader so only one manager replica reconciles at a time.")
+	fs.StringVar(&c.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease; defaults to the operator's namespace.")
+	fs.StringVar(&c.dispatcherImage, "dispatcher-image", defaultImageRepository+":"+version.Version, "Dispatcher image for WebhookDispatchers that do not set spec.image.")
+	fs.StringVar(&c.dispatcherRole, "dispatcher-cluster-role", "hookline-dispatcher", "ClusterRole bound to every dispatcher's ServiceAccount cluster-wide; the one named with the suffix -local is bound in the dispatcher's namespace. The manager's RBAC grants bind on these two names only.")
+	fs.StringVar(&c.operatorNamespace, "operator-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of the default WebhookDispatcher (defaults to $POD_NAMESPACE, else hookline-system).")
+	fs.IntVar(&c.subscriptionWorkers, "subscription-workers", controllers.DefaultSubscriptionWorkers, "How many WebhookSubscriptions are reconciled at once; each reconcile mostly waits for one status write to the API server.")
+	fs.Float64Var(&c.kubeQPS, "kube-api-qps", 0, "Requests per second the manager may send to the API server on average; 0 sets no limit in the manager and leaves it to the API server's priority and fairness.")
+	fs.IntVar(&c.kubeBurst, "kube-api-burst", 0, "Requests the manager may send at once above --kube-api-qps; 0 means twice --kube-api-qps. Needs --kube-api-qps.")
+	fs.BoolVar(&c.showVersion, "version", false, "Print the version and exit.")
+	c.zap.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if c.subscriptionWorkers < 1 {
+		return config{}, fmt.Errorf("--subscription-workers must be at least 1, got %d", c.subscriptionWorkers)
+	}
+	if math.IsNaN(c.kubeQPS) || math.IsInf(c.kubeQPS, 0) || c.kubeQPS < 0 {
+		return config{}, fmt.Errorf("--kube-api-qps must be a positive number, or 0 for no limit in the manager, got %v", c.kubeQPS)
+	}
+	if c.kubeBurst < 0 {
+		return config{}, fmt.Errorf("--kube-api-burst must be positive, or 0 for twice --kube-api-qps, got %d", c.kubeBurst)
+	}
+	if c.kubeBurst > 0 && c.kubeQPS == 0 {
+		return config{}, errors.New("--kube-api-burst needs --kube-api-qps: without it the manager sets no limit")
+	}
+	if c.operatorNamespace == "" {
+		c.operatorNamespace = "hookline-system"
+	}
+	if c.leaderElectionNS == "" {
+		c.leaderElectionNS = c.operatorNamespace
+	}
+	return c, nil
+}
+
+// rateLimit sets the client-side limit of cfg from c. Without --kube-api-qps
+// it keeps what controller-runtime's configuration has (no limit: the API
+// server's priority and fairness shares its capacity); client-go's own
+// default of 5 requests per second would hold several workers to a few
+// status writes a second.
+func (c config) rateLimit(cfg *rest.Config) {
+	if c.kubeQPS == 0 {
+		return
+	}
+	cfg.QPS = float32(c.kubeQPS)
+	cfg.Burst = c.kubeBurst
+	if cfg.Burst == 0 {
+		cfg.Burst = max(1, int(math.Ceil(2*c.kubeQPS)))
+	}
+}
+
+func run() error {
+	c, err := parseFlags(flag.CommandLine, os.Args[1:])
+	if err != nil {
+		return err
+	}
+	if c.showVersion {
 		fmt.Println(version.Version)
 		return nil
 	}
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&c.zap)))
 	log := ctrl.Log.WithName("setup")
-	if operatorNamespace == "" {
-		operatorNamespace = "hookline-system"
-	}
-	if leaderElectionNS == "" {
-		leaderElectionNS = operatorNamespace
-	}
 
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -84,14 +139,15 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("loading the kubeconfig: %w", err)
 	}
+	c.rateLimit(cfg)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
 		Cache:                   controllers.CacheOptions(),
-		Metrics:                 metricsOptions(metricsAddr, metricsSecure),
-		HealthProbeBindAddress:  probeAddr,
-		LeaderElection:          leaderElect,
+		Metrics:                 metricsOptions(c.metricsAddr, c.metricsSecure),
+		HealthProbeBindAddress:  c.probeAddr,
+		LeaderElection:          c.leaderElect,
 		LeaderElectionID:        "hookline-manager.hookline.dev",
-		LeaderElectionNamespace: leaderElectionNS,
+		LeaderElectionNamespace: c.leaderElectionNS,
 		// A manager that stops (a rolling update) hands the lease over at
 		// once instead of making the next leader wait for it to expire.
 		LeaderElectionReleaseOnCancel: true,
@@ -102,9 +158,10 @@ func run() error {
 
 	ctx := ctrl.SetupSignalHandler()
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
-		DefaultDispatcher:     types.NamespacedName{Namespace: operatorNamespace, Name: controllers.DefaultDispatcherName},
-		DispatcherImage:       dispatcherImage,
-		DispatcherClusterRole: dispatcherRole,
+		DefaultDispatcher:     types.NamespacedName{Namespace: c.operatorNamespace, Name: controllers.DefaultDispatcherName},
+		DispatcherImage:       c.dispatcherImage,
+		DispatcherClusterRole: c.dispatcherRole,
+		SubscriptionWorkers:   c.subscriptionWorkers,
 		Clock:                 clock.RealClock{},
 	}); err != nil {
 		return err
@@ -122,7 +179,8 @@ func run() error {
 		return fmt.Errorf("adding the readiness check: %w", err)
 	}
 
-	log.Info("Starting the manager", "version", version.Version, "operatorNamespace", operatorNamespace, "dispatcherImage", dispatcherImage)
+	log.Info("Starting the manager", "version", version.Version, "operatorNamespace", c.operatorNamespace, "dispatcherImage", c.dispatcherImage,
+		"subscriptionWorkers", c.subscriptionWorkers, "kubeAPIQPS", c.kubeQPS, "kubeAPIBurst", cfg.Burst)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("running the manager: %w", err)
 	}

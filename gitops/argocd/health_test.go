@@ -259,8 +259,13 @@ var healthCases = []struct {
 	// WebhookSubscription.
 	{"WebhookSubscription", "healthy.yaml",
 		health{"Healthy", "Valid; events for billing.example.com go through hookline-system/default; the endpoint is healthy"}, status.CurrentStatus},
-	{"WebhookSubscription", "healthy-stale-endpoint-condition.yaml",
-		health{"Healthy", "Valid; events for billing.example.com go through hookline-system/default"}, status.CurrentStatus},
+	// Valid, but not served yet: Ready only once the dispatcher accepts
+	// the current generation. The dispatcher's conditions about an older
+	// one, a failing endpoint included, do not count.
+	{"WebhookSubscription", "progressing-awaiting-dispatcher.yaml",
+		health{"Progressing", "Waiting for dispatcher hookline-system/default to accept generation 1"}, status.InProgressStatus},
+	{"WebhookSubscription", "progressing-awaiting-dispatcher-stale-endpoint-condition.yaml",
+		health{"Progressing", "Waiting for dispatcher hookline-system/default to accept generation 3"}, status.InProgressStatus},
 	// kstatus counts an object without status as Current: its generic
 	// rules cannot tell a new object from one that has no status at all.
 	{"WebhookSubscription", "progressing-new.yaml",

@@ -174,7 +174,8 @@ func TestHealthCheckExprs(t *testing.T) {
 		want          fluxStatus
 	}{
 		{"WebhookSubscription", "healthy.yaml", current},
-		{"WebhookSubscription", "healthy-stale-endpoint-condition.yaml", current},
+		{"WebhookSubscription", "progressing-awaiting-dispatcher.yaml", inProgress},
+		{"WebhookSubscription", "progressing-awaiting-dispatcher-stale-endpoint-condition.yaml", inProgress},
 		// Without any status the expressions cannot be evaluated: Flux
 		// keeps waiting, where kstatus' generic rules say Current.
 		{"WebhookSubscription", "progressing-new.yaml", unknown},

@@ -27,6 +27,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -37,6 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/report"
 	"github.com/hookline/hookline/test/testenv"
 )
 
@@ -181,9 +183,38 @@ func TestManagerWithInstalledRBAC(t *testing.T) {
 		t.Fatalf("creating the dispatcher's instance Lease: %v", err)
 	}
 
-	for _, obj := range []client.Object{dispatcher, secret, sub} {
+	for _, obj := range []client.Object{dispatcher, secret} {
 		waitFor(t, 30*time.Second, func() error { return ready(ctx, admin, obj) })
 	}
+	// A valid subscription is not Ready until its dispatcher has accepted
+	// this generation: until then an event published for it may not reach
+	// it. No dispatcher process runs here, so write its Accepted condition
+	// as a dispatcher does, under its field manager.
+	waitFor(t, 30*time.Second, func() error {
+		if err := admin.Get(ctx, client.ObjectKeyFromObject(sub), sub); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(sub.Status.Conditions, hooklinev1.ConditionReady)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != hooklinev1.ReasonAwaitingDispatcher || c.ObservedGeneration != sub.Generation {
+			return fmt.Errorf("want Ready=False %s before the dispatcher accepts, got %+v", hooklinev1.ReasonAwaitingDispatcher, c)
+		}
+		return nil
+	})
+	accepted := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": hooklinev1.GroupVersion.String(),
+		"kind":       "WebhookSubscription",
+		"metadata":   map[string]any{"name": sub.Name, "namespace": sub.Namespace},
+		"status": map[string]any{"conditions": []any{map[string]any{
+			"type": hooklinev1.ConditionAccepted, "status": "True", "reason": hooklinev1.ReasonAccepted,
+			"message": "The dispatcher delivers the events this subscription selects", "observedGeneration": sub.Generation,
+			"lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
+		}}},
+	}}
+	if err := admin.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(accepted),
+		client.FieldOwner(report.DefaultFieldManager), client.ForceOwnership); err != nil {
+		t.Fatalf("accepting the subscription as its dispatcher: %v", err)
+	}
+	waitFor(t, 30*time.Second, func() error { return ready(ctx, admin, sub) })
 
 	// Least privilege for the dispatcher: its ServiceAccount may read the
 	// signing Secret of the subscription's namespace by name only.
