@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"time"
@@ -46,6 +47,24 @@ func (b *bench) profiled(section int, measure func() []row) []row {
 	}
 	defer pprof.StopCPUProfile()
 	return measure()
+}
+
+// writeHeapProfile writes the heap profile -memprofile asks for, of what is
+// live after a collection.
+func (b *bench) writeHeapProfile() (err error) {
+	if b.cfg.MemProfile == "" {
+		return nil
+	}
+	f, err := os.Create(b.cfg.MemProfile)
+	if err != nil {
+		return fmt.Errorf("creating the heap profile: %w", err)
+	}
+	defer func() { err = errors.Join(err, f.Close()) }()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		return fmt.Errorf("writing the heap profile: %w", err)
+	}
+	return nil
 }
 
 func one(r row) []row { return []row{r} }
