@@ -2,12 +2,15 @@ package ingest
 
 import (
 	"bytes"
+	"cmp"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -18,6 +21,15 @@ import (
 // The decoders below are pure: bytes and headers in, drafts or errors out.
 // Every error they return is a client mistake (400) whose message names the
 // offending field, so the handler can pass it on verbatim.
+//
+// A request body is checked once, whole, by scanDocument: JSON syntax and
+// UTF-8 in one pass, which also notes where the outer arrays and objects
+// end (a batch's list of events, each event, each event's data) and whether
+// they hold whitespace. Everything nested in the body is then a slice of a
+// valid document and is only split, never checked again: the methods of
+// document read the tokens of one level and jump over the values they hold.
+// So most bytes of a batch are read once, and an event's data is copied
+// only when whitespace must be taken out of it.
 
 // MaxIDLength is the longest event id accepted.
 const MaxIDLength = 128
@@ -26,12 +38,19 @@ const MaxIDLength = 128
 // error message, so that a megabyte of garbage is not sent back.
 const maxEcho = 64
 
+// maxNestingDepth is the deepest nesting of arrays and objects accepted,
+// the limit of encoding/json, which checked bodies before scanDocument did:
+// the same documents are refused, with the same message.
+const maxNestingDepth = 10000
+
 // draft is a decoded, validated event that still lacks what the handler
 // fills in: an id when the producer gave none and a time when it gave none.
 type draft struct {
 	ID   string // empty: generate one
 	Type string
 	Time time.Time // zero: now
+	// Data may share memory with the decoded request body, which must
+	// therefore not be modified afterwards.
 	Data json.RawMessage
 }
 
@@ -45,7 +64,11 @@ type item struct {
 // member is one top-level field of a JSON object, in document order.
 type member struct {
 	name  string
-	value json.RawMessage
+	value json.RawMessage // shares the document's memory, capacity cut to its length
+	at    int             // where value starts in the document
+	// spaced reports whitespace between the value's tokens, which
+	// compaction would remove.
+	spaced bool
 }
 
 // malformedError describes a body that is not valid JSON.
@@ -61,10 +84,10 @@ func malformedError(err error, offset int64) error {
 	return fmt.Errorf("malformed JSON at byte %d: %s", offset, msg)
 }
 
-// checkSyntax reports where data stops being one valid JSON value. It runs
-// before the token-level reading below because the whole-document scan
-// gives the byte position of a mistake, counted from the start of data,
-// which the streaming decoder does not.
+// checkSyntax reports where data stops being one valid JSON value, counted
+// in bytes from the start of data. It runs only once scanDocument has
+// refused data, to explain why: errors are rare, and encoding/json's
+// messages are the ones clients have always been given.
 func checkSyntax(data []byte) error {
 	var raw json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
@@ -73,126 +96,593 @@ func checkSyntax(data []byte) error {
 	return nil
 }
 
-// openJSON checks that data is valid UTF-8 and JSON and opens it, having
-// read the opening delimiter of the expected kind.
-func openJSON(data []byte, what string, open json.Delim, kind string) (*json.Decoder, error) {
+// document is a checked JSON document with the extent of its outer arrays
+// and objects, so that reading a value of it skips the values it holds
+// without reading them again.
+type document struct {
+	data []byte
+	// containers are the arrays and objects nested at most the depth
+	// asked of scanDocument, in the order they open, hence by start.
+	containers []container
+	// spaced reports whitespace between tokens or around the value.
+	spaced bool
+	last   int // index of the container last looked up
+}
+
+// container is the extent of an array or object of a document.
+type container struct {
+	start, end int // of the opening delimiter; after the closing one
+	spaced     bool
+}
+
+// start is the index of the document's value.
+func (d *document) start() int { return skipSpace(d.data, 0) }
+
+// checkDocument checks that data is one JSON value in valid UTF-8; what
+// names data in errors. The document notes the extent of the arrays and
+// objects nested at most indexDepth deep (the document's own value is at
+// depth 1), which are those that will be read.
+func checkDocument(data []byte, what string, indexDepth int) (document, error) {
+	if doc, ok := scanDocument(data, indexDepth); ok {
+		return doc, nil
+	}
+	// The order of the checks scanDocument replaced, which decides the
+	// message when both fail.
 	if !utf8.Valid(data) {
-		return nil, fmt.Errorf("%s is not valid UTF-8", what)
+		return document{}, fmt.Errorf("%s is not valid UTF-8", what)
 	}
+	return document{}, syntaxError(data)
+}
+
+// syntaxError explains why data, which is valid UTF-8, is not one JSON
+// value.
+func syntaxError(data []byte) error {
 	if err := checkSyntax(data); err != nil {
-		return nil, err
+		return err
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, malformedError(err, dec.InputOffset())
-	}
-	if d, ok := tok.(json.Delim); !ok || d != open {
-		return nil, fmt.Errorf("%s must be a JSON %s, found %s", what, kind, jsonKind(tok))
-	}
-	return dec, nil
+	// scanDocument and encoding/json disagree, which the tests rule out;
+	// refusing is the safe side.
+	return errors.New("malformed JSON")
 }
 
-// readObject splits a JSON object into its members. Unlike decoding into a
-// map or struct it refuses duplicate names, which different JSON parsers
-// resolve differently, and it keeps the exact bytes of every value.
-func readObject(data []byte, what string) ([]member, error) {
-	dec, err := openJSON(data, what, '{', "object")
-	if err != nil {
-		return nil, err
+// scanDocument reports whether data is exactly one JSON value, as
+// encoding/json reads it (RFC 8259, at most maxNestingDepth levels of
+// nesting), in valid UTF-8. It is the one pass that checks a request body;
+// the methods of document rely on it. The arrays and objects nested at most
+// indexDepth deep are noted in the document.
+func scanDocument(data []byte, indexDepth int) (document, bool) {
+	doc := document{data: data}
+	if indexDepth > 0 {
+		doc.containers = make([]container, 0, 8+len(data)/512)
 	}
-	var members []member
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, malformedError(err, dec.InputOffset())
+	var stackBuf [32]frame // deep enough for most documents
+	stack := stackBuf[:0]  // the containers open
+	spaces := 0            // runs of whitespace seen
+	skip := func(i int) int {
+		j := skipSpace(data, i)
+		if j != i {
+			spaces++
 		}
-		name := tok.(string) // the decoder only yields strings as object keys
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
-			return nil, malformedError(err, dec.InputOffset())
+		return j
+	}
+	// key checks an object key and its colon, from i at the key's
+	// opening quote, and returns the index after the colon.
+	key := func(i int) (int, bool) {
+		if i == len(data) || data[i] != '"' {
+			return i, false
 		}
-		if seen[name] {
-			return nil, fmt.Errorf("duplicate field %s", echo(name))
+		i, ok := scanString(data, i)
+		if !ok {
+			return i, false
 		}
-		seen[name] = true
-		members = append(members, member{name: name, value: value})
+		i = skip(i)
+		if i == len(data) || data[i] != ':' {
+			return i, false
+		}
+		return i + 1, true
 	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return nil, malformedError(err, dec.InputOffset())
+	pop := func(end int) {
+		f := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if f.index >= 0 {
+			doc.containers[f.index].end = end
+			doc.containers[f.index].spaced = spaces != f.spaces
+		}
 	}
-	if err := expectEOF(dec); err != nil {
-		return nil, err
+	i := 0
+	var ok bool
+	for {
+		// A value starts at i, possibly after whitespace.
+		i = skip(i)
+		if i == len(data) {
+			return doc, false
+		}
+		switch c := data[i]; c {
+		case '{', '[':
+			if len(stack) == maxNestingDepth {
+				return doc, false
+			}
+			f := frame{open: c, index: -1, spaces: spaces}
+			if len(stack) < indexDepth {
+				f.index = len(doc.containers)
+				doc.containers = append(doc.containers, container{start: i})
+			}
+			stack = append(stack, f)
+			i = skip(i + 1)
+			if i < len(data) && data[i] == closer(c) {
+				i++
+				pop(i)
+				break
+			}
+			if c == '{' {
+				if i, ok = key(i); !ok {
+					return doc, false
+				}
+			}
+			continue
+		case '"':
+			if i, ok = scanString(data, i); !ok {
+				return doc, false
+			}
+		case 't':
+			if i, ok = scanLiteral(data, i, "true"); !ok {
+				return doc, false
+			}
+		case 'f':
+			if i, ok = scanLiteral(data, i, "false"); !ok {
+				return doc, false
+			}
+		case 'n':
+			if i, ok = scanLiteral(data, i, "null"); !ok {
+				return doc, false
+			}
+		default:
+			if i, ok = scanNumber(data, i); !ok {
+				return doc, false
+			}
+		}
+		// A value ends at i: close the containers it ends, up to the
+		// first that holds another value.
+		for {
+			i = skip(i)
+			if len(stack) == 0 {
+				doc.spaced = spaces > 0
+				return doc, i == len(data)
+			}
+			if i == len(data) {
+				return doc, false
+			}
+			open := stack[len(stack)-1].open
+			if data[i] == closer(open) {
+				i++
+				pop(i)
+				continue
+			}
+			if data[i] != ',' {
+				return doc, false
+			}
+			i = skip(i + 1)
+			if open == '{' {
+				if i, ok = key(i); !ok {
+					return doc, false
+				}
+			}
+			break
+		}
 	}
-	return members, nil
 }
 
-// readArray splits a JSON array into its elements.
-func readArray(data []byte, what string) ([]json.RawMessage, error) {
-	dec, err := openJSON(data, what, '[', "array")
-	if err != nil {
-		return nil, err
+// frame is a container being scanned.
+type frame struct {
+	open   byte // '{' or '['
+	index  int  // in the document's containers; -1 when too deep to be noted
+	spaces int  // runs of whitespace seen before it opened
+}
+
+// closer is the delimiter that closes open, '{' or '['.
+func closer(open byte) byte {
+	// '}' and ']' follow '{' and '[' by two in ASCII.
+	return open + 2
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\n' || c == '\r' || c == '\t'
+}
+
+// skipSpace returns the index of the first byte at or after i that is not
+// JSON whitespace.
+func skipSpace(data []byte, i int) int {
+	if i < len(data) && data[i] > ' ' { // the usual case, decided early
+		return i
 	}
-	var elems []json.RawMessage
-	for dec.More() {
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
-			return nil, malformedError(err, dec.InputOffset())
+	for i < len(data) && isSpace(data[i]) {
+		i++
+	}
+	return i
+}
+
+// plainStringByte marks the bytes that stand for themselves in a JSON
+// string: printable ASCII but the quote and the backslash.
+var plainStringByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// scanString checks the string starting at data[i], its opening quote, and
+// returns the index after its closing quote.
+func scanString(data []byte, i int) (int, bool) {
+	i++
+	for {
+		i = skipPlainWords(data, i)
+		for i < len(data) && plainStringByte[data[i]] {
+			i++
 		}
-		elems = append(elems, value)
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, malformedError(err, dec.InputOffset())
-	}
-	if err := expectEOF(dec); err != nil {
-		return nil, err
-	}
-	return elems, nil
-}
-
-func expectEOF(dec *json.Decoder) error {
-	off := dec.InputOffset()
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return fmt.Errorf("malformed JSON at byte %d: unexpected data after the top-level value", off+1)
-	}
-	return nil
-}
-
-// jsonKind names the JSON type that starts with tok, for error messages.
-func jsonKind(tok json.Token) string {
-	switch v := tok.(type) {
-	case json.Delim:
-		if v == '[' {
-			return "an array"
+		if i == len(data) {
+			return i, false
 		}
-		return "an object"
-	case string:
-		return "a string"
-	case float64, json.Number:
-		return "a number"
-	case bool:
-		return "a boolean"
-	default:
-		return "null"
+		switch c := data[i]; {
+		case c == '"':
+			return i + 1, true
+		case c == '\\':
+			if i+1 == len(data) {
+				return i, false
+			}
+			switch data[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(data) {
+					return i, false
+				}
+				for _, h := range data[i+2 : i+6] {
+					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+						return i, false
+					}
+				}
+				i += 6
+			default:
+				return i, false
+			}
+		case c < 0x20:
+			return i, false
+		default: // the first byte of a multi-byte UTF-8 sequence, or not UTF-8
+			r, size := utf8.DecodeRune(data[i:])
+			if r == utf8.RuneError && size == 1 {
+				return i, false
+			}
+			i += size
+		}
 	}
 }
 
-// kindOf names the JSON type of a raw value.
-func kindOf(raw json.RawMessage) string {
-	tok, err := json.NewDecoder(bytes.NewReader(raw)).Token()
-	if err != nil {
+// skipPlainWords returns the index of the first 8-byte word at or after i
+// that holds a byte that does not stand for itself in a JSON string. It
+// tests a word at a time, which makes long strings, most of a body, cheap.
+func skipPlainWords(data []byte, i int) int {
+	const (
+		ones = 0x0101010101010101
+		high = 0x8080808080808080 // the high bit of every byte
+	)
+	for i+8 <= len(data) {
+		w := binary.LittleEndian.Uint64(data[i:])
+		// A byte of x is zero where x-ones borrows into a high bit
+		// that x lacks; a byte is below 0x20 likewise. Bytes of 0x80
+		// and above are not ASCII.
+		quote := w ^ (ones * '"')
+		backslash := w ^ (ones * '\\')
+		special := (quote-ones)&^quote | (backslash-ones)&^backslash | (w-ones*0x20)&^w | w
+		if special&high != 0 {
+			return i
+		}
+		i += 8
+	}
+	return i
+}
+
+// scanLiteral checks that lit (true, false or null) starts at data[i].
+func scanLiteral(data []byte, i int, lit string) (int, bool) {
+	if len(data)-i < len(lit) || string(data[i:i+len(lit)]) != lit {
+		return i, false
+	}
+	return i + len(lit), true
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// scanNumber checks the number starting at data[i] and returns the index
+// after it: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func scanNumber(data []byte, i int) (int, bool) {
+	digits := func(i int) (int, bool) {
+		if i == len(data) || !isDigit(data[i]) {
+			return i, false
+		}
+		for i < len(data) && isDigit(data[i]) {
+			i++
+		}
+		return i, true
+	}
+	if data[i] == '-' {
+		i++
+	}
+	var ok bool
+	if i < len(data) && data[i] == '0' {
+		i++
+	} else if i, ok = digits(i); !ok {
+		return i, false
+	}
+	if i < len(data) && data[i] == '.' {
+		if i, ok = digits(i + 1); !ok {
+			return i, false
+		}
+	}
+	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
+		i++
+		if i < len(data) && (data[i] == '+' || data[i] == '-') {
+			i++
+		}
+		if i, ok = digits(i); !ok {
+			return i, false
+		}
+	}
+	return i, true
+}
+
+// stringEnd returns the index after the string starting at data[i], a
+// value of a checked document.
+func stringEnd(data []byte, i int) int {
+	j := i + 1
+	for {
+		j += bytes.IndexByte(data[j:], '"')
+		// A quote is escaped when an odd number of backslashes precede
+		// it. The opening quote stops the count.
+		k := j
+		for data[k-1] == '\\' {
+			k--
+		}
+		if (j-k)%2 == 0 {
+			return j + 1
+		}
+		j++
+	}
+}
+
+// valueEnd returns the index after the value starting at i and whether
+// whitespace separates its tokens.
+func (d *document) valueEnd(i int) (end int, spaced bool) {
+	data := d.data
+	switch data[i] {
+	case '"':
+		return stringEnd(data, i), false
+	case '{', '[':
+		if c, ok := d.container(i); ok {
+			return c.end, c.spaced
+		}
+		return containerEnd(data, i)
+	default: // a number or a literal, which ends at the next delimiter
+		for i < len(data) && data[i] > ' ' && data[i] != ',' && data[i] != ']' && data[i] != '}' {
+			i++
+		}
+		return i, false
+	}
+}
+
+// container returns the noted extent of the container starting at start.
+func (d *document) container(start int) (container, bool) {
+	// Values are mostly read in document order, so the container after
+	// the one last found is the likely one.
+	if n := d.last + 1; n < len(d.containers) && d.containers[n].start == start {
+		d.last = n
+		return d.containers[n], true
+	}
+	n, found := slices.BinarySearchFunc(d.containers, start, func(c container, start int) int {
+		return cmp.Compare(c.start, start)
+	})
+	if !found {
+		return container{}, false
+	}
+	d.last = n
+	return d.containers[n], true
+}
+
+// containerEnd returns the index after the array or object starting at
+// data[i], a value of a checked document too deep to be noted, and whether
+// whitespace separates its tokens.
+func containerEnd(data []byte, i int) (end int, spaced bool) {
+	depth := 0
+	for {
+		switch data[i] {
+		case '"':
+			i = stringEnd(data, i)
+			continue
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return i + 1, spaced
+			}
+		case ' ', '\n', '\r', '\t':
+			spaced = true
+		}
+		i++
+	}
+}
+
+// kindOf names the JSON type of raw, a value of a checked document.
+func kindOf(raw []byte) string {
+	i := skipSpace(raw, 0)
+	if i == len(raw) {
 		return "invalid JSON"
 	}
-	return jsonKind(tok)
+	switch c := raw[i]; {
+	case c == '{':
+		return "an object"
+	case c == '[':
+		return "an array"
+	case c == '"':
+		return "a string"
+	case c == 't' || c == 'f':
+		return "a boolean"
+	case c == 'n':
+		return "null"
+	case c == '-' || isDigit(c):
+		return "a number"
+	default:
+		return "invalid JSON"
+	}
+}
+
+// open returns the index after the opening delimiter of the value at i,
+// expected to be of kind ("object" or "array"); what names the value in
+// errors.
+func (d *document) open(i int, what string, delim byte, kind string) (int, error) {
+	if d.data[i] != delim {
+		return 0, fmt.Errorf("%s must be a JSON %s, found %s", what, kind, kindOf(d.data[i:]))
+	}
+	return skipSpace(d.data, i+1), nil
+}
+
+// readObject checks that data is a JSON object in valid UTF-8 and splits
+// it into its members; what names data in errors.
+func readObject(data []byte, what string) ([]member, error) {
+	doc, err := checkDocument(data, what, 2)
+	if err != nil {
+		return nil, err
+	}
+	return doc.objectMembers(nil, doc.start(), what)
+}
+
+// objectMembers splits the object at i into its members, appended to dst;
+// what names the object in errors. Unlike decoding into a map or struct it
+// refuses duplicate names, which different JSON parsers resolve
+// differently, and it keeps the exact bytes of every value.
+func (d *document) objectMembers(dst []member, i int, what string) ([]member, error) {
+	data := d.data
+	i, err := d.open(i, what, '{', "object")
+	if err != nil {
+		return nil, err
+	}
+	first := len(dst)
+	var seen map[string]bool // once the object is too large to search
+	if data[i] == '}' {
+		return dst, nil
+	}
+	for {
+		end := stringEnd(data, i)
+		name := keyName(data[i:end])
+		i = skipSpace(data, skipSpace(data, end)+1) // past the colon
+		end, spaced := d.valueEnd(i)
+		if isDuplicate(dst[first:], &seen, name) {
+			return nil, fmt.Errorf("duplicate field %s", echo(name))
+		}
+		dst = append(dst, member{name: name, value: data[i:end:end], at: i, spaced: spaced})
+		i = skipSpace(data, end)
+		if data[i] == '}' {
+			return dst, nil
+		}
+		i = skipSpace(data, i+1) // past the comma
+	}
+}
+
+// isDuplicate reports whether name is among the names of members, and
+// adds it. Objects are small, so a search is cheaper than a map, until an
+// object is large enough to make the search quadratic.
+func isDuplicate(members []member, seen *map[string]bool, name string) bool {
+	const searchLimit = 16
+	if len(members) < searchLimit {
+		for _, m := range members {
+			if m.name == name {
+				return true
+			}
+		}
+		return false
+	}
+	if *seen == nil {
+		*seen = make(map[string]bool, 2*len(members))
+		for _, m := range members {
+			(*seen)[m.name] = true
+		}
+	}
+	if (*seen)[name] {
+		return true
+	}
+	(*seen)[name] = true
+	return false
+}
+
+// keyName decodes the object key raw, a string of a checked document. The
+// names this package looks for are returned without allocating.
+func keyName(raw []byte) string {
+	if bytes.IndexByte(raw, '\\') >= 0 {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			// Unreachable for a checked document.
+			return string(raw)
+		}
+		return s
+	}
+	switch name := raw[1 : len(raw)-1]; string(name) {
+	case "id":
+		return "id"
+	case "type":
+		return "type"
+	case "data":
+		return "data"
+	case "events":
+		return "events"
+	case ceSpecVersion:
+		return ceSpecVersion
+	case ceSource:
+		return ceSource
+	case ceTime:
+		return ceTime
+	case ceDataContentType:
+		return ceDataContentType
+	default:
+		return string(name)
+	}
+}
+
+// arrayElements appends to dst the start of every element of the array at
+// i; what names the array in errors.
+func (d *document) arrayElements(dst []int, i int, what string) ([]int, error) {
+	data := d.data
+	i, err := d.open(i, what, '[', "array")
+	if err != nil {
+		return nil, err
+	}
+	if data[i] == ']' {
+		return dst, nil
+	}
+	for {
+		dst = append(dst, i)
+		end, _ := d.valueEnd(i)
+		i = skipSpace(data, end)
+		if data[i] == ']' {
+			return dst, nil
+		}
+		i = skipSpace(data, i+1) // past the comma
+	}
 }
 
 func isNull(raw json.RawMessage) bool {
 	return string(bytes.TrimSpace(raw)) == "null"
 }
 
-// stringField decodes a JSON string value.
+// stringField decodes raw, a value of a checked document, as a string.
+// null is the empty string, as encoding/json has it.
 func stringField(path, name string, raw json.RawMessage) (string, error) {
+	if isNull(raw) {
+		return "", nil
+	}
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", fmt.Errorf("%s%s: must be a string, found %s", path, name, kindOf(raw))
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), nil
+	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return "", fmt.Errorf("%s%s: must be a string, found %s", path, name, kindOf(raw))
@@ -200,23 +690,59 @@ func stringField(path, name string, raw json.RawMessage) (string, error) {
 	return s, nil
 }
 
-// compactData validates and compacts an event's data. Absent data is JSON
-// null so that every stored event has a JSON body.
+// compactData checks and compacts an event's data, raw, not yet checked.
+// Absent data is JSON null so that every stored event has a JSON body.
 func compactData(path string, raw []byte) (json.RawMessage, error) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return json.RawMessage("null"), nil
 	}
-	if !utf8.Valid(raw) {
-		return nil, fmt.Errorf("%sdata: not valid UTF-8", path)
+	doc, ok := scanDocument(raw, 0)
+	if !ok {
+		if !utf8.Valid(raw) {
+			return nil, fmt.Errorf("%sdata: not valid UTF-8", path)
+		}
+		return nil, fmt.Errorf("%sdata: %w", path, syntaxError(raw))
 	}
-	if err := checkSyntax(raw); err != nil {
-		return nil, fmt.Errorf("%sdata: %w", path, err)
+	return compactValue(raw, doc.spaced), nil
+}
+
+// eventData is the data of an event as stored: raw, the value of a data
+// member, compact; JSON null when absent.
+func eventData(raw json.RawMessage, spaced bool) json.RawMessage {
+	if raw == nil {
+		return json.RawMessage("null")
 	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, raw); err != nil {
-		return nil, fmt.Errorf("%sdata: %w", path, malformedError(err, 0))
+	return compactValue(raw, spaced)
+}
+
+// compactValue returns raw, a checked JSON value, without whitespace
+// between tokens, the form events are stored in (as json.Compact writes
+// it): raw itself unless spaced. The result has no spare capacity, so that
+// appending to it cannot write over the rest of a request body.
+func compactValue(raw []byte, spaced bool) json.RawMessage {
+	if spaced {
+		raw = appendCompact(make([]byte, 0, len(raw)), raw)
 	}
-	return buf.Bytes(), nil
+	return raw[:len(raw):len(raw)]
+}
+
+// appendCompact appends raw, a checked JSON value, to dst without the
+// whitespace between its tokens.
+func appendCompact(dst, raw []byte) []byte {
+	start := 0 // of the bytes not yet appended
+	for i := 0; i < len(raw); {
+		switch raw[i] {
+		case '"':
+			i = stringEnd(raw, i)
+		case ' ', '\n', '\r', '\t':
+			dst = append(dst, raw[start:i]...)
+			i = skipSpace(raw, i)
+			start = i
+		default:
+			i++
+		}
+	}
+	return append(dst, raw[start:]...)
 }
 
 // validateID reports why id is not an acceptable event id. Ids become part
@@ -273,20 +799,43 @@ func echo(s string) string {
 	return fmt.Sprintf("%q...", s[:cut])
 }
 
-// decodeNative decodes {"id"?, "type", "data"?}. path prefixes field names
-// in errors ("" or "events[3].").
-func decodeNative(data []byte, path string) (draft, error) {
-	what := "body"
-	if path != "" {
-		what = strings.TrimSuffix(path, ".")
+// whatOf names the value at path ("" or "events[3].") in errors.
+func whatOf(path string) string {
+	if path == "" {
+		return "body"
 	}
-	members, err := readObject(data, what)
+	return strings.TrimSuffix(path, ".")
+}
+
+// eventReader decodes the events of a checked document, reusing its
+// buffer of members from one event to the next.
+type eventReader struct {
+	doc     *document
+	members []member
+}
+
+// decodeNative decodes {"id"?, "type", "data"?}, not yet checked. path
+// prefixes field names in errors ("" or "events[3].").
+func decodeNative(data []byte, path string) (draft, error) {
+	doc, err := checkDocument(data, whatOf(path), 2)
 	if err != nil {
 		return draft{}, prefixed(path, err)
 	}
+	r := eventReader{doc: &doc}
+	return r.native(doc.start(), path)
+}
+
+// native decodes {"id"?, "type", "data"?}, the value at i.
+func (r *eventReader) native(i int, path string) (draft, error) {
+	members, err := r.doc.objectMembers(r.members[:0], i, whatOf(path))
+	if err != nil {
+		return draft{}, prefixed(path, err)
+	}
+	r.members = members
 	var d draft
 	var typeSeen, idSeen bool
 	var rawData json.RawMessage
+	var dataSpaced bool
 	for _, m := range members {
 		switch m.name {
 		case "id":
@@ -308,7 +857,7 @@ func decodeNative(data []byte, path string) (draft, error) {
 			}
 			typeSeen = true
 		case "data":
-			rawData = m.value
+			rawData, dataSpaced = m.value, m.spaced
 		default:
 			return draft{}, prefixed(path, fmt.Errorf("unknown field %s, accepted fields are id, type and data", echo(m.name)))
 		}
@@ -324,9 +873,7 @@ func decodeNative(data []byte, path string) (draft, error) {
 	if err := validateType(path, d.Type); err != nil {
 		return draft{}, err
 	}
-	if d.Data, err = compactData(path, rawData); err != nil {
-		return draft{}, err
-	}
+	d.Data = eventData(rawData, dataSpaced)
 	return d, nil
 }
 
@@ -358,14 +905,40 @@ var ceRequired = []string{ceSpecVersion, ceID, ceSource, ceType}
 // ceAttrs holds the attributes Hookline uses, from either CloudEvents mode.
 type ceAttrs struct {
 	specVersion, id, source, typ, time, dataContentType string
-	present                                             map[string]bool
+	present                                             ceAttrSet
 }
+
+// ceAttrSet is a set of the attributes ceAttrs holds.
+type ceAttrSet uint8
+
+// ceAttrBit is attr's element of a ceAttrSet.
+func ceAttrBit(attr string) ceAttrSet {
+	switch attr {
+	case ceSpecVersion:
+		return 1 << 0
+	case ceID:
+		return 1 << 1
+	case ceSource:
+		return 1 << 2
+	case ceType:
+		return 1 << 3
+	case ceTime:
+		return 1 << 4
+	case ceDataContentType:
+		return 1 << 5
+	default:
+		panic("ingest: no CloudEvents attribute " + attr)
+	}
+}
+
+func (s *ceAttrSet) add(attr string)     { *s |= ceAttrBit(attr) }
+func (s ceAttrSet) has(attr string) bool { return s&ceAttrBit(attr) != 0 }
 
 // toDraft validates the attributes shared by the structured and binary
 // modes. name maps an attribute to the field or header to blame.
 func (a ceAttrs) toDraft(name func(string) string) (draft, error) {
 	for _, attr := range ceRequired {
-		if !a.present[attr] {
+		if !a.present.has(attr) {
 			return draft{}, fmt.Errorf("%s: required", name(attr))
 		}
 	}
@@ -382,14 +955,14 @@ func (a ceAttrs) toDraft(name func(string) string) (draft, error) {
 		return draft{}, fmt.Errorf("%s%s", name(ceType), strings.TrimPrefix(err.Error(), "type"))
 	}
 	d := draft{ID: a.id, Type: a.typ}
-	if a.present[ceTime] {
+	if a.present.has(ceTime) {
 		t, err := time.Parse(time.RFC3339Nano, a.time)
 		if err != nil {
 			return draft{}, fmt.Errorf("%s: %s is not an RFC 3339 timestamp", name(ceTime), echo(a.time))
 		}
 		d.Time = t.UTC()
 	}
-	if a.present[ceDataContentType] && !isJSONMediaType(a.dataContentType) {
+	if a.present.has(ceDataContentType) && !isJSONMediaType(a.dataContentType) {
 		return draft{}, fmt.Errorf("%s: %s is not supported, only JSON data (application/json or */*+json) is",
 			name(ceDataContentType), echo(a.dataContentType))
 	}
@@ -398,6 +971,9 @@ func (a ceAttrs) toDraft(name func(string) string) (draft, error) {
 
 // isJSONMediaType reports whether a media type denotes JSON.
 func isJSONMediaType(v string) bool {
+	if v == contentTypeJSON { // the usual value, spared the parse
+		return true
+	}
 	mt, params, err := mime.ParseMediaType(v)
 	if err != nil {
 		return false
@@ -409,18 +985,28 @@ func isJSONMediaType(v string) bool {
 }
 
 // decodeStructured decodes a CloudEvents 1.0 event in structured mode
-// (JSON event format). path prefixes field names in errors.
+// (JSON event format), not yet checked. path prefixes field names in
+// errors.
 func decodeStructured(data []byte, path string) (draft, error) {
-	what := "body"
-	if path != "" {
-		what = strings.TrimSuffix(path, ".")
-	}
-	members, err := readObject(data, what)
+	doc, err := checkDocument(data, whatOf(path), 2)
 	if err != nil {
 		return draft{}, prefixed(path, err)
 	}
-	a := ceAttrs{present: map[string]bool{}}
+	r := eventReader{doc: &doc}
+	return r.structured(doc.start(), path)
+}
+
+// structured decodes a CloudEvents 1.0 event in structured mode, the value
+// at i.
+func (r *eventReader) structured(i int, path string) (draft, error) {
+	members, err := r.doc.objectMembers(r.members[:0], i, whatOf(path))
+	if err != nil {
+		return draft{}, prefixed(path, err)
+	}
+	r.members = members
+	var a ceAttrs
 	var rawData json.RawMessage
+	var dataSpaced bool
 	for _, m := range members {
 		var dst *string
 		switch m.name {
@@ -437,7 +1023,7 @@ func decodeStructured(data []byte, path string) (draft, error) {
 		case ceDataContentType:
 			dst = &a.dataContentType
 		case ceData:
-			rawData = m.value
+			rawData, dataSpaced = m.value, m.spaced
 			continue
 		case ceDataBase64:
 			return draft{}, fmt.Errorf("%sdata_base64: not supported, only JSON data is; send the payload as \"data\" with a JSON datacontenttype", path)
@@ -451,47 +1037,57 @@ func decodeStructured(data []byte, path string) (draft, error) {
 		if *dst, err = stringField(path, m.name, m.value); err != nil {
 			return draft{}, err
 		}
-		a.present[m.name] = true
+		a.present.add(m.name)
 	}
 	d, err := a.toDraft(func(attr string) string { return path + attr })
 	if err != nil {
 		return draft{}, err
 	}
-	if d.Data, err = compactData(path, rawData); err != nil {
-		return draft{}, err
-	}
+	d.Data = eventData(rawData, dataSpaced)
 	return d, nil
 }
 
 // binaryHeader is the HTTP header carrying a CloudEvents attribute in binary
-// mode.
+// mode, as named in errors.
 func binaryHeader(attr string) string { return "ce-" + attr }
+
+// binaryHeaders are the attributes read in binary mode with their headers
+// in canonical form, the keys of an http.Header. A slice, not a map, so
+// that the first problem reported is always the same one.
+var binaryHeaders = func() []struct{ attr, key string } {
+	var hs []struct{ attr, key string }
+	for _, attr := range []string{ceSpecVersion, ceID, ceSource, ceType, ceTime} {
+		hs = append(hs, struct{ attr, key string }{attr, http.CanonicalHeaderKey(binaryHeader(attr))})
+	}
+	return hs
+}()
 
 // decodeBinary decodes a CloudEvents 1.0 event in binary mode: attributes in
 // ce-* headers, the body is the data. The caller has checked that the
 // content type is JSON, which makes it the datacontenttype.
 func decodeBinary(h http.Header, body []byte) (draft, error) {
-	a := ceAttrs{present: map[string]bool{}}
-	// A slice, not a map, so that the first problem reported is always
-	// the same one.
-	for _, f := range []struct {
-		attr string
-		dst  *string
-	}{
-		{ceSpecVersion, &a.specVersion},
-		{ceID, &a.id},
-		{ceSource, &a.source},
-		{ceType, &a.typ},
-		{ceTime, &a.time},
-	} {
-		attr, dst := f.attr, f.dst
-		if vs := h.Values(binaryHeader(attr)); len(vs) > 0 {
-			if len(vs) > 1 {
-				return draft{}, fmt.Errorf("%s: given %d times, must be given once", binaryHeader(attr), len(vs))
-			}
-			*dst = vs[0]
-			a.present[attr] = true
+	var a ceAttrs
+	for _, f := range binaryHeaders {
+		vs := h[f.key]
+		if len(vs) == 0 {
+			continue
 		}
+		if len(vs) > 1 {
+			return draft{}, fmt.Errorf("%s: given %d times, must be given once", binaryHeader(f.attr), len(vs))
+		}
+		switch f.attr {
+		case ceSpecVersion:
+			a.specVersion = vs[0]
+		case ceID:
+			a.id = vs[0]
+		case ceSource:
+			a.source = vs[0]
+		case ceType:
+			a.typ = vs[0]
+		case ceTime:
+			a.time = vs[0]
+		}
+		a.present.add(f.attr)
 	}
 	d, err := a.toDraft(binaryHeader)
 	if err != nil {
@@ -508,34 +1104,46 @@ func decodeBinary(h http.Header, body []byte) (draft, error) {
 // native events. An error concerns the whole request; per-event problems are
 // in the items.
 func decodeNativeBatch(data []byte, maxEvents int) ([]item, error) {
-	members, err := readObject(data, "body")
+	// Depth 4 is an event's data: the body, events, an event, its data.
+	doc, err := checkDocument(data, "body", 4)
 	if err != nil {
 		return nil, err
 	}
-	var rawEvents json.RawMessage
-	for _, m := range members {
+	members, err := doc.objectMembers(nil, doc.start(), "body")
+	if err != nil {
+		return nil, err
+	}
+	var events *member
+	for i, m := range members {
 		if m.name != "events" {
 			return nil, fmt.Errorf("unknown field %s, the only accepted field is events", echo(m.name))
 		}
-		rawEvents = m.value
+		events = &members[i]
 	}
-	if rawEvents == nil || isNull(rawEvents) {
+	if events == nil || isNull(events.value) {
 		return nil, errors.New("events: required")
 	}
-	return decodeList(rawEvents, "events", "events", maxEvents, decodeNative)
+	r := eventReader{doc: &doc}
+	return r.list(events.at, "events", "events", maxEvents, r.native)
 }
 
 // decodeStructuredBatch decodes a CloudEvents JSON batch: an array of
 // structured events, at most maxEvents.
 func decodeStructuredBatch(data []byte, maxEvents int) ([]item, error) {
-	return decodeList(data, "body", "", maxEvents, decodeStructured)
+	// Depth 3 is an event's data: the body, an event, its data.
+	doc, err := checkDocument(data, "body", 3)
+	if err != nil {
+		return nil, err
+	}
+	r := eventReader{doc: &doc}
+	return r.list(doc.start(), "body", "", maxEvents, r.structured)
 }
 
-// decodeList decodes the JSON array data (named what in errors) of at most
+// list decodes the JSON array at i (named what in errors) of at most
 // maxEvents events with decode, each event's fields named from path, as in
 // "events[3].type".
-func decodeList(data []byte, what, path string, maxEvents int, decode func([]byte, string) (draft, error)) ([]item, error) {
-	elems, err := readArray(data, what)
+func (r *eventReader) list(i int, what, path string, maxEvents int, decode func(int, string) (draft, error)) ([]item, error) {
+	elems, err := r.doc.arrayElements(nil, i, what)
 	if err != nil {
 		return nil, err
 	}
@@ -543,8 +1151,13 @@ func decodeList(data []byte, what, path string, maxEvents int, decode func([]byt
 		return nil, err
 	}
 	items := make([]item, len(elems))
-	for i, raw := range elems {
-		items[i].draft, items[i].err = decode(raw, fmt.Sprintf("%s[%d].", path, i))
+	for n, at := range elems {
+		// Decoding is pure, so a refused event is decoded again with
+		// its path to name it in the message, which spares formatting
+		// a path for every event accepted.
+		if items[n].draft, items[n].err = decode(at, ""); items[n].err != nil {
+			items[n].draft, items[n].err = decode(at, fmt.Sprintf("%s[%d].", path, n))
+		}
 	}
 	return items, nil
 }

@@ -1,7 +1,9 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -344,6 +346,449 @@ func FuzzDecode(f *testing.F) {
 					checkDraft(t, it.draft)
 				}
 			}
+		}
+	})
+}
+
+// nested is n arrays, each holding the next.
+func nested(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+
+// TestScanDocument checks the one validating pass against what it
+// replaces: encoding/json's syntax check and utf8.Valid on the whole body.
+func TestScanDocument(t *testing.T) {
+	tests := []struct {
+		in    string
+		valid bool
+	}{
+		{`{}`, true},
+		{`[]`, true},
+		{" \t\r\n1 \t\r\n", true},
+		{`"a"`, true},
+		{`-0.5e+3`, true},
+		{`0`, true},
+		{`-0`, true},
+		{`1E-2`, true},
+		{`true`, true},
+		{`false`, true},
+		{`null`, true},
+		{`{"a":[1,{"b":null},"c",true,false]}`, true},
+		{`{ "a" : [ 1 , { } , [ ] ] }`, true},
+		{`"\u00e9\n\"\\\/\b\f\r\t\uABcd"`, true},
+		{`"\ud800"`, true}, // an escaped lone surrogate is valid JSON
+		{"\"é\u2028\U0001F600\x7f\"", true},
+		{nested(maxNestingDepth), true},
+		{`{"a":` + nested(maxNestingDepth-1) + `}`, true},
+
+		{``, false},
+		{` `, false},
+		{`{`, false},
+		{`}`, false},
+		{`{"a"}`, false},
+		{`{"a":}`, false},
+		{`{"a" 1}`, false},
+		{`{a:1}`, false},
+		{`{1:1}`, false},
+		{`{,}`, false},
+		{`{"a":1,}`, false},
+		{`{"a":1 "b":2}`, false},
+		{`[1,]`, false},
+		{`[,1]`, false},
+		{`[1 2]`, false},
+		{`[1]]`, false},
+		{`[1}`, false},
+		{`{"a":1]`, false},
+		{`01`, false},
+		{`1.`, false},
+		{`.5`, false},
+		{`-`, false},
+		{`--1`, false},
+		{`1e`, false},
+		{`1e+`, false},
+		{`+1`, false},
+		{`0x1`, false},
+		{`NaN`, false},
+		{`tru`, false},
+		{`nul`, false},
+		{`truex`, false},
+		{`True`, false},
+		{`"abc`, false},
+		{`"\`, false},
+		{`"\q"`, false},
+		{`"\u12g4"`, false},
+		{`"\u12"`, false},
+		{"\"\x01\"", false},
+		{"\"a\tb\"", false},
+		{"\"\xff\"", false},
+		{"\"\xed\xa0\x80\"", false}, // a surrogate in UTF-8 form
+		{"\"\xc0\xaf\"", false},     // an overlong encoding
+		{"\"\xe2\x82\"", false},     // a truncated sequence
+		{"\xef\xbb\xbf{}", false},   // a byte order mark
+		{"\v1", false},
+		{`{} {}`, false},
+		{`{}x`, false},
+		{`1 2`, false},
+		{nested(maxNestingDepth + 1), false},
+		{`{"a":` + nested(maxNestingDepth) + `}`, false},
+	}
+	for _, tt := range tests {
+		name := tt.in
+		if len(name) > 40 {
+			name = name[:40]
+		}
+		if reference := json.Valid([]byte(tt.in)) && utf8.Valid([]byte(tt.in)); reference != tt.valid {
+			t.Fatalf("%q: test expects %v, encoding/json and utf8.Valid say %v", name, tt.valid, reference)
+		}
+		if _, ok := scanDocument([]byte(tt.in), 3); ok != tt.valid {
+			t.Errorf("scanDocument(%q) = %v, want %v", name, ok, tt.valid)
+		}
+	}
+}
+
+// TestScanDocumentStrings moves every kind of byte a string scan stops at
+// through the first positions of a string, across the word boundaries of
+// the fast path.
+func TestScanDocumentStrings(t *testing.T) {
+	specials := []string{`"`, `\\`, `\"`, `\u0041`, "\x1f", "\x7f", "é", "\u2028", "\U0001F600", "\xff", "\xe2\x82", `\x`}
+	for _, sp := range specials {
+		for pos := range 20 {
+			for _, tail := range []string{"", "abcdefghijklmnop"} {
+				in := `"` + strings.Repeat("a", pos) + sp + tail + `"`
+				want := json.Valid([]byte(in)) && utf8.Valid([]byte(in))
+				if _, ok := scanDocument([]byte(in), 0); ok != want {
+					t.Errorf("scanDocument(%q) = %v, want %v", in, ok, want)
+				}
+				if !want {
+					continue
+				}
+				doc := document{data: []byte(in)}
+				if end, _ := doc.valueEnd(0); end != len(in) {
+					t.Errorf("valueEnd(%q) = %d, want %d", in, end, len(in))
+				}
+			}
+		}
+	}
+}
+
+// TestDocumentContainers checks the extents scanDocument notes, which the
+// readers trust to jump over values.
+func TestDocumentContainers(t *testing.T) {
+	in := ` {"events": [ {"type":"a","data":{"k" : [1, {"x":[]}]}}, {"data":[]}, [] ]} `
+	doc, ok := scanDocument([]byte(in), 4)
+	if !ok {
+		t.Fatal("a valid document was refused")
+	}
+	// Every array and object at most 4 deep, in the order they open.
+	want := []struct {
+		value  string
+		spaced bool
+	}{
+		{`{"events": [ {"type":"a","data":{"k" : [1, {"x":[]}]}}, {"data":[]}, [] ]}`, true},
+		{`[ {"type":"a","data":{"k" : [1, {"x":[]}]}}, {"data":[]}, [] ]`, true},
+		{`{"type":"a","data":{"k" : [1, {"x":[]}]}}`, true},
+		{`{"k" : [1, {"x":[]}]}`, true},
+		{`{"data":[]}`, false},
+		{`[]`, false},
+		{`[]`, false},
+	}
+	if len(doc.containers) != len(want) {
+		t.Fatalf("noted %d containers, want %d: %+v", len(doc.containers), len(want), doc.containers)
+	}
+	from := 0
+	for i, c := range doc.containers {
+		start := from + strings.Index(in[from:], want[i].value)
+		from = start + 1
+		if c.start != start || c.end != start+len(want[i].value) || c.spaced != want[i].spaced {
+			t.Errorf("container %d = %+v, want start %d, end %d, spaced %v", i, c, start, start+len(want[i].value), want[i].spaced)
+		}
+		// What scanning finds, for the containers too deep to be noted.
+		if end, spaced := containerEnd(doc.data, c.start); end != c.end || spaced != c.spaced {
+			t.Errorf("containerEnd(%d) = %d, %v, want %d, %v", c.start, end, spaced, c.end, c.spaced)
+		}
+	}
+	if !doc.spaced {
+		t.Error("whitespace around the value was not noted")
+	}
+}
+
+func TestObjectMembers(t *testing.T) {
+	var many strings.Builder
+	many.WriteString(`{`)
+	for i := range 40 {
+		fmt.Fprintf(&many, `"f%d":%d,`, i, i)
+	}
+	tests := []struct {
+		name string
+		in   string
+		want []member
+		err  string
+	}{
+		{name: "empty", in: `{}`},
+		{name: "empty with space", in: "{ \n }"},
+		{name: "values kept as sent", in: `{"a" : { "b" : 1 } , "c":"x\"y" ,"d":-1.5e3,"e":null}`, want: []member{
+			{name: "a", value: json.RawMessage(`{ "b" : 1 }`), at: 7, spaced: true},
+			{name: "c", value: json.RawMessage(`"x\"y"`), at: 25},
+			{name: "d", value: json.RawMessage(`-1.5e3`), at: 37},
+			{name: "e", value: json.RawMessage(`null`), at: 48},
+		}},
+		{name: "escaped names", in: `{"\u0069d":1,"a\"b":2}`, want: []member{
+			{name: "id", value: json.RawMessage(`1`), at: 11},
+			{name: `a"b`, value: json.RawMessage(`2`), at: 20},
+		}},
+		{name: "duplicate", in: `{"a":1,"b":2,"a":3}`, err: `duplicate field "a"`},
+		{name: "duplicate of an escaped name", in: `{"type":1,"typ\u0065":2}`, err: `duplicate field "type"`},
+		{name: "duplicate in a large object", in: many.String() + `"f3":0}`, err: `duplicate field "f3"`},
+		{name: "duplicate of a late name in a large object", in: many.String() + `"f39":0}`, err: `duplicate field "f39"`},
+		{name: "not an object", in: `[1]`, err: "body must be a JSON object, found an array"},
+		{name: "number out of float64 range", in: `1e999`, err: "body must be a JSON object, found a number"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := readObject([]byte(tt.in), "body")
+			if errString(err) != tt.err {
+				t.Fatalf("error = %q, want %q", errString(err), tt.err)
+			}
+			if diff := cmp.Diff(tt.want, got, cmp.AllowUnexported(member{})); diff != "" {
+				t.Errorf("members (-want +got):\n%s", diff)
+			}
+			for _, m := range got {
+				if cap(m.value) != len(m.value) {
+					t.Errorf("member %s: capacity %d reaches past the value", m.name, cap(m.value))
+				}
+			}
+		})
+	}
+	large, err := readObject([]byte(many.String()+`"last":0}`), "body")
+	if err != nil || len(large) != 41 || large[40].name != "last" {
+		t.Errorf("large object: %d members, %v", len(large), err)
+	}
+}
+
+// TestDecodeErrors covers the errors of whole requests and of single
+// events that depend on the body's one check.
+func TestDecodeErrors(t *testing.T) {
+	ce := `"specversion":"1.0","id":"1","source":"s","type":"a"`
+	tests := []struct {
+		name   string
+		decode string // native, structured, nativeBatch or structuredBatch
+		body   string
+		err    string   // of the request
+		items  []string // errors of the events, "" for accepted ones
+	}{
+		{name: "invalid UTF-8 in an event's data", decode: "nativeBatch",
+			body: "{\"events\":[{\"type\":\"a\"},{\"type\":\"a\",\"data\":{\"s\":\"\xff\"}}]}", err: "body is not valid UTF-8"},
+		{name: "invalid UTF-8 in an event's type", decode: "nativeBatch",
+			body: "{\"events\":[{\"type\":\"a\xff\"}]}", err: "body is not valid UTF-8"},
+		{name: "invalid UTF-8 in a field name", decode: "nativeBatch",
+			body: "{\"events\":[{\"ty\xffpe\":\"a\"}]}", err: "body is not valid UTF-8"},
+		{name: "UTF-8 surrogate in CloudEvents data", decode: "structuredBatch",
+			body: "[{" + ce + ",\"data\":\"\xed\xa0\x80\"}]", err: "body is not valid UTF-8"},
+		{name: "invalid UTF-8 and malformed", decode: "native",
+			body: "{\"type\":\"\xff\"", err: "body is not valid UTF-8"},
+		{name: "trailing garbage after a batch", decode: "nativeBatch",
+			body: `{"events":[{"type":"a"}]} x`, err: "malformed JSON at byte 27: invalid character 'x' after top-level value"},
+		{name: "trailing brace after a batch", decode: "nativeBatch",
+			body: `{"events":[{"type":"a"}]}}`, err: "malformed JSON at byte 26: invalid character '}' after top-level value"},
+		{name: "trailing garbage after a CloudEvents batch", decode: "structuredBatch",
+			body: `[{` + ce + `}] x`, err: "malformed JSON at byte 58: invalid character 'x' after top-level value"},
+		{name: "trailing garbage after an event", decode: "structured",
+			body: `{"type":"a"} x`, err: "malformed JSON at byte 14: invalid character 'x' after top-level value"},
+		{name: "trailing whitespace is fine", decode: "native", body: "{\"type\":\"a\"}\n\n", items: []string{""}},
+		{name: "control character in a string of data", decode: "nativeBatch",
+			body: "{\"events\":[{\"type\":\"a\",\"data\":{\"s\":\"a\tb\"}}]}", err: `malformed JSON at byte 38: invalid character '\t' in string literal`},
+		{name: "NUL between events", decode: "nativeBatch",
+			body: "{\"events\":[{\"type\":\"a\"}\x00]}", err: `malformed JSON at byte 24: invalid character '\x00' after array element`},
+		{name: "data nested as deep as allowed", decode: "nativeBatch",
+			body: `{"events":[{"type":"a","data":` + nested(maxNestingDepth-3) + `}]}`, items: []string{""}},
+		{name: "data nested too deep", decode: "nativeBatch",
+			body: `{"events":[{"type":"a","data":` + nested(maxNestingDepth-2) + `}]}`, err: "malformed JSON at byte 10028: invalid character '[' exceeded max depth"},
+		{name: "CloudEvents data nested too deep", decode: "structuredBatch",
+			body: `[{` + ce + `,"data":` + nested(maxNestingDepth-1) + `}]`, err: "malformed JSON at byte 10061: invalid character '[' exceeded max depth"},
+		{name: "single event data nested too deep", decode: "native",
+			body: `{"type":"a","data":` + nested(maxNestingDepth) + `}`, err: "malformed JSON at byte 10019: invalid character '[' exceeded max depth"},
+		{name: "duplicate field in an event", decode: "nativeBatch",
+			body: `{"events":[{"type":"a"},{"type":"a","type":"b"}]}`, items: []string{"", `events[1]: duplicate field "type"`}},
+		{name: "duplicate field spelt with an escape", decode: "nativeBatch",
+			body: `{"events":[{"typ\u0065":"a","type":"b"}]}`, items: []string{`events[0]: duplicate field "type"`}},
+		{name: "duplicate field comes before unknown fields", decode: "nativeBatch",
+			body:  `{"events":[{"type":"a","f1":1,"f2":1,"f3":1,"f4":1,"f5":1,"f6":1,"f7":1,"f8":1,"f9":1,"f10":1,"f11":1,"f12":1,"f13":1,"f14":1,"f15":1,"f16":1,"f17":1,"f3":2}]}`,
+			items: []string{`events[0]: duplicate field "f3"`}},
+		{name: "duplicate events", decode: "nativeBatch", body: `{"events":[{"type":"a"}],"events":[]}`, err: `duplicate field "events"`},
+		{name: "duplicate CloudEvents attribute", decode: "structuredBatch",
+			body: `[{"specversion":"1.0","id":"1","id":"2","source":"s","type":"a"}]`, items: []string{`[0]: duplicate field "id"`}},
+		{name: "duplicate names in data are data", decode: "nativeBatch",
+			body: `{"events":[{"type":"a","data":{"k":1,"k":2}}]}`, items: []string{""}},
+		{name: "number out of range as a type", decode: "nativeBatch",
+			body: `{"events":[{"type":1e999}]}`, items: []string{"events[0].type: must be a string, found a number"}},
+		{name: "number out of range as a body", decode: "native", body: `1e999`, err: "body must be a JSON object, found a number"},
+		{name: "number as a batch", decode: "structuredBatch", body: ` 7 `, err: "body must be a JSON array, found a number"},
+		{name: "events not a list", decode: "nativeBatch", body: `{"events":"x"}`, err: "events must be a JSON array, found a string"},
+		{name: "event not an object", decode: "structuredBatch", body: `[{` + ce + `}, true]`, items: []string{"", "[1] must be a JSON object, found a boolean"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var items []item
+			var err error
+			switch tt.decode {
+			case "native", "structured":
+				decode := decodeNative
+				if tt.decode == "structured" {
+					decode = decodeStructured
+				}
+				var d draft
+				d, err = decode([]byte(tt.body), "")
+				if err == nil {
+					items = []item{{draft: d}}
+				}
+			case "nativeBatch":
+				items, err = decodeNativeBatch([]byte(tt.body), 5)
+			case "structuredBatch":
+				items, err = decodeStructuredBatch([]byte(tt.body), 5)
+			default:
+				t.Fatalf("no decoder %q", tt.decode)
+			}
+			if errString(err) != tt.err {
+				t.Fatalf("error = %q, want %q", errString(err), tt.err)
+			}
+			var got []string
+			for _, it := range items {
+				got = append(got, errString(it.err))
+			}
+			if diff := cmp.Diff(tt.items, got); diff != "" {
+				t.Errorf("event errors (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestStoredData checks that an event's data is stored as json.Compact
+// writes it, whichever way the event arrives, and that the stored bytes
+// cannot be changed through the request body's spare capacity.
+func TestStoredData(t *testing.T) {
+	datas := []string{
+		`1`,
+		`"s"`,
+		`null`,
+		`{"a":[1,2,{"b":"c"}],"d":-1.5e+3,"e":true}`,
+		`{ "a" : [ 1 , 2 ] }`,
+		// One space each, in every place one can be.
+		`{ "a":1}`, `{"a" :1}`, `{"a": 1}`, `{"a":1 }`, `{"a":1, "b":2}`, `{"a":1 ,"b":2}`,
+		`[ 1]`, `[1 ]`, `[1, 2]`, `[1 ,2]`, `[{} ]`, `[[] ]`,
+		"{\n\t\"a\": [\r\n\t\t1,\n\t\t2\n\t]\n}",
+		`"spaces   inside a string stay"`,
+		`{"k":"a b\tc","l":" "}`,
+		`{"q":"\" } ] ,","bs":"\\","both":"\\\" x"}`,
+		`{ "q" : "\" } ] , " , "bs" : "\\ " }`,
+		`["\u00e9", "é", "\u2028", "\ud800"]`,
+		`[ ]`,
+		`{ }`,
+		`[[[ [ ] ]]]`,
+		`"` + strings.Repeat("x", 300) + `"`,
+	}
+	ce := `"specversion":"1.0","id":"1","source":"s","type":"a"`
+	binaryHeader := http.Header{}
+	for _, kv := range [][2]string{{"ce-specversion", "1.0"}, {"ce-id", "1"}, {"ce-source", "s"}, {"ce-type", "a"}} {
+		binaryHeader.Set(kv[0], kv[1])
+	}
+	for _, data := range datas {
+		var want bytes.Buffer
+		if err := json.Compact(&want, []byte(data)); err != nil {
+			t.Fatalf("compacting %q: %v", data, err)
+		}
+		decoders := map[string]func(body []byte) (draft, error){
+			"native": func(body []byte) (draft, error) { return decodeNative(body, "") },
+			"native with spaces": func(body []byte) (draft, error) {
+				return decodeNative(append(append([]byte(` { "type" : "a" , "data" : `), body...), " } "...), "")
+			},
+			"structured": func(body []byte) (draft, error) { return decodeStructured(body, "") },
+			"binary":     func(body []byte) (draft, error) { return decodeBinary(binaryHeader, body) },
+			"binary with spaces around": func(body []byte) (draft, error) {
+				return decodeBinary(binaryHeader, append(append([]byte("\n "), body...), " \n"...))
+			},
+			"native batch": func(body []byte) (draft, error) {
+				return batchDraft(decodeNativeBatch(body, 5))
+			},
+			"CloudEvents batch": func(body []byte) (draft, error) {
+				return batchDraft(decodeStructuredBatch(body, 5))
+			},
+		}
+		bodies := map[string]string{
+			"native":                    `{"type":"a","data":` + data + `}`,
+			"native with spaces":        data,
+			"structured":                `{` + ce + `,"data":` + data + `}`,
+			"binary":                    data,
+			"binary with spaces around": data,
+			"native batch":              `{"events":[{"type":"a"},{"type":"a","data":` + data + `},{"type":"a"}]}`,
+			"CloudEvents batch":         `[{` + ce + `},{` + ce + `,"data":` + data + `},{` + ce + `}]`,
+		}
+		for name, decode := range decoders {
+			body := []byte(bodies[name])
+			d, err := decode(body)
+			if err != nil {
+				t.Errorf("%s %q: %v", name, data, err)
+				continue
+			}
+			if !bytes.Equal(d.Data, want.Bytes()) {
+				t.Errorf("%s %q: stored %q, want %q", name, data, d.Data, want.Bytes())
+			}
+			if cap(d.Data) != len(d.Data) {
+				t.Errorf("%s %q: capacity %d reaches past the data", name, data, cap(d.Data))
+			}
+		}
+	}
+}
+
+// batchDraft is the second event of a batch of three.
+func batchDraft(items []item, err error) (draft, error) {
+	if err != nil {
+		return draft{}, err
+	}
+	if len(items) != 3 {
+		return draft{}, fmt.Errorf("decoded %d events, want 3", len(items))
+	}
+	return items[1].draft, items[1].err
+}
+
+// FuzzScanDocument checks the one validating pass and what relies on it
+// against encoding/json: the same documents are accepted, compaction gives
+// the same bytes, and the noted extents of containers are right.
+func FuzzScanDocument(f *testing.F) {
+	for _, s := range []string{
+		`{"events":[{"type":"a","data":{ "k" : [1, "x y"] }}]}`,
+		`[{"specversion":"1.0","data":[ "\"", "\\" ]}]`,
+		`{"a" :1}`,
+		` "\u00e9" `,
+		`[1,2.5e-3,true,false,null]`,
+		nested(40),
+		"\"\xed\xa0\x80\"",
+		`{"a":1,}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		doc, ok := scanDocument(in, 3)
+		if want := json.Valid(in) && utf8.Valid(in); ok != want {
+			t.Fatalf("scanDocument = %v, encoding/json and utf8.Valid say %v", ok, want)
+		}
+		if !ok {
+			return
+		}
+		var want bytes.Buffer
+		if err := json.Compact(&want, in); err != nil {
+			t.Fatalf("json.Compact: %v", err)
+		}
+		if got := compactValue(in, doc.spaced); !bytes.Equal(got, want.Bytes()) {
+			t.Fatalf("compactValue = %q, json.Compact %q", got, want.Bytes())
+		}
+		if spaced := !bytes.Equal(in, want.Bytes()); doc.spaced != spaced {
+			t.Fatalf("spaced = %v, want %v", doc.spaced, spaced)
+		}
+		for _, c := range doc.containers {
+			if end, spaced := containerEnd(in, c.start); end != c.end || spaced != c.spaced {
+				t.Fatalf("container at %d: noted end %d, spaced %v; scanned %d, %v", c.start, c.end, c.spaced, end, spaced)
+			}
+		}
+		if end, _ := doc.valueEnd(doc.start()); skipSpace(in, end) != len(in) {
+			t.Fatalf("valueEnd of the document = %d, want the end of %q", end, in)
 		}
 	})
 }

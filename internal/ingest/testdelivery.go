@@ -93,7 +93,7 @@ func decodeTestEvent(data []byte, ev *Event) error {
 			if err != nil {
 				return err
 			}
-			if err := validateType("type", t); err != nil {
+			if err := validateType("", t); err != nil {
 				return err
 			}
 			ev.Type = t
