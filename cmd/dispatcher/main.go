@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -72,10 +73,10 @@ func run() error {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":9090", "Address of /metrics; empty disables.")
 	flag.Int64Var(&maxEventBytes, "max-event-bytes", 1<<20, "Largest request body the ingest API accepts.")
 	flag.DurationVar(&statusInterval, "status-interval", 10*time.Second, "Least time between two status writes of one subscription.")
-	flag.DurationVar(&shutdownGrace, "shutdown-grace", 30*time.Second, "How long deliveries in flight may finish at shutdown.")
+	flag.DurationVar(&shutdownGrace, "shutdown-grace", 30*time.Second, "How long the stop may take after SIGTERM: deliveries in flight finish within it, then the queue closes with what is left of it.")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error.")
-	flag.Float64Var(&kubeQPS, "kube-api-qps", 100, "Requests per second to the API server, status writes included: each busy subscription needs one per --status-interval.")
-	flag.IntVar(&kubeBurst, "kube-api-burst", 200, "Burst of requests to the API server.")
+	flag.Float64Var(&kubeQPS, "kube-api-qps", 200, "Requests per second to the API server, status writes included: each busy subscription needs one per --status-interval, and each new one one for its Accepted condition.")
+	flag.IntVar(&kubeBurst, "kube-api-burst", 400, "Burst of requests to the API server.")
 	showVersion := flag.Bool("version", false, "Print the version and exit.")
 	flag.Parse()
 	if *showVersion {
@@ -147,10 +148,17 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("opening the queue: %w", err)
 	}
+	// The grace period counts from SIGTERM, or from a failure that ends
+	// the run.
+	stopping := make(chan time.Time, 1)
+	context.AfterFunc(ctx, func() { stopping <- time.Now() })
 	defer func() {
-		if err := q.Close(); err != nil {
-			log.Error("Closing the queue", "err", err)
+		stoppedAt := time.Now()
+		select {
+		case stoppedAt = <-stopping:
+		default:
 		}
+		closeQueue(q, time.Until(stoppedAt.Add(shutdownGrace)), log)
 	}()
 
 	opts := dispatcher.Options{
@@ -173,6 +181,49 @@ func run() error {
 	log.Info("Starting", "version", version.Version, "dispatcher", namespace+"/"+name, "instance", instance,
 		"ingest", d.IngestAddr(), "health", d.HealthAddr(), "metrics", d.MetricsAddr())
 	return d.Run(ctx)
+}
+
+// minQueueClose is the least time the queue is given to close, even when
+// deliveries used the whole grace period: a queue with few consumers
+// closes well within it, and a clean close spares the next start
+// rebuilding the stream's state from its files.
+const minQueueClose = time.Second
+
+// closeQueue closes the queue, waiting at most wait (at least
+// minQueueClose). The embedded server stops its consumers one after the
+// other, each pausing about 10 ms (nats-server 2.15 polls for the end of a
+// consumer's state writer in 10 ms steps): with thousands of subscriptions
+// a full close takes far longer than any grace period, 100 s for 10,000.
+// What it leaves undone is safe to drop: every stored event is synced to
+// disk, and so is the removal of every event all its subscriptions
+// acknowledged; consumer state files are replaced atomically, and the
+// server rebuilds the rest when it starts. At worst an event acknowledged
+// just before the stop is delivered once more, which receivers deduplicate
+// by webhook-id.
+func closeQueue(q io.Closer, wait time.Duration, log *slog.Logger) {
+	closed, err := closeWithin(q.Close, max(wait, minQueueClose))
+	switch {
+	case !closed:
+		log.Warn("The queue did not close within the shutdown grace period; stopping without waiting for it",
+			"waited", max(wait, minQueueClose))
+	case err != nil:
+		log.Error("Closing the queue", "err", err)
+	}
+}
+
+// closeWithin runs close and waits for it at most wait; it reports whether
+// close returned in time, and its error if it did.
+func closeWithin(close func() error, wait time.Duration) (bool, error) {
+	done := make(chan error, 1)
+	go func() { done <- close() }()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return true, err
+	case <-timer.C:
+		return false, nil
+	}
 }
 
 // embeddedBounds size the embedded queue's streams to its filesystem (the

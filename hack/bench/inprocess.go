@@ -35,7 +35,7 @@ func (d *dispatcherProc) runInProcess(ctx context.Context, kubeconfig, logPath s
 		return fmt.Errorf("loading the dispatcher's kubeconfig: %w", err)
 	}
 	// cmd/dispatcher's --kube-api-qps and --kube-api-burst defaults.
-	cfg.QPS, cfg.Burst = 100, 200
+	cfg.QPS, cfg.Burst = 200, 400
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		_ = logFile.Close()

@@ -2,10 +2,14 @@ package delivery
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hookline/hookline/internal/keys"
 )
 
 func TestBody(t *testing.T) {
@@ -129,5 +133,34 @@ func BenchmarkBody(b *testing.B) {
 		if _, err := Body(m); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestSendEncodedBody: a body the caller encoded already (once for every
+// subscription an event fans out to) is sent and signed exactly as given.
+func TestSendEncodedBody(t *testing.T) {
+	rec := &recorder{}
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	k := newKey(t, keys.HMACSHA256)
+	shared, err := Body(orderCreated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Different bytes from what Send would encode, to tell which it sent.
+	shared = append(bytes.TrimSuffix(shared, []byte("}")), []byte(`,"shared":true}`)...)
+	m := orderCreated
+	m.Encoded = shared
+
+	s := &Sender{Client: NewClient(ClientOptions{}), Clock: fakeClock()}
+	if res := s.Send(context.Background(), Target{URL: srv.URL, Keys: []keys.Key{k}}, m); !res.Success {
+		t.Fatalf("Send failed: %+v", res)
+	}
+	got := rec.only(t)
+	if !bytes.Equal(got.Body, shared) {
+		t.Errorf("body =\n%s\nwant the encoded one\n%s", got.Body, shared)
+	}
+	if sig, want := got.Header.Get("Webhook-Signature"), k.Sign(m.ID, sentAt.Unix(), shared); sig != want {
+		t.Errorf("webhook-signature = %q, want %q over the encoded body", sig, want)
 	}
 }

@@ -31,6 +31,11 @@ type Message struct {
 	Time time.Time
 	// Data is the event payload as raw JSON. Nil or empty means null.
 	Data json.RawMessage
+	// Encoded, when set, is Body of this message, encoded already by the
+	// caller: an event fanned out to many subscriptions has one body,
+	// since only the signatures and headers differ, so it is encoded once
+	// rather than for each. Send sends and signs these bytes as they are.
+	Encoded []byte
 }
 
 // Target is where and how to deliver.
@@ -68,7 +73,8 @@ var jsonNull = json.RawMessage("null")
 // These exact bytes are both signed and sent. It fails if m.Data is not
 // valid JSON.
 //
-// It runs once per attempt and per subscription, so it appends the parts
+// It runs for every attempt of every event (once per event when callers
+// share it through Message.Encoded), so it appends the parts
 // directly rather than going through reflection: the output is byte for
 // byte what encoding/json gives for the same fields without HTML escaping,
 // which would rewrite <, > and & inside the producer's strings.

@@ -117,14 +117,15 @@ func DefaultUserAgent() string {
 
 var defaultClient = sync.OnceValue(func() *http.Client { return NewClient(ClientOptions{}) })
 
-// Send makes one attempt to deliver m to t: a POST of Body(m) with the
-// headers webhook-id (m.ID), webhook-timestamp (the clock's current Unix
-// seconds), webhook-signature (one entry per key in t.Keys, space-separated),
-// content-type application/json and user-agent. t.Header is added, except
-// any webhook-* header, content-type, user-agent and the headers that frame
-// the connection (host, content-length, connection, ...), which are
-// silently left out so they cannot override the sender's own. Then t.Auth,
-// if any, adds its credentials.
+// Send makes one attempt to deliver m to t: a POST of Body(m), or of
+// m.Encoded when set, with the headers webhook-id (m.ID), webhook-timestamp
+// (the clock's current Unix seconds), webhook-signature (one entry per key
+// in t.Keys, space-separated), content-type application/json and
+// user-agent. t.Header is added, except any webhook-* header, content-type,
+// user-agent and the headers that frame the connection (host,
+// content-length, connection, ...), which are silently left out so they
+// cannot override the sender's own. Then t.Auth, if any, adds its
+// credentials.
 //
 // The request goes through t.Client, or the Sender's Client when that is
 // nil. If the endpoint answers 401 and t.Auth.Refresh says a retry could
@@ -148,9 +149,12 @@ func (s *Sender) Send(ctx context.Context, t Target, m Message) Result {
 }
 
 func (s *Sender) send(ctx context.Context, t Target, m Message, now time.Time) Result {
-	body, err := Body(m)
-	if err != nil {
-		return invalid(err.Error())
+	body := m.Encoded
+	if body == nil {
+		var err error
+		if body, err = Body(m); err != nil {
+			return invalid(err.Error())
+		}
 	}
 	if msg := checkURL(t.URL); msg != "" {
 		return invalid(msg)

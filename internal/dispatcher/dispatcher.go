@@ -102,7 +102,9 @@ type Dispatcher struct {
 	sender *delivery.Sender
 	egress *egressConfig
 	// clients holds one HTTP client per TLS identity subscriptions use.
-	clients  *delivery.Clients
+	clients *delivery.Clients
+	// bodies encodes each event's body once for all its deliveries.
+	bodies   *sharedBodies
 	recorder *report.Recorder
 	writer   *report.Writer
 	metrics  *metrics
@@ -163,6 +165,7 @@ func New(opts Options) (*Dispatcher, error) {
 		dyn:         dyn,
 		queue:       opts.Queue,
 		egress:      &egressConfig{},
+		bodies:      newSharedBodies(),
 		recorder:    report.NewRecorder(opts.Instance),
 		queueFull:   make(chan struct{}, 1),
 		becameReady: make(chan struct{}, 1),
@@ -182,6 +185,7 @@ func New(opts Options) (*Dispatcher, error) {
 		Fetch:        d.fetchStats,
 		Keys:         d.subs.keys,
 		Suspended:    d.suspendedForFailure,
+		BeforeTick:   d.subs.readCounts,
 	})
 	d.metrics.registerStatusWrites(func() float64 { return float64(d.writer.Writes()) })
 

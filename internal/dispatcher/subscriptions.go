@@ -64,9 +64,9 @@ type subscriptions struct {
 	// lists.
 	syncing atomic.Int32
 
-	countsMu    sync.Mutex
-	countsAt    time.Time
-	countsCache *queue.Counts
+	// tickCounts are the backlogs and dead letters the status writer's
+	// current tick reports, read once at its start (see readCounts).
+	tickCounts atomic.Pointer[queue.Counts]
 }
 
 // served is one subscription this instance serves.
@@ -87,6 +87,10 @@ type served struct {
 	// by subscriptions.mu.
 	lastReplay *hooklinev1.ReplayStatus
 	replaying  bool
+	// decoded is the subscription as last decoded from the informer's
+	// object, by a sync or a status lookup; a lookup reuses it while the
+	// informer holds the same resourceVersion.
+	decoded atomic.Pointer[hooklinev1.WebhookSubscription]
 }
 
 // workerShape is what a running worker was started with; a change restarts it.
@@ -336,6 +340,7 @@ func (s *subscriptions) sync(ctx context.Context, key string) error {
 	}
 	gone := sv.goneGeneration
 	s.mu.Unlock()
+	sv.decoded.Store(obj)
 	// Another instance may have met the 410; it recorded it on the
 	// consumer they share.
 	shared, err := s.d.queue.GoneGeneration(ctx, sv.consumer)
@@ -652,8 +657,9 @@ func (s *subscriptions) keys() []report.Key {
 
 // reportState is what the status writer needs about one subscription.
 func (s *subscriptions) reportState(ns, name string) (report.State, bool) {
+	key := ns + "/" + name
 	s.mu.Lock()
-	sv := s.served[ns+"/"+name]
+	sv := s.served[key]
 	s.mu.Unlock()
 	if sv == nil {
 		return report.State{}, false
@@ -662,15 +668,16 @@ func (s *subscriptions) reportState(ns, name string) (report.State, bool) {
 	if st == nil {
 		return report.State{}, false
 	}
-	// Read the object afresh: the status the writer compares with must be
-	// the latest the API server returned.
-	obj, err := s.subscription(ns + "/" + name)
+	// The status the writer compares with must be the latest the API
+	// server returned, which the informer may hold before the
+	// subscription is synced again.
+	obj, err := s.latest(sv, key)
 	if err != nil || obj == nil {
 		return report.State{}, false
 	}
 	var backlog int64
 	var dead uint64
-	if counts := s.counts(); counts != nil {
+	if counts := s.tickCounts.Load(); counts != nil {
 		backlog, dead = counts.Backlog(sv.consumer), counts.DeadLettered(ns, name)
 	}
 	s.d.metrics.backlog.WithLabelValues(ns, name).Set(float64(backlog))
@@ -690,25 +697,47 @@ func (s *subscriptions) reportState(ns, name string) (report.State, bool) {
 	}, true
 }
 
-// counts reads every subscription's backlog and dead letters from the
-// queue at most once a second: the status writer asks for each
-// subscription in turn, and one paged request serves them all.
-func (s *subscriptions) counts() *queue.Counts {
-	s.countsMu.Lock()
-	defer s.countsMu.Unlock()
-	now := s.d.opts.Clock.Now()
-	if s.countsCache != nil && now.Sub(s.countsAt) < time.Second {
-		return s.countsCache
+// latest returns the subscription as the informer holds it now, nil when
+// it holds none. Converting the informer's object costs more than the
+// rest of a status lookup together, so the object decoded last (by the
+// last sync, usually) is reused while the informer's has the same
+// resourceVersion: the API server gives every change a new one.
+func (s *subscriptions) latest(sv *served, key string) (*hooklinev1.WebhookSubscription, error) {
+	o, ok, err := s.subInf.GetStore().GetByKey(key)
+	if err != nil || !ok {
+		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	u, isU := o.(*unstructured.Unstructured)
+	if !isU {
+		return nil, fmt.Errorf("decoding subscription %s: unexpected %T in the informer", key, o)
+	}
+	if obj := sv.decoded.Load(); obj != nil && obj.ResourceVersion == u.GetResourceVersion() && obj.UID == u.GetUID() {
+		return obj, nil
+	}
+	obj := &hooklinev1.WebhookSubscription{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.UnstructuredContent(), obj); err != nil {
+		return nil, fmt.Errorf("decoding subscription %s: %w", key, err)
+	}
+	sv.decoded.Store(obj)
+	return obj, nil
+}
+
+// readCounts reads every subscription's backlog and dead letters from the
+// queue for the status writer's tick about to start: one paged listing of
+// the consumers serves all of the tick's lookups, however long its writes
+// take. When the queue does not answer, the tick reports the last counts
+// read.
+func (s *subscriptions) readCounts(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	c, err := s.d.queue.Counts(ctx)
 	if err != nil {
-		s.d.log.Warn("Reading backlogs and dead letters from the queue", "err", err)
-		return s.countsCache
+		if ctx.Err() == nil {
+			s.d.log.Warn("Reading backlogs and dead letters from the queue", "err", err)
+		}
+		return
 	}
-	s.countsCache, s.countsAt = c, now
-	return c
+	s.tickCounts.Store(c)
 }
 
 // servedState returns a served subscription and its delivery state, nil

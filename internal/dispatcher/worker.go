@@ -87,7 +87,13 @@ func (d *Dispatcher) deliver(ctx context.Context, subs *subscriptions, sv *serve
 		return // shutting down: the message is redelivered
 	}
 
-	res := d.sender.Send(ctx, st.target, delivery.Message{ID: ev.ID, Type: ev.Type, Time: ev.Time, Data: ev.Data})
+	// Every subscription the event goes to shares its body. One that
+	// cannot be encoded is left to Send, which refuses it as invalid.
+	msg := delivery.Message{ID: ev.ID, Type: ev.Type, Time: ev.Time, Data: ev.Data}
+	if body, err := d.bodies.body(ev, m.Stored); err == nil {
+		msg.Encoded = body
+	}
+	res := d.sender.Send(ctx, st.target, msg)
 	now := d.opts.Clock.Now()
 	if res.RetryAfter > 0 && st.limiter != nil {
 		// The receiver asked for a pause: every delivery to it waits, not

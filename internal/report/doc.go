@@ -9,7 +9,9 @@
 // subscription totals and server-side applies the status with its own field
 // manager, at most once per subscription per interval, so the API server is
 // never flooded and the controller's fields (Ready, Reconciling, Stalled,
-// observedGeneration, dispatcher) are never touched.
+// observedGeneration, dispatcher) are never touched. A tick keeps a few
+// applies in flight (Options.MaxInFlight), since one at a time a round trip
+// of 10-25 ms would cap a dispatcher at 40-100 writes a second.
 //
 // # Counting each outcome once
 //
@@ -29,9 +31,10 @@
 //     A payload the queue hands out again while the writer still holds it,
 //     or after its acknowledgement was lost, is recognised and not added
 //     again.
-//   - All subscriptions are written together on one tick, and the payloads
-//     they complete are acknowledged right after, so a payload's counts reach
-//     all its subscriptions in the same batch of writes.
+//   - All subscriptions are written together on one tick, and a payload is
+//     acknowledged as soon as the last write it contributed to has returned,
+//     so a payload's counts reach all its subscriptions in the same batch of
+//     writes.
 //
 // What these rules cannot close is a writer killed between a successful
 // write and the acknowledgement, or between the writes of two subscriptions

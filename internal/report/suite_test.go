@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,6 +56,8 @@ func runSuite(m *testing.M) int {
 				if failed := statusPatches.add(r.URL.Path); failed {
 					return nil, fmt.Errorf("injected failure of PATCH %s", r.URL.Path)
 				}
+				defer statusPatches.inFlight.Add(-1)
+				statusPatches.noteInFlight(statusPatches.inFlight.Add(1))
 			}
 			return rt.RoundTrip(r)
 		})
@@ -77,6 +80,26 @@ type patchCounter struct {
 	mu     sync.Mutex
 	counts map[string]int
 	fail   map[string]int
+	// inFlight counts the patches sent and not answered yet; maxInFlight
+	// is the most there were at once since the last resetMaxInFlight.
+	inFlight    atomic.Int64
+	maxInFlight int64
+}
+
+func (c *patchCounter) noteInFlight(n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.maxInFlight = max(c.maxInFlight, n)
+}
+
+// resetMaxInFlight returns the most patches there were in flight at once
+// since the last call, and starts counting again.
+func (c *patchCounter) resetMaxInFlight() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.maxInFlight
+	c.maxInFlight = 0
+	return n
 }
 
 func (c *patchCounter) add(path string) (fail bool) {

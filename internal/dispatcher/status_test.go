@@ -1,0 +1,248 @@
+package dispatcher
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+
+	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/internal/report"
+)
+
+var statusTestTime = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+
+// openQueue opens an embedded queue in a temporary directory.
+func openQueue(tb testing.TB) *queue.Queue {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	q, err := queue.Open(ctx, queue.Config{DispatcherNamespace: "hookline-system", DispatcherName: "default",
+		DataDir: tb.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		tb.Fatalf("opening the queue: %v", err)
+	}
+	tb.Cleanup(func() { _ = q.Close() })
+	return q
+}
+
+// servingSubscriptions is the dispatcher's view of served subscriptions,
+// with the informer's store filled directly: what the status writer reads.
+func servingSubscriptions(tb testing.TB, q *queue.Queue, subs ...*hooklinev1.WebhookSubscription) *subscriptions {
+	tb.Helper()
+	d := &Dispatcher{
+		opts:    Options{Namespace: "hookline-system", Name: "default", Instance: "default-0", Clock: clocktesting.NewFakeClock(statusTestTime)},
+		log:     slog.New(slog.DiscardHandler),
+		queue:   q,
+		metrics: newMetrics(),
+	}
+	s := &subscriptions{d: d, self: "hookline-system/default", served: map[string]*served{}}
+	s.subInf = cache.NewSharedIndexInformer(&cache.ListWatch{}, &unstructured.Unstructured{}, 0, cache.Indexers{})
+	for _, sub := range subs {
+		inform(tb, s, sub)
+		key := sub.Namespace + "/" + sub.Name
+		obj, err := s.subscription(key)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		sv := &served{key: report.Key{Namespace: sub.Namespace, Name: sub.Name, UID: string(sub.UID)}, consumer: "sub-" + string(sub.UID)}
+		sv.decoded.Store(obj)
+		sv.state.Store(&deliveryState{obj: obj, generation: obj.Generation, accepted: true, reason: hooklinev1.ReasonAccepted, msg: "Served"})
+		s.served[key] = sv
+	}
+	return s
+}
+
+// inform puts sub into the informer's store, as a watch event would.
+func inform(tb testing.TB, s *subscriptions, sub *hooklinev1.WebhookSubscription) {
+	tb.Helper()
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(sub)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.subInf.GetStore().Update(&unstructured.Unstructured{Object: u}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// testSubscription is a subscription as the API server returns it once the
+// controller and the dispatcher have written its status.
+func testSubscription(ns, name string) *hooklinev1.WebhookSubscription {
+	at := metav1.NewTime(statusTestTime)
+	cond := func(typ, reason string) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: metav1.ConditionTrue, Reason: reason, Message: reason + " for a while now", ObservedGeneration: 1, LastTransitionTime: at}
+	}
+	return &hooklinev1.WebhookSubscription{
+		TypeMeta: metav1.TypeMeta{APIVersion: hooklinev1.GroupVersion.String(), Kind: "WebhookSubscription"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-" + ns + "-" + name), Generation: 1, ResourceVersion: "1000",
+			Labels: map[string]string{"app.kubernetes.io/part-of": "billing"},
+			ManagedFields: []metav1.ManagedFieldsEntry{
+				{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply, APIVersion: "hookline.dev/v1alpha1", Time: &at,
+					FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:url":{},"f:eventTypes":{},"f:signing":{"f:secretRef":{"f:name":{}}}}}`)}},
+				{Manager: FieldManager, Operation: metav1.ManagedFieldsOperationApply, APIVersion: "hookline.dev/v1alpha1", Time: &at, Subresource: "status",
+					FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:status":{"f:conditions":{"k:{\"type\":\"Accepted\"}":{".":{}}},"f:delivery":{"f:delivered":{}}}}`)}},
+			}},
+		Spec: hooklinev1.WebhookSubscriptionSpec{
+			URL:        "https://billing.example.com/hooks/" + name,
+			EventTypes: []string{"order.created", "order.*.paid", "invoice.>"},
+			Signing:    hooklinev1.SigningSpec{SecretRef: hooklinev1.WebhookSecretReference{Name: "orders-signing"}},
+			Headers:    []hooklinev1.Header{{Name: "X-Team", Value: ptr.To("billing")}},
+		},
+		Status: hooklinev1.WebhookSubscriptionStatus{
+			ObservedGeneration: 1,
+			Dispatcher:         "hookline-system/default",
+			Conditions: []metav1.Condition{cond("Ready", "Succeeded"), cond("Accepted", "Accepted"),
+				cond("EndpointHealthy", "DeliverySucceeded"), {Type: "Suspended", Status: metav1.ConditionFalse, Reason: "NotSuspended", Message: "Deliveries are not held", ObservedGeneration: 1, LastTransitionTime: at}},
+			Delivery: &hooklinev1.DeliveryStatus{LastAttemptTime: &at, LastSuccessTime: &at, Delivered: 1042, Failed: 3},
+		},
+	}
+}
+
+// BenchmarkReportState is the status writer's lookup of one subscription,
+// which a tick makes for every subscription served.
+func BenchmarkReportState(b *testing.B) {
+	q := openQueue(b)
+	sub := testSubscription("team", "orders")
+	s := servingSubscriptions(b, q, sub)
+	s.readCounts(context.Background())
+	b.ReportAllocs()
+	for b.Loop() {
+		if st, ok := s.reportState("team", "orders"); !ok || st.Object.UID != sub.UID {
+			b.Fatalf("reportState = %+v, %v", st, ok)
+		}
+	}
+}
+
+// TestReportStateFollowsTheInformer: the status writer gets the
+// subscription the informer holds now, decoded once per resourceVersion.
+func TestReportStateFollowsTheInformer(t *testing.T) {
+	sub := testSubscription("team", "orders")
+	s := servingSubscriptions(t, openQueue(t), sub)
+
+	first, ok := s.reportState("team", "orders")
+	if !ok || first.Object.Status.Delivery.Delivered != 1042 || !first.Accepted || first.AcceptedMessage != "Served" {
+		t.Fatalf("reportState = %+v, %v; want the served subscription with 1042 delivered", first, ok)
+	}
+	if again, _ := s.reportState("team", "orders"); again.Object != first.Object {
+		t.Error("an unchanged subscription was decoded again")
+	}
+
+	// A status write lands in the informer before the subscription is
+	// synced again: the writer sees it at once.
+	changed := sub.DeepCopy()
+	changed.ResourceVersion = "1001"
+	changed.Status.Delivery.Delivered = 1043
+	inform(t, s, changed)
+	got, ok := s.reportState("team", "orders")
+	if !ok || got.Object.ResourceVersion != "1001" || got.Object.Status.Delivery.Delivered != 1043 {
+		t.Fatalf("after an update: reportState = %+v, %v; want resourceVersion 1001 with 1043 delivered", got.Object, ok)
+	}
+	if again, _ := s.reportState("team", "orders"); again.Object != got.Object {
+		t.Error("the updated subscription was decoded on every lookup")
+	}
+
+	// Deleted and created again under the same name, and the informer
+	// gives the new one the same resourceVersion by chance: a new uid.
+	recreated := changed.DeepCopy()
+	recreated.UID = "uid-recreated"
+	inform(t, s, recreated)
+	if got, ok := s.reportState("team", "orders"); !ok || got.Object.UID != "uid-recreated" {
+		t.Errorf("after re-creation: reportState object uid %q, want uid-recreated", got.Object.UID)
+	}
+
+	if err := s.subInf.GetStore().Delete(&unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"namespace": "team", "name": "orders"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := s.reportState("team", "orders"); ok {
+		t.Errorf("after deletion: reportState = %+v, want none", got)
+	}
+}
+
+// TestReportStateCountsOfTheTick: the backlog reported is the one read
+// at the start of the tick, for every lookup in it, and the next tick
+// reads it anew.
+func TestReportStateCountsOfTheTick(t *testing.T) {
+	q := openQueue(t)
+	sub := testSubscription("team", "orders")
+	s := servingSubscriptions(t, q, sub)
+	consumer := s.served["team/orders"].consumer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := q.EnsureConsumer(ctx, queue.ConsumerSpec{Name: consumer, Namespace: "team", Patterns: sub.Spec.EventTypes,
+		MaxAckPending: 10, AckWait: time.Minute, Paused: true}); err != nil {
+		t.Fatal(err)
+	}
+	published := 0
+	publish := func(n int) {
+		t.Helper()
+		evs := make([]queue.Event, n)
+		for i := range evs {
+			published++
+			evs[i] = queue.Event{ID: fmt.Sprintf("evt-%d", published), Namespace: "team", Type: "order.created", Time: statusTestTime, Data: []byte(`{}`)}
+		}
+		if _, err := q.Publish(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Consumers count new messages shortly after the store.
+	queued := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			c, err := q.Counts(ctx)
+			if err == nil && c.Backlog(consumer) == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the queue never counted %d events for the subscription (err %v)", want, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	backlog := func() int64 {
+		t.Helper()
+		st, ok := s.reportState("team", "orders")
+		if !ok {
+			t.Fatal("the subscription is not served")
+		}
+		var m dto.Metric
+		if err := s.d.metrics.backlog.WithLabelValues("team", "orders").Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if g := m.GetGauge().GetValue(); g != float64(st.Backlog) {
+			t.Errorf("backlog gauge %v, want %d as reported", g, st.Backlog)
+		}
+		return st.Backlog
+	}
+
+	if got := backlog(); got != 0 {
+		t.Errorf("backlog before any tick = %d, want 0", got)
+	}
+	publish(3)
+	queued(3)
+	s.readCounts(ctx)
+	if got := backlog(); got != 3 {
+		t.Errorf("backlog = %d, want 3", got)
+	}
+	publish(2)
+	queued(5)
+	if got := backlog(); got != 3 {
+		t.Errorf("backlog later in the same tick = %d, want still 3", got)
+	}
+	s.readCounts(ctx)
+	if got := backlog(); got != 5 {
+		t.Errorf("backlog at the next tick = %d, want 5", got)
+	}
+}
