@@ -108,9 +108,10 @@ func runPlayground(t *testing.T, bin, binDir string) time.Duration {
 		}
 	})
 
-	// Ready, and at least one delivery verified.
+	// Ready (the whole block that says so, which ends with the line about
+	// deliveries), and at least one delivery verified.
 	deadline := time.After(5 * time.Minute)
-	for !out.has(regexp.MustCompile(`^Playground ready`)) || !out.has(verifiedLine) {
+	for !out.has(regexp.MustCompile(`^Playground ready`)) || !out.has(regexp.MustCompile(`^Deliveries are printed as they arrive`)) || !out.has(verifiedLine) {
 		select {
 		case <-out.changed:
 		case <-exited:
