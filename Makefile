@@ -76,7 +76,7 @@ test: ## Run every test against a real API server, plus a short run of each fuzz
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 .PHONY: bench
-bench: ## Run the benchmarks and print one table of figures against baselines measured in the same run (about 15 minutes; BENCHFLAGS=-smoke for a quick check)
+bench: ## Run the benchmarks and print one table of figures against baselines measured in the same run (about 17 minutes; BENCHFLAGS=-smoke for a quick check)
 	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) run ./hack/bench $(BENCHFLAGS)
 
 .PHONY: fuzz
