@@ -107,6 +107,45 @@ func (b *bench) readyRows(n int, t readyTimes, err error, g goal) []row {
 	return []row{newRow(name, duration, []float64{t.ready.Seconds()}, "creating them", []float64{t.created.Seconds()}, g)}
 }
 
+// singleReadyCount is how many subscriptions oneReady creates, one after
+// the other.
+const singleReadyCount = 5
+
+// oneReady is what a user applying one subscription waits for: the time
+// from the create request until the subscription is Ready (which waits for
+// the dispatcher to accept it), for a few subscriptions created one at a
+// time with d running, against the create request alone.
+func (b *bench) oneReady(ctx context.Context, d *dispatcherProc) row {
+	name := fmt.Sprintf("Control plane: one subscription Ready after it is created (%d, one at a time), --status-interval %s",
+		singleReadyCount, b.cfg.StatusInterval)
+	ns, err := b.cluster.prepareNamespace(ctx, "single", b.cfg.Secrets)
+	if err != nil {
+		return failedRow(name, err)
+	}
+	defer func() { _ = b.cluster.deleteSubscriptions(ctx, ns.name) }()
+	ready, err := b.cluster.watchConditions(ctx, ns.name, hooklinev1.ConditionReady, hooklinev1.ConditionAccepted)
+	if err != nil {
+		return failedRow(name, err)
+	}
+	defer ready.stop()
+	var figures, baselines []float64
+	for i := range singleReadyCount {
+		sub := ns.subscription(fmt.Sprintf("single-%d", i), d.name, fmt.Sprintf("%s/%s/%d", b.receiver.url, groupFanout, i), i, "bench.single.*")
+		start := time.Now()
+		if err := b.cluster.admin.Create(ctx, sub); err != nil {
+			return failedRow(name, fmt.Errorf("creating %s: %w", sub.Name, err))
+		}
+		created := time.Since(start)
+		at, err := ready.wait(ctx, i+1, b.cfg.ReadyTimeout)
+		if err != nil {
+			return failedRow(name, err)
+		}
+		figures = append(figures, at.Sub(start).Seconds())
+		baselines = append(baselines, created.Seconds())
+	}
+	return newRow(name, duration, figures, "the create request", baselines, goal{})
+}
+
 // fanout is section 4, and the first size of section 7: cfg.Fanout
 // subscriptions of one namespace with the same pattern, each with its own
 // path on the receiver. It measures how long they take to become Ready,
@@ -126,6 +165,10 @@ func (b *bench) fanout(ctx context.Context) (err error) {
 	ns, err := b.cluster.prepareNamespace(ctx, "fanout", cfg.Secrets)
 	if err != nil {
 		return err
+	}
+	if cfg.wants(7) {
+		b.step("Section 7: one subscription at a time until Ready")
+		b.add(b.profiled(7, func() []row { return one(b.oneReady(ctx, d)) })...)
 	}
 	b.step("Creating %d subscriptions", cfg.Fanout)
 	times, err := b.readyRun(ctx, ns.name, cfg.Fanout, func(i int) client.Object {

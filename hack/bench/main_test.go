@@ -34,8 +34,8 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("run: %v\nprogress:\n%s\noutput:\n%s", err, progress.String(), out.String())
 	}
 	// One row per figure of sections 1 to 8.
-	if len(rows) != 17 {
-		t.Errorf("got %d rows, want 17", len(rows))
+	if len(rows) != 18 {
+		t.Errorf("got %d rows, want 18", len(rows))
 	}
 	text := out.String()
 	for _, r := range rows {

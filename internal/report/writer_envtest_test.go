@@ -723,3 +723,54 @@ func TestWriterSuspendsAfterSustainedFailure(t *testing.T) {
 		t.Errorf("Suspended right after resuming = %+v, want False: the clock restarted", c)
 	}
 }
+
+func TestWriterPromptWritesBeforeTheTick(t *testing.T) {
+	ns := newNamespace(t)
+	createSubscription(t, ns, "prompted")
+	clk := clocktesting.NewFakeClock(suiteStart)
+	h := newHarness(t, newQueue(), clk)
+	h.setState(ns, "prompted", State{Accepted: true})
+	h.start()
+
+	// Before the first tick a prompt waits for it: that tick reads what
+	// every write needs, and writes every status anyway.
+	eventually(t, clk.HasWaiters, "the writer to wait for its first tick")
+	h.writer.Prompt(ns, "prompted")
+	time.Sleep(100 * time.Millisecond)
+	if w := h.writer.Writes(); w != 0 {
+		t.Fatalf("writes = %d after a prompt before the first tick, want 0", w)
+	}
+	h.tick()
+	if w := h.writer.Writes(); w != 1 {
+		t.Fatalf("writes = %d after the first tick, want 1", w)
+	}
+
+	// A new generation is accepted: a prompt writes it at once, with the
+	// clock standing still.
+	u, err := dyn.Resource(subscriptionsResource).Namespace(ns).Get(context.Background(), "prompted", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(u.Object, "https://billing.example.com/v2", "spec", "url"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dyn.Resource(subscriptionsResource).Namespace(ns).Update(context.Background(), u, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	h.writer.Prompt(ns, "prompted")
+	eventually(t, func() bool {
+		got := getSubscription(t, ns, "prompted")
+		c := meta.FindStatusCondition(got.Status.Conditions, hooklinev1.ConditionAccepted)
+		return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == got.Generation
+	}, "Accepted to describe generation %d without a tick", u.GetGeneration()+1)
+	if w := h.writer.Writes(); w != 2 {
+		t.Errorf("writes = %d after the prompt, want 2", w)
+	}
+	// Prompting a status that is up to date writes nothing.
+	h.writer.Prompt(ns, "prompted")
+	time.Sleep(100 * time.Millisecond)
+	h.tick()
+	if w := h.writer.Writes(); w != 2 {
+		t.Errorf("writes = %d after prompting an up-to-date status and a tick, want 2", w)
+	}
+}
