@@ -370,7 +370,6 @@ func (s *subscriptions) sync(ctx context.Context, key string) error {
 		// not check them) cannot filter a consumer: none is made, and the
 		// subscription is reported not accepted.
 		sv.state.Store(st)
-		s.promptIfStale(obj, st)
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if sv.cancel != nil {
@@ -392,7 +391,6 @@ func (s *subscriptions) sync(ctx context.Context, key string) error {
 		return fmt.Errorf("preparing the queue consumer of %s: %w", key, err)
 	}
 	sv.state.Store(st)
-	s.promptIfStale(obj, st)
 	if st.accepted {
 		s.replayRequested(ctx, sv, obj)
 	}
@@ -412,19 +410,6 @@ func (s *subscriptions) sync(ctx context.Context, key string) error {
 		sv.cancel = s.startWorker(ctx, sv, st.concurrency)
 	}
 	return nil
-}
-
-// promptIfStale asks the status writer to write obj's status now when its
-// Accepted condition does not say what st does for obj's generation: a
-// new subscription, a new generation, or a verdict that changed. The
-// manager holds Ready until Accepted describes the current generation.
-// It runs once st is the state the writer reads.
-func (s *subscriptions) promptIfStale(obj *hooklinev1.WebhookSubscription, st *deliveryState) {
-	c := meta.FindStatusCondition(obj.Status.Conditions, hooklinev1.ConditionAccepted)
-	if c != nil && c.ObservedGeneration == obj.Generation && (c.Status == metav1.ConditionTrue) == st.accepted {
-		return
-	}
-	s.d.writer.Prompt(obj.Namespace, obj.Name)
 }
 
 // drop stops serving key and deletes its consumer: the subscription was

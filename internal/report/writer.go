@@ -162,12 +162,6 @@ type Writer struct {
 	// when a tick will see them.
 	received atomic.Int64
 
-	// prompted are the subscriptions Prompt asked to write before the
-	// next tick; promptSignal wakes Run for them.
-	promptMu     sync.Mutex
-	prompted     map[types.NamespacedName]struct{}
-	promptSignal chan struct{}
-
 	// The fields below belong to the goroutine running Run.
 
 	subs map[types.NamespacedName]*subscription
@@ -226,8 +220,6 @@ func NewWriter(opts Options) *Writer {
 		beforeTick:     opts.BeforeTick,
 		maxInFlight:    cmp.Or(max(opts.MaxInFlight, 0), DefaultMaxInFlight),
 		acked:          make(map[string]time.Time),
-		prompted:       make(map[types.NamespacedName]struct{}),
-		promptSignal:   make(chan struct{}, 1),
 	}
 	if w.clock == nil {
 		w.clock = clock.RealClock{}
@@ -240,41 +232,6 @@ func NewWriter(opts Options) *Writer {
 
 // Writes returns how many status applies succeeded.
 func (w *Writer) Writes() int64 { return w.writes.Load() }
-
-// Prompt asks for the status of the named subscription to be brought up
-// to date now rather than at the next tick. The dispatcher prompts when it
-// starts serving a subscription or a new generation of one: the manager
-// reports a subscription Ready only once its Accepted condition describes
-// the current generation, and a user who applied a change should not wait
-// a whole Interval for that. Counts received so far are written with it;
-// a status that is already up to date costs a lookup and no write. Prompt
-// never blocks; while this instance does not write statuses, the prompts
-// wait for Run.
-func (w *Writer) Prompt(ns, name string) {
-	w.promptMu.Lock()
-	w.prompted[types.NamespacedName{Namespace: ns, Name: name}] = struct{}{}
-	w.promptMu.Unlock()
-	select {
-	case w.promptSignal <- struct{}{}:
-	default:
-	}
-}
-
-// takePrompted returns the prompted subscriptions, sorted, and forgets
-// them.
-func (w *Writer) takePrompted() []types.NamespacedName {
-	w.promptMu.Lock()
-	defer w.promptMu.Unlock()
-	keys := make([]types.NamespacedName, 0, len(w.prompted))
-	for k := range w.prompted {
-		keys = append(keys, k)
-	}
-	clear(w.prompted)
-	slices.SortFunc(keys, compareKeys)
-	return keys
-}
-
-func compareKeys(a, b types.NamespacedName) int { return cmp.Compare(a.String(), b.String()) }
 
 // Run writes statuses until ctx ends, then returns nil. Run it only while
 // holding the status leadership, and never twice at once.
@@ -306,7 +263,6 @@ func (w *Writer) Run(ctx context.Context) error {
 		wg.Go(func() { w.fetchLoop(ctx, batches) })
 	}
 
-	ticked := false
 	next := w.clock.Now().Add(w.interval)
 	timer := w.clock.NewTimer(w.interval)
 	defer timer.Stop()
@@ -316,24 +272,7 @@ func (w *Writer) Run(ctx context.Context) error {
 			return nil
 		case batch := <-batches:
 			w.receive(batch)
-		case <-w.promptSignal:
-			if !ticked {
-				// The first tick, which writes every status, comes
-				// one Interval after Run starts (and reads the counts
-				// a write needs): the prompts wait for it.
-				continue
-			}
-			keys := w.takePrompted()
-			for _, k := range keys {
-				w.subscription(k)
-			}
-			w.write(ctx, keys, w.clock.Now())
 		case <-timer.C():
-			if !ticked {
-				// This tick covers what was prompted before it.
-				ticked = true
-				w.takePrompted()
-			}
 			w.tick(ctx)
 			// Ticks stay on the schedule of the first one; ticks a slow
 			// write batch overran are skipped rather than run back to back.
@@ -426,6 +365,12 @@ func (w *Writer) subscription(key types.NamespacedName) *subscription {
 }
 
 // tick merges what was received and writes every status that changed.
+//
+// Only the applies run concurrently, up to maxInFlight of them: looking a
+// subscription up, merging its counts and settling the outcome of its
+// write (acknowledging payloads, forgetting it) stay on this goroutine,
+// so the writer's own state needs no lock and a payload is still
+// acknowledged only once every write it contributed to has returned.
 func (w *Writer) tick(ctx context.Context) {
 	now := w.clock.Now()
 	if w.beforeTick != nil {
@@ -440,24 +385,8 @@ func (w *Writer) tick(ctx context.Context) {
 	for k := range w.subs {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, compareKeys)
-	w.write(ctx, keys, now)
-	for id, at := range w.acked {
-		if now.Sub(at) > seenFor {
-			delete(w.acked, id)
-		}
-	}
-}
+	slices.SortFunc(keys, func(a, b types.NamespacedName) int { return cmp.Compare(a.String(), b.String()) })
 
-// write brings the statuses of keys, subscriptions the writer knows, up
-// to date.
-//
-// Only the applies run concurrently, up to maxInFlight of them: looking a
-// subscription up, merging its counts and settling the outcome of its
-// write (acknowledging payloads, forgetting it) stay on this goroutine,
-// so the writer's own state needs no lock and a payload is still
-// acknowledged only once every write it contributed to has returned.
-func (w *Writer) write(ctx context.Context, keys []types.NamespacedName, now time.Time) {
 	queued := make(chan *pendingWrite)
 	done := make(chan *pendingWrite)
 	var appliers sync.WaitGroup
@@ -491,6 +420,11 @@ func (w *Writer) write(ctx context.Context, keys []types.NamespacedName, now tim
 		w.settle(ctx, <-done)
 	}
 	appliers.Wait()
+	for id, at := range w.acked {
+		if now.Sub(at) > seenFor {
+			delete(w.acked, id)
+		}
+	}
 }
 
 // pendingWrite is one status apply of a tick: what to write and, once
