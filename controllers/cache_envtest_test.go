@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -10,15 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 )
@@ -82,40 +72,7 @@ func TestManagerCachesNoSecretOrConfigMapData(t *testing.T) {
 	}
 
 	var log requestLog
-	cfg := rest.CopyConfig(restConfig)
-	cfg.Wrap(log.wrap)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 k8sClient.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		// Only this test's namespace, so these second controllers leave the
-		// other tests' objects to the suite's.
-		Cache: cache.Options{
-			DefaultNamespaces: map[string]cache.Config{ns: {}},
-			ByObject:          map[client.Object]cache.ByObject{&corev1.Namespace{}: {Field: fields.OneTermEqualSelector("metadata.name", ns)}},
-		},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatalf("creating the manager: %v", err)
-	}
-	if err := Setup(suiteCtx, mgr, Options{
-		DefaultDispatcher:     types.NamespacedName{Namespace: testOperatorNamespace, Name: DefaultDispatcherName},
-		DispatcherImage:       testDispatcherImage,
-		DispatcherClusterRole: testDispatcherClusterRole,
-		Clock:                 testClock,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(suiteCtx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("the test's manager: %v", err)
-		}
-	})
+	startNamespacedManager(t, ns, log.wrap, 0)
 
 	sub := whsubSubscription(t, ns, "cached", func(s *hooklinev1.WebhookSubscription) {
 		s.Spec.Headers = []hooklinev1.Header{

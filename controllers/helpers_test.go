@@ -1,21 +1,30 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/transport"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 )
@@ -147,4 +156,45 @@ func eventsWithReason(t *testing.T, namespace, reason string) []eventsv1.Event {
 		}
 	}
 	return out
+}
+
+// startNamespacedManager starts a second manager running every controller
+// (with Setup) on the objects of namespace ns only, so that it leaves the
+// other tests' objects to the suite's, its requests to the API server
+// passing through wrap, and stops it when the test ends.
+func startNamespacedManager(t *testing.T, ns string, wrap transport.WrapperFunc, subscriptionWorkers int) {
+	t.Helper()
+	cfg := rest.CopyConfig(restConfig)
+	cfg.Wrap(wrap)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 k8sClient.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache: cache.Options{
+			DefaultNamespaces: map[string]cache.Config{ns: {}},
+			ByObject:          map[client.Object]cache.ByObject{&corev1.Namespace{}: {Field: fields.OneTermEqualSelector("metadata.name", ns)}},
+		},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatalf("creating the manager: %v", err)
+	}
+	if err := Setup(suiteCtx, mgr, Options{
+		DefaultDispatcher:     types.NamespacedName{Namespace: testOperatorNamespace, Name: DefaultDispatcherName},
+		DispatcherImage:       testDispatcherImage,
+		DispatcherClusterRole: testDispatcherClusterRole,
+		SubscriptionWorkers:   subscriptionWorkers,
+		Clock:                 testClock,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(suiteCtx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the test's manager: %v", err)
+		}
+	})
 }

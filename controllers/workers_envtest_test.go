@@ -1,7 +1,6 @@
 package controllers
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -9,15 +8,9 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -90,39 +83,7 @@ func TestSubscriptionsReconcileConcurrently(t *testing.T) {
 		want:   workers,
 		open:   make(chan struct{}),
 	}
-	cfg := rest.CopyConfig(restConfig)
-	cfg.Wrap(gate.wrap)
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 k8sClient.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache: cache.Options{
-			DefaultNamespaces: map[string]cache.Config{ns: {}},
-			ByObject:          map[client.Object]cache.ByObject{&corev1.Namespace{}: {Field: fields.OneTermEqualSelector("metadata.name", ns)}},
-		},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatalf("creating the manager: %v", err)
-	}
-	if err := Setup(suiteCtx, mgr, Options{
-		DefaultDispatcher:     types.NamespacedName{Namespace: testOperatorNamespace, Name: DefaultDispatcherName},
-		DispatcherImage:       testDispatcherImage,
-		DispatcherClusterRole: testDispatcherClusterRole,
-		SubscriptionWorkers:   workers,
-		Clock:                 testClock,
-	}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(suiteCtx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("the test's manager: %v", err)
-		}
-	})
+	startNamespacedManager(t, ns, gate.wrap, workers)
 
 	select {
 	case <-gate.open:
