@@ -16,7 +16,6 @@ import (
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/queue"
-	"github.com/hookline/hookline/internal/report"
 )
 
 var unsafeName = regexp.MustCompile(`[^a-z0-9-]+`)
@@ -127,45 +126,6 @@ func (d *Dispatcher) leadStatus(ctx context.Context) {
 		}
 		le.Run(ctx)
 	}
-}
-
-// flushStats shares this instance's delivery outcomes with the status
-// writer about once a second.
-func (d *Dispatcher) flushStats(ctx context.Context) {
-	t := d.opts.Clock.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C():
-			d.publishStats(ctx)
-		}
-	}
-}
-
-func (d *Dispatcher) publishStats(ctx context.Context) {
-	payload := d.recorder.Flush()
-	if payload == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := d.queue.PublishStats(ctx, payload); err != nil {
-		d.log.Warn("Sharing delivery outcomes with the status writer; these counts are lost", "err", err)
-	}
-}
-
-func (d *Dispatcher) fetchStats(ctx context.Context, max int, wait time.Duration) ([]report.Pending, error) {
-	msgs, err := d.queue.FetchStats(ctx, max, wait)
-	if err != nil {
-		return nil, fmt.Errorf("fetching delivery outcomes: %w", err)
-	}
-	out := make([]report.Pending, len(msgs))
-	for i, m := range msgs {
-		out[i] = report.Pending{Data: m.Data, Ack: m.Ack}
-	}
-	return out, nil
 }
 
 // Shares of the events stream's bound: past queueWarnShare the dispatcher

@@ -61,14 +61,30 @@ type Options struct {
 	MaxEventBytes  int64         // default 1 MiB
 	StatusInterval time.Duration // default 10s
 	// LeaseDuration is how long an instance Lease lives unrenewed; it is
-	// renewed every third of it. Default 30s.
+	// renewed every third of it. An instance that stops without a word is
+	// taken over once its Lease ran out. Default 15s.
 	LeaseDuration time.Duration
 	// ShutdownGrace bounds how long in-flight deliveries may finish after
 	// the context ends. Default 30s.
 	ShutdownGrace time.Duration
+	// CheckpointInterval is how often delivery progress is stored; a crash
+	// delivers again at most what was finished since. Default 200ms.
+	CheckpointInterval time.Duration
+	// LaneMemory bounds how many events one subscription keeps in memory;
+	// more move to the backlog stream. Default 1000.
+	LaneMemory int
+	// MemoryRetry is the longest retry delay waited in memory; longer
+	// retries move to the backlog stream. Default 10s.
+	MemoryRetry time.Duration
 
-	Clock  clock.WithTicker
+	Clock  Clock
 	Logger *slog.Logger
+}
+
+// Clock is the time the dispatcher reads, injected so tests control it.
+type Clock interface {
+	clock.WithTicker
+	AfterFunc(d time.Duration, f func()) clock.Timer
 }
 
 func (o *Options) defaults() {
@@ -79,7 +95,16 @@ func (o *Options) defaults() {
 		o.StatusInterval = 10 * time.Second
 	}
 	if o.LeaseDuration <= 0 {
-		o.LeaseDuration = 30 * time.Second
+		o.LeaseDuration = 15 * time.Second
+	}
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = 200 * time.Millisecond
+	}
+	if o.LaneMemory <= 0 {
+		o.LaneMemory = 1000
+	}
+	if o.MemoryRetry <= 0 {
+		o.MemoryRetry = 10 * time.Second
 	}
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = 30 * time.Second
@@ -103,15 +128,23 @@ type Dispatcher struct {
 	egress *egressConfig
 	// clients holds one HTTP client per TLS identity subscriptions use.
 	clients *delivery.Clients
-	// bodies encodes each event's body once for all its deliveries.
-	bodies   *sharedBodies
-	recorder *report.Recorder
-	writer   *report.Writer
-	metrics  *metrics
-	events   events.EventRecorder
-	eventsB  events.EventBroadcaster
+	writer  *report.Writer
+	metrics *metrics
+	events  events.EventRecorder
+	eventsB events.EventBroadcaster
 
-	subs *subscriptions
+	subs        *subscriptions
+	deliverer   *deliverer
+	env         *laneEnv
+	mover       *mover
+	router      *router
+	checkpoints *checkpointer
+	view        *progressView
+	// liveSet holds the names of the instances whose Lease is fresh, this
+	// one included.
+	liveSet atomic.Pointer[map[string]bool]
+	// workers counts the lanes' delivery goroutines.
+	workers sync.WaitGroup
 
 	ingestLn, healthLn, metricsLn net.Listener
 
@@ -133,7 +166,6 @@ type Dispatcher struct {
 	deliverCtx    context.Context
 	cancelDeliver context.CancelFunc
 
-	deadLetterEvents sync.Map // report.Key -> *throttle
 	// queueFull wakes observeQueue when ingest found the queue full;
 	// queueFullEvents limits the Events saying so.
 	queueFull       chan struct{}
@@ -165,8 +197,6 @@ func New(opts Options) (*Dispatcher, error) {
 		dyn:         dyn,
 		queue:       opts.Queue,
 		egress:      &egressConfig{},
-		bodies:      newSharedBodies(),
-		recorder:    report.NewRecorder(opts.Instance),
 		queueFull:   make(chan struct{}, 1),
 		becameReady: make(chan struct{}, 1),
 		metrics:     newMetrics(),
@@ -174,7 +204,17 @@ func New(opts Options) (*Dispatcher, error) {
 	d.sender = &delivery.Sender{Client: delivery.NewClient(d.baseClientOptions()), Clock: opts.Clock}
 	d.clients = delivery.NewClients(d.baseClientOptions())
 	d.instances.Store(1)
+	d.liveSet.Store(&map[string]bool{opts.Instance: true})
 	d.subs = newSubscriptions(d)
+	d.deliverer = &deliverer{clock: opts.Clock, log: d.log, sender: d.sender, bodies: newSharedBodies(), metrics: d.metrics,
+		queue: opts.Queue, events: func() events.EventRecorder { return d.events }}
+	d.mover = newMover(opts.Queue, opts.Clock, d.log.With("component", "mover"))
+	d.router = newRouter(opts.Queue, d.mover)
+	d.checkpoints = newCheckpointer(opts.Queue, d.router, opts.Instance, opts.CheckpointInterval, opts.Clock, d.log.With("component", "checkpoint"))
+	d.view = newProgressView(d.log.With("component", "progress"))
+	d.view.changed = d.checkpointed
+	d.env = &laneEnv{clock: opts.Clock, attempts: d.deliverer, mover: d.mover, queue: opts.Queue,
+		memory: opts.LaneMemory, memoryRetry: opts.MemoryRetry, onGone: d.subs.gone, workers: &d.workers, log: d.log}
 	d.writer = report.NewWriter(report.Options{
 		Client:       dyn,
 		Interval:     opts.StatusInterval,
@@ -182,7 +222,6 @@ func New(opts Options) (*Dispatcher, error) {
 		Clock:        opts.Clock,
 		Logger:       d.log.With("component", "status"),
 		Lookup:       d.subs.reportState,
-		Fetch:        d.fetchStats,
 		Keys:         d.subs.keys,
 		Suspended:    d.suspendedForFailure,
 		BeforeTick:   d.subs.readCounts,
@@ -251,6 +290,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer d.closeListeners()
 	d.deliverCtx, d.cancelDeliver = context.WithCancel(context.WithoutCancel(ctx))
 	defer d.cancelDeliver()
+	d.env.ctx = d.deliverCtx
 
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -274,10 +314,20 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 			return nil
 		})
 	}
-	g.Go(func() error { return d.subs.run(gctx) })
+	g.Go(func() error { return d.view.run(gctx, d.queue) })
+	g.Go(func() error {
+		// Lanes resume from their checkpoints: they must all be known
+		// before the first subscription is served.
+		select {
+		case <-d.view.loaded:
+		case <-gctx.Done():
+			return nil
+		}
+		return d.subs.run(gctx)
+	})
+	g.Go(func() error { d.mover.run(d.deliverCtx); return nil })
 	g.Go(func() error { d.announce(gctx); return nil })
 	g.Go(func() error { d.leadStatus(gctx); return nil })
-	g.Go(func() error { d.flushStats(gctx); return nil })
 	g.Go(func() error { d.observeQueue(gctx); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
@@ -376,14 +426,124 @@ func (d *Dispatcher) shutdown(servers []server) {
 			d.log.Error("Stopping a server", "server", s.name, "err", err)
 		}
 	}
-	// The consumers stop with the run context; deliveries in flight get
-	// the grace period, after which their messages are redelivered.
-	if !d.subs.waitWorkers(ctx) {
-		d.log.Warn("Deliveries still in flight at the end of the grace period are released for redelivery")
+	// No delivery starts any more; those in flight get the grace period,
+	// after which they are cut off and delivered again at the next start.
+	d.subs.stopLanes()
+	if !waitGroup(ctx, &d.workers) {
+		d.log.Warn("Deliveries still in flight at the end of the grace period are cut off and delivered again at the next start")
 	}
 	d.cancelDeliver()
-	d.subs.waitWorkers(context.Background())
-	d.publishStats(context.Background())
+	d.workers.Wait()
+	// What was finished is recorded, so the next start delivers none of
+	// it again.
+	if d.router.position() != 0 && !d.checkpoints.save(context.Background()) {
+		d.log.Warn("The last checkpoint was not stored: the next start delivers again what was finished since the one before")
+	}
+}
+
+// waitGroup waits for wg, or for ctx; it reports whether wg was done.
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// startRouting starts the router at the lowest position any lane registered
+// so far needs, and the checkpoints. Lanes without a checkpoint take what
+// the router reads from there.
+func (d *Dispatcher) startRouting(ctx context.Context) error {
+	from, err := d.routingStart(ctx)
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := d.router.run(ctx, from); err != nil && ctx.Err() == nil {
+			d.log.Error("Routing events stopped", "err", err)
+		}
+	}()
+	<-d.router.started
+	go d.checkpoints.run(ctx)
+	go d.purgeEvents(ctx)
+	d.log.Info("Routing events", "from", from)
+	return nil
+}
+
+// routingStart is where the router starts: the lowest floor of this
+// instance's lanes and its own last checkpoint; with neither, the first
+// event stored.
+func (d *Dispatcher) routingStart(ctx context.Context) (uint64, error) {
+	first, last, err := d.queue.EventsBounds(ctx)
+	if err != nil {
+		return 0, err
+	}
+	from := last + 1
+	if r, ok := d.view.reader(d.opts.Instance); ok {
+		from = min(from, r.Floor)
+	}
+	// A lane without a checkpoint (start 0) takes what the store holds.
+	for _, l := range d.subs.lanes() {
+		from = min(from, max(l.start, 1))
+	}
+	return max(from, first, 1), nil
+}
+
+// purgeEvents removes, every second, the events no subscription needs any
+// more. Only the status leader does it.
+func (d *Dispatcher) purgeEvents(ctx context.Context) {
+	t := d.opts.Clock.NewTicker(time.Second)
+	defer t.Stop()
+	var last uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+		if !d.leading.Load() && !d.queue.Embedded() {
+			continue
+		}
+		live := d.live()
+		if d.queue.Embedded() {
+			live = map[string]bool{d.opts.Instance: true}
+		}
+		floor, ok := d.view.purgeFloor(live, d.subs.exists)
+		if !ok || floor <= last {
+			continue
+		}
+		if err := d.queue.PurgeEvents(ctx, floor); err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("Purging delivered events", "below", floor, "err", err)
+			}
+			continue
+		}
+		last = floor
+	}
+}
+
+// live is the set of instances whose Lease is fresh, this one included.
+func (d *Dispatcher) live() map[string]bool { return *d.liveSet.Load() }
+
+// checkpointed is told of every lane checkpoint stored, by any instance.
+func (d *Dispatcher) checkpointed(token string, rec laneRecord) {
+	key := rec.Namespace + "/" + rec.Name
+	if l := d.subs.lane(key, token); l != nil {
+		if rec.Owner != d.opts.Instance {
+			// Another instance wrote over this one's checkpoint (both
+			// took the subscription at a start): say again who serves it.
+			l.touch()
+		}
+	} else if rec.Owner == "" {
+		// Let go by its owner: the instance that owns it now takes it.
+		d.subs.queue.Add(key)
+	}
+	if d.leading.Load() {
+		d.writer.Prompt(rec.Namespace, rec.Name, rec.Generation)
+	}
 }
 
 // publisher adapts the queue to the ingest API.

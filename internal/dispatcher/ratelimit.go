@@ -227,4 +227,22 @@ func (d *Dispatcher) countLiveInstances(ctx context.Context) {
 		d.log.Info("Sharing rate limits among the live instances", "instances", n)
 		d.subs.setInstances(n)
 	}
+	live := liveInstances(list.Items, d.opts.Name, d.opts.Instance, d.opts.Clock.Now())
+	if old := d.liveSet.Swap(&live); !sameSet(*old, live) {
+		// Subscriptions move to the instances that own them now.
+		d.log.Info("The live instances changed", "instances", len(live))
+		d.subs.enqueueAll()
+	}
+}
+
+func sameSet(a, b map[string]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
 }

@@ -44,7 +44,7 @@ func (d *Dispatcher) replay(ctx context.Context, sv *served, requestID string, s
 		SubscriptionNamespace: sv.key.Namespace,
 		SubscriptionName:      sv.key.Name,
 		SubscriptionUID:       sv.key.UID,
-		Consumer:              sv.consumer,
+		Token:                 sv.token,
 		Since:                 since,
 		Until:                 until,
 		RequestID:             requestID,

@@ -37,13 +37,10 @@ var (
 	dispatchersGVR   = hooklinev1.GroupVersion.WithResource("webhookdispatchers")
 )
 
-// ackWaitMargin is added to a subscription's timeout for the consumer's ack
-// wait, so a delivery in progress is never redelivered to another worker.
-const ackWaitMargin = 30 * time.Second
-
 // subscriptions keeps the served subscriptions in step with the cluster:
 // informers feed a work queue, and each key is brought to its desired state
-// (consumer, delivery settings, worker) by one goroutine.
+// (delivery settings, and a lane when this instance owns the subscription)
+// by one goroutine.
 type subscriptions struct {
 	d     *Dispatcher
 	self  string // "namespace/name" of the dispatcher, as subscriptions' status.dispatcher
@@ -53,10 +50,9 @@ type subscriptions struct {
 	subInf, wsInf, dispInf cache.SharedIndexInformer
 	nsInf                  cache.SharedIndexInformer
 
-	mu      sync.Mutex
-	served  map[string]*served // by "namespace/name"
-	workers sync.WaitGroup
-	// orphans are consumers seen without a served subscription at the last
+	mu     sync.Mutex
+	served map[string]*served // by "namespace/name"
+	// orphans are checkpoints seen without a subscription at the last
 	// garbage collection; they are deleted if still orphaned at the next.
 	orphans map[string]bool
 
@@ -64,21 +60,20 @@ type subscriptions struct {
 	// lists.
 	syncing atomic.Int32
 
-	// tickCounts are the backlogs and dead letters the status writer's
-	// current tick reports, read once at its start (see readCounts).
-	tickCounts atomic.Pointer[queue.Counts]
+	// tickCounts are the dead letters the status writer's current tick
+	// reports, read once at its start (see readCounts).
+	tickCounts atomic.Pointer[queue.DeadLetterCounts]
 }
 
-// served is one subscription this instance serves.
+// served is one subscription this instance knows: every instance computes
+// how each subscription is served; the one that owns it runs its lane.
 type served struct {
-	key      report.Key
-	consumer string
-	state    atomicState
-	cancel   context.CancelFunc // stops its worker; nil when none runs
-	running  workerShape
-	worker   int // counts workers started, to tell the current one
-	// gone records the generation at which the endpoint answered 410.
-	goneGeneration int64
+	key   report.Key
+	token string
+	state atomicState
+	// lane delivers the subscription's events; nil unless this instance
+	// owns it. Guarded by subscriptions.mu.
+	lane *lane
 	// validation is the endpoint validation handshake, guarded by
 	// subscriptions.mu.
 	validation *validation
@@ -91,11 +86,6 @@ type served struct {
 	// object, by a sync or a status lookup; a lookup reuses it while the
 	// informer holds the same resourceVersion.
 	decoded atomic.Pointer[hooklinev1.WebhookSubscription]
-}
-
-// workerShape is what a running worker was started with; a change restarts it.
-type workerShape struct {
-	concurrency int
 }
 
 // deliveryState is everything a delivery needs, computed once per change
@@ -164,6 +154,9 @@ func (s *subscriptions) run(ctx context.Context) error {
 	defer s.refs.stopAll()
 	all := dynamicinformer.NewDynamicSharedInformerFactory(s.d.dyn, 10*time.Minute)
 	s.subInf = all.ForResource(subscriptionsGVR).Informer()
+	if err := s.subInf.AddIndexers(cache.Indexers{uidIndex: indexByUID}); err != nil {
+		return fmt.Errorf("indexing subscriptions by uid: %w", err)
+	}
 	s.wsInf = all.ForResource(secretsGVR).Informer()
 	own := dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.d.dyn, 10*time.Minute, s.d.opts.Namespace,
 		func(o *metav1.ListOptions) {
@@ -198,6 +191,8 @@ func (s *subscriptions) run(ctx context.Context) error {
 	if !cache.WaitForCacheSync(ctx.Done(), s.subInf.HasSynced, s.wsInf.HasSynced, s.dispInf.HasSynced, s.nsInf.HasSynced) {
 		return ctx.Err()
 	}
+	// The instances already serving keep what they own.
+	s.d.countLiveInstances(ctx)
 	s.d.log.Info("Watching subscriptions")
 
 	go s.markReadyWhenServed(ctx)
@@ -208,26 +203,31 @@ func (s *subscriptions) run(ctx context.Context) error {
 	}()
 	for s.processNext(ctx) {
 	}
-	s.stopWorkers()
+	s.stopLanes()
 	return nil
 }
 
-// markReadyWhenServed sets the dispatcher ready once every subscription
-// known at start has been brought to its desired state, so no event is
-// accepted before the consumers that must retain it exist.
+// markReadyWhenServed starts routing and sets the dispatcher ready once
+// every subscription known at start has been brought to its desired
+// state, so no event is accepted before the lanes that must take it exist.
 func (s *subscriptions) markReadyWhenServed(ctx context.Context) {
 	for ctx.Err() == nil {
 		if s.idle() && s.refs.synced() {
 			// Secrets listed since the last pass may have queued work.
 			time.Sleep(50 * time.Millisecond)
 			if s.idle() {
+				if err := s.d.startRouting(ctx); err != nil {
+					s.d.log.Error("Starting to route events", "err", err)
+					time.Sleep(time.Second)
+					continue
+				}
 				s.d.ready.Store(true)
 				// Announce at once rather than at the next renewal.
 				select {
 				case s.d.becameReady <- struct{}{}:
 				default:
 				}
-				s.d.log.Info("Serving", "subscriptions", len(s.keys()))
+				s.d.log.Info("Serving", "subscriptions", len(s.keys()), "lanes", len(s.lanes()))
 				return
 			}
 		}
@@ -318,14 +318,14 @@ func (s *subscriptions) sync(ctx context.Context, key string) error {
 		return err
 	}
 	if obj == nil || obj.DeletionTimestamp != nil || obj.Status.Dispatcher != s.self {
-		return s.drop(ctx, key)
+		return s.drop(key)
 	}
 	s.mu.Lock()
 	sv := s.served[key]
 	if sv != nil && sv.key.UID != string(obj.UID) {
-		// Deleted and created again under the same name: a new consumer.
+		// Deleted and created again under the same name: a new lane.
 		s.mu.Unlock()
-		if err := s.drop(ctx, key); err != nil {
+		if err := s.drop(key); err != nil {
 			return err
 		}
 		s.mu.Lock()
@@ -333,27 +333,20 @@ func (s *subscriptions) sync(ctx context.Context, key string) error {
 	}
 	if sv == nil {
 		sv = &served{
-			key:      report.Key{Namespace: obj.Namespace, Name: obj.Name, UID: string(obj.UID)},
-			consumer: "sub-" + string(obj.UID),
+			key:   report.Key{Namespace: obj.Namespace, Name: obj.Name, UID: string(obj.UID)},
+			token: queue.SubscriptionToken(string(obj.UID)),
 		}
 		s.served[key] = sv
 	}
-	gone := sv.goneGeneration
+	l := sv.lane
 	s.mu.Unlock()
 	sv.decoded.Store(obj)
-	// Another instance may have met the 410; it recorded it on the
-	// consumer they share.
-	shared, err := s.d.queue.GoneGeneration(ctx, sv.consumer)
-	if err != nil {
-		return fmt.Errorf("reading the queue consumer of %s: %w", key, err)
-	}
-	if shared == obj.Generation && gone != shared {
-		s.mu.Lock()
-		sv.goneGeneration = shared
-		s.mu.Unlock()
-		gone = shared
-	}
 
+	rec, recSeq, hasRec := s.d.view.laneAt(sv.token)
+	gone := rec.GoneGeneration
+	if l != nil {
+		gone = l.gone()
+	}
 	prev := sv.state.Load()
 	st := s.desired(ctx, obj, gone, prev)
 	var allowedRate float64
@@ -364,75 +357,180 @@ func (s *subscriptions) sync(ctx context.Context, key string) error {
 	if prev != nil && prev.limiter != nil && prev.limiter.sameConfig(st.limiter) {
 		st.limiter = prev.limiter
 	}
-	hold := !st.accepted || st.suspended != "" || st.awaitingValidation
-	if st.patternList == nil {
-		// Patterns that do not compile (possible only where admission did
-		// not check them) cannot filter a consumer: none is made, and the
-		// subscription is reported not accepted.
-		sv.state.Store(st)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if sv.cancel != nil {
-			sv.cancel()
-			sv.cancel = nil
+	sv.state.Store(st)
+
+	switch {
+	case !s.owns(sv.key.UID):
+		if l != nil {
+			s.release(sv, l)
 		}
 		return nil
+	case l != nil:
+		l.configure(st)
+	case hasRec && rec.Owner != "" && rec.Owner != s.d.opts.Instance && s.ownerActive(rec.Owner):
+		// Still served by the instance that owned it; it lets go once it
+		// sees this one, and its last checkpoint wakes this subscription.
+		return nil
+	default:
+		if err := s.register(ctx, sv, st, rec, recSeq, hasRec); err != nil {
+			return err
+		}
 	}
-	if err := s.d.queue.EnsureConsumer(ctx, queue.ConsumerSpec{
-		Name:          sv.consumer,
-		Namespace:     obj.Namespace,
-		Patterns:      st.patternList,
-		MaxAckPending: st.concurrency,
-		AckWait:       st.target.Timeout + ackWaitMargin,
-		Paused:        hold,
-		Gone:          st.suspended == hooklinev1.ReasonEndpointGone,
-		Generation:    obj.Generation,
-	}); err != nil {
-		return fmt.Errorf("preparing the queue consumer of %s: %w", key, err)
-	}
-	sv.state.Store(st)
 	if st.accepted {
 		s.replayRequested(ctx, sv, obj)
-	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	shape := workerShape{concurrency: st.concurrency}
-	switch {
-	case hold && sv.cancel != nil:
-		sv.cancel()
-		sv.cancel = nil
-	case !hold && (sv.cancel == nil || sv.running != shape):
-		if sv.cancel != nil {
-			sv.cancel()
-		}
-		sv.running = shape
-		sv.cancel = s.startWorker(ctx, sv, st.concurrency)
 	}
 	return nil
 }
 
-// drop stops serving key and deletes its consumer: the subscription was
-// deleted or moved to another dispatcher, so its backlog goes with it.
-func (s *subscriptions) drop(ctx context.Context, key string) error {
+// register starts the lane of a subscription this instance takes: from its
+// checkpoint when it has one (a restart, or one taken over), from the
+// router's position when it is new. It first claims the checkpoint, so
+// that of instances that both believe they own the subscription (one has
+// not seen the other yet) one serves it.
+func (s *subscriptions) register(ctx context.Context, sv *served, st *deliveryState, rec laneRecord, recSeq uint64, hasRec bool) error {
+	d := s.d
+	var start, catchUp uint64
+	pos := d.router.position()
+	switch {
+	case hasRec && pos == 0:
+		// Routing starts from the lowest floor of the lanes registered
+		// before it.
+		start = rec.Events.Floor
+	case hasRec && rec.Events.Floor < pos:
+		start, catchUp = pos, rec.Events.Floor
+	default:
+		start = pos
+	}
+	var r *laneRecord
+	if hasRec {
+		r = &rec
+	} else if st.obj.Status.Delivery != nil {
+		// Counting goes on from what the status shows.
+		r = &laneRecord{Totals: report.TotalsFromStatus(st.obj.Status.Delivery)}
+	}
+	l := newLane(d.env, sv.key, r, start)
+	if catchUp != 0 {
+		l.catchUp = catchUp
+	}
+	l.configure(st)
+	claim := l.record(d.opts.Instance, max(pos, start))
+	if !hasRec {
+		recSeq = 0
+	}
+	seq, err := d.queue.ClaimProgress(ctx, encodeRecord(sv.token, claim), recSeq)
+	if errors.Is(err, queue.ErrClaimed) {
+		// Another instance serves it; its checkpoints wake this one if it
+		// lets go.
+		l.stop()
+		return nil
+	}
+	if err != nil {
+		l.stop()
+		return fmt.Errorf("claiming subscription %s/%s: %w", sv.key.Namespace, sv.key.Name, err)
+	}
+	d.view.claimed(sv.token, claim, seq)
+	s.mu.Lock()
+	sv.lane = l
+	s.mu.Unlock()
+	d.router.add(l)
+	d.checkpoints.add(l)
+	if catchUp != 0 {
+		d.log.Info("Taking a subscription over", "subscription", sv.key.Namespace+"/"+sv.key.Name, "from", catchUp, "routedFrom", start)
+		go l.catchUpFrom(d.deliverCtx, catchUp, start)
+	}
+	return nil
+}
+
+// release hands a lane to the instance that owns the subscription now.
+func (s *subscriptions) release(sv *served, l *lane) {
+	s.mu.Lock()
+	if sv.lane == l {
+		sv.lane = nil
+	}
+	s.mu.Unlock()
+	s.d.router.remove(l)
+	l.stop()
+	s.d.checkpoints.release(l)
+	s.d.log.Info("Handing a subscription over to another instance", "subscription", sv.key.Namespace+"/"+sv.key.Name)
+}
+
+// drop stops serving key: the subscription was deleted or moved to another
+// dispatcher, so its checkpoint and backlog go with it.
+func (s *subscriptions) drop(key string) error {
 	s.mu.Lock()
 	sv := s.served[key]
 	delete(s.served, key)
-	if sv != nil && sv.cancel != nil {
-		sv.cancel()
+	var l *lane
+	if sv != nil {
+		l, sv.lane = sv.lane, nil
 	}
 	s.mu.Unlock()
 	if sv == nil {
 		return nil
 	}
+	if l != nil {
+		s.d.router.remove(l)
+		l.stop()
+		s.d.checkpoints.drop(l)
+	}
 	s.refs.release(key, nil)
 	s.d.metrics.forget(sv.key.Namespace, sv.key.Name)
-	s.d.deadLetterEvents.Delete(sv.key)
-	if err := s.d.queue.DeleteConsumer(ctx, sv.consumer); err != nil {
-		return fmt.Errorf("deleting the queue consumer of %s: %w", key, err)
-	}
+	s.d.deliverer.deadLetterEvents.Delete(sv.key)
 	s.d.log.Info("No longer serving a subscription", "subscription", key)
 	return nil
+}
+
+// owns says whether this instance runs the lane of the subscription with
+// uid: with the embedded queue, the only instance does; on an external
+// cluster, the live instance that scores highest for the uid.
+func (s *subscriptions) owns(uid string) bool {
+	if s.d.queue.Embedded() {
+		return true
+	}
+	return ownerOf(uid, s.d.live()) == s.d.opts.Instance
+}
+
+// ownerActive says whether an instance named in a checkpoint still serves.
+func (s *subscriptions) ownerActive(instance string) bool {
+	if s.d.queue.Embedded() {
+		return instance == s.d.opts.Instance
+	}
+	return s.d.live()[instance]
+}
+
+// lane returns the lane of the subscription key with token, nil when this
+// instance runs none.
+func (s *subscriptions) lane(key, token string) *lane {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sv := s.served[key]; sv != nil && sv.token == token {
+		return sv.lane
+	}
+	return nil
+}
+
+// lanes lists the lanes this instance runs.
+func (s *subscriptions) lanes() []*lane {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*lane
+	for _, sv := range s.served {
+		if sv.lane != nil {
+			out = append(out, sv.lane)
+		}
+	}
+	return out
+}
+
+// exists says whether a subscription token names a subscription of this
+// dispatcher.
+func (s *subscriptions) exists(token string) bool {
+	uid, ok := strings.CutPrefix(token, queue.SubscriptionTokenPrefix)
+	if !ok {
+		return false
+	}
+	objs, err := s.subInf.GetIndexer().ByIndex(uidIndex, uid)
+	return err == nil && len(objs) > 0
 }
 
 func (s *subscriptions) subscription(key string) (*hooklinev1.WebhookSubscription, error) {
@@ -631,17 +729,20 @@ func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
 	return d.Duration
 }
 
-// suspendGone marks a subscription suspended after a 410 and stops its
-// worker; the message stays in the queue.
-func (s *subscriptions) suspendGone(sv *served, generation int64) bool {
-	s.mu.Lock()
-	first := sv.goneGeneration != generation
-	sv.goneGeneration = generation
-	s.mu.Unlock()
-	if first {
-		s.queue.Add(sv.key.Namespace + "/" + sv.key.Name)
+// uidIndex indexes the subscription informer by uid.
+const uidIndex = "uid"
+
+func indexByUID(o any) ([]string, error) {
+	m, err := meta.Accessor(o)
+	if err != nil {
+		return nil, err
 	}
-	return first
+	return []string{string(m.GetUID())}, nil
+}
+
+// gone is told by a lane that its endpoint answered 410 Gone at generation.
+func (s *subscriptions) gone(key report.Key, _ int64) {
+	s.queue.Add(key.Namespace + "/" + key.Name)
 }
 
 // keys lists the served subscriptions.
@@ -655,7 +756,11 @@ func (s *subscriptions) keys() []report.Key {
 	return out
 }
 
-// reportState is what the status writer needs about one subscription.
+// reportState is what the status writer needs about one subscription:
+// what this instance computed of how it is served, and what the latest
+// checkpoint of its lane says about its deliveries. A subscription no lane
+// has served at its current generation yet is not reported: it is not
+// accepted until its events are routed.
 func (s *subscriptions) reportState(ns, name string) (report.State, bool) {
 	key := ns + "/" + name
 	s.mu.Lock()
@@ -675,13 +780,16 @@ func (s *subscriptions) reportState(ns, name string) (report.State, bool) {
 	if err != nil || obj == nil {
 		return report.State{}, false
 	}
-	var backlog int64
-	var dead uint64
-	if counts := s.tickCounts.Load(); counts != nil {
-		backlog, dead = counts.Backlog(sv.consumer), counts.DeadLettered(ns, name)
+	rec, ok := s.d.view.lane(sv.token)
+	if !ok || rec.Owner == "" || (st.accepted && rec.Generation != obj.Generation) {
+		return report.State{}, false
 	}
+	counts := s.tickCounts.Load()
+	backlog := rec.Pending + rec.Moved
+	dead := counts.Kept(ns, name)
 	s.d.metrics.backlog.WithLabelValues(ns, name).Set(float64(backlog))
 	s.d.metrics.deadLettered.WithLabelValues(ns, name).Set(float64(dead))
+	totals := rec.Totals
 	return report.State{
 		Object:           obj,
 		Accepted:         st.accepted,
@@ -694,6 +802,7 @@ func (s *subscriptions) reportState(ns, name string) (report.State, bool) {
 		SuspendAfter:     st.suspendAfter,
 		Validation:       st.validation,
 		LastReplay:       s.lastReplay(sv, obj),
+		Totals:           &totals,
 	}, true
 }
 
@@ -722,18 +831,17 @@ func (s *subscriptions) latest(sv *served, key string) (*hooklinev1.WebhookSubsc
 	return obj, nil
 }
 
-// readCounts reads every subscription's backlog and dead letters from the
-// queue for the status writer's tick about to start: one paged listing of
-// the consumers serves all of the tick's lookups, however long its writes
-// take. When the queue does not answer, the tick reports the last counts
-// read.
+// readCounts reads every subscription's dead letters from the queue for
+// the status writer's tick about to start: one request serves all of the
+// tick's lookups. When the queue does not answer, the tick reports the
+// last counts read.
 func (s *subscriptions) readCounts(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := s.d.queue.Counts(ctx)
+	c, err := s.d.queue.DeadLetterCounts(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			s.d.log.Warn("Reading backlogs and dead letters from the queue", "err", err)
+			s.d.log.Warn("Reading dead letters from the queue", "err", err)
 		}
 		return
 	}
@@ -792,34 +900,18 @@ func (s *subscriptions) setInstances(n int) {
 	}
 }
 
-func (s *subscriptions) stopWorkers() {
-	s.mu.Lock()
-	for _, sv := range s.served {
-		if sv.cancel != nil {
-			sv.cancel()
-			sv.cancel = nil
-		}
-	}
-	s.mu.Unlock()
-}
-
-// waitWorkers waits for every worker to return, or for ctx; it reports
-// whether they all did.
-func (s *subscriptions) waitWorkers(ctx context.Context) bool {
-	done := make(chan struct{})
-	go func() { s.workers.Wait(); close(done) }()
-	select {
-	case <-done:
-		return true
-	case <-ctx.Done():
-		return false
+// stopLanes stops every lane: no delivery starts any more.
+func (s *subscriptions) stopLanes() {
+	for _, l := range s.lanes() {
+		l.stop()
 	}
 }
 
-// collectGarbage deletes consumers of subscriptions nobody serves any more
-// (deleted while no instance ran). Only the status leader does it, and
-// only for consumers orphaned at two passes in a row, so a subscription
-// this instance has not seen yet never loses its consumer.
+// collectGarbage deletes the checkpoints and backlogs of subscriptions
+// that are gone (deleted while no instance ran, or while their owner was
+// stopped). Only the status leader does it, and only for checkpoints
+// orphaned at two passes in a row, so a subscription this instance has not
+// seen yet never loses its checkpoint.
 func (s *subscriptions) collectGarbage(ctx context.Context) {
 	t := s.d.opts.Clock.NewTicker(time.Minute)
 	defer t.Stop()
@@ -833,33 +925,27 @@ func (s *subscriptions) collectGarbage(ctx context.Context) {
 		if !s.d.leading.Load() {
 			continue
 		}
-		names, err := s.d.queue.ConsumerNames(ctx)
-		if err != nil {
-			s.d.log.Warn("Listing queue consumers", "err", err)
-			continue
-		}
-		live := map[string]bool{}
-		for _, o := range s.subInf.GetStore().List() {
-			u, ok := o.(*unstructured.Unstructured)
-			if !ok {
-				continue
-			}
-			if d, _, _ := unstructured.NestedString(u.Object, "status", "dispatcher"); d == s.self {
-				live["sub-"+string(u.GetUID())] = true
-			}
-		}
 		orphans := map[string]bool{}
-		for _, n := range names {
-			if live[n] {
+		for _, tok := range s.d.view.tokens() {
+			if s.exists(tok) {
 				continue
 			}
-			if s.orphans[n] {
-				if err := s.d.queue.DeleteConsumer(ctx, n); err != nil && !errors.Is(err, context.Canceled) {
-					s.d.log.Warn("Deleting an orphaned queue consumer", "consumer", n, "err", err)
+			if !s.orphans[tok] {
+				orphans[tok] = true
+				continue
+			}
+			err := s.d.queue.DeleteProgress(ctx, tok)
+			if err == nil {
+				err = s.d.queue.PurgeBacklog(ctx, tok, 0)
+			}
+			if err != nil {
+				if ctx.Err() == nil {
+					s.d.log.Warn("Deleting the checkpoint of a deleted subscription", "token", tok, "err", err)
 				}
+				orphans[tok] = true
 				continue
 			}
-			orphans[n] = true
+			s.d.view.forget(tok)
 		}
 		s.orphans = orphans
 	}

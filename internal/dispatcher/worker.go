@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
@@ -16,132 +18,120 @@ import (
 	"github.com/hookline/hookline/internal/report"
 )
 
-// startWorker consumes a subscription's events with its concurrency bound,
-// so a hanging endpoint holds only its own slots. It returns the function
-// that stops it.
-func (s *subscriptions) startWorker(parent context.Context, sv *served, concurrency int) context.CancelFunc {
-	ctx, cancel := context.WithCancel(parent)
-	// Called with s.mu held.
-	sv.worker++
-	id := sv.worker
-	s.workers.Add(1)
-	go func() {
-		defer s.workers.Done()
-		err := s.d.queue.Consume(ctx, sv.consumer, concurrency, func(_ context.Context, m *queue.Message) {
-			// Deliveries run on their own context: stopping consumption
-			// lets those in flight finish (see Dispatcher.shutdown).
-			s.d.deliver(s.d.deliverCtx, s, sv, m)
-		})
-		if err != nil && ctx.Err() == nil {
-			s.d.log.Error("Consuming a subscription's events", "subscription", sv.key.Namespace+"/"+sv.key.Name, "err", err)
-			// Mark the worker gone, so the next sync starts another.
-			s.mu.Lock()
-			if sv.worker == id {
-				sv.cancel = nil
-			}
-			s.mu.Unlock()
-			cancel()
-			s.queue.AddRateLimited(sv.key.Namespace + "/" + sv.key.Name)
-		}
-	}()
-	return cancel
+// deliverer makes delivery attempts: it applies a subscription's filter,
+// rate limit and retry policy around one signed request, and stores what
+// is given up on as a dead letter.
+type deliverer struct {
+	clock   clock.Clock
+	log     *slog.Logger
+	sender  *delivery.Sender
+	bodies  *sharedBodies
+	metrics *metrics
+	queue   *queue.Queue
+	// events records Kubernetes Events; set when the dispatcher runs.
+	events func() events.EventRecorder
+
+	deadLetterEvents sync.Map // report.Key -> *throttle
 }
 
-// deliver routes one event to one subscription and makes one attempt,
-// then settles the message: acknowledged, retried later, dead-lettered, or
-// held after a 410.
-func (d *Dispatcher) deliver(ctx context.Context, subs *subscriptions, sv *served, m *queue.Message) {
-	st := sv.state.Load()
-	ns, name := sv.key.Namespace, sv.key.Name
-	log := d.log.With("subscription", ns+"/"+name, "event", m.Event.ID, "attempt", m.Attempt)
-	ev := m.Event
-	if !st.accepted || st.suspended != "" || st.awaitingValidation {
-		// Stopped between the fetch and now: the message comes back
-		// once the subscription is served again.
-		d.settle(ctx, log, m.Retry(ctx, time.Second), "holding")
-		return
+func (d *deliverer) attempt(ctx context.Context, key report.Key, st *deliveryState, it *item) attempt {
+	ns, name := key.Namespace, key.Name
+	ev := it.ev.Event
+	direct := it.ev.Direct != ""
+	if ctx.Err() != nil {
+		return attempt{verdict: retry}
 	}
-	// A direct message (a replayed dead letter) was meant for this
-	// subscription alone and passed its filters when first delivered.
-	if !m.Direct && !st.patterns.Match(ev.Type) {
-		d.metrics.deliveries.WithLabelValues(ns, name, outcomeFiltered).Inc()
-		d.settle(ctx, log, m.Ack(ctx), "acknowledging a filtered event")
-		return
-	}
-	if st.filter != nil && !m.Direct {
-		matched, err := st.filter.Match(filterInput(ev))
-		if err != nil {
-			// A filter failing at runtime does not match; the status says so.
-			d.recorder.FilterError(sv.key, fmt.Sprintf("event %s: %v", ev.ID, err))
-			d.metrics.deliveries.WithLabelValues(ns, name, outcomeFilterError).Inc()
+	// A direct event (a replayed dead letter) was meant for this
+	// subscription alone and passed its filters when first delivered; an
+	// event read back from the backlog passed them before it moved.
+	if !direct && it.src == fromEvents && it.attempts == 0 {
+		if !st.patterns.Match(ev.Type) {
+			d.metrics.deliveries.WithLabelValues(ns, name, outcomeFiltered).Inc()
+			return attempt{verdict: finished}
 		}
-		if !matched {
-			if err == nil {
-				d.metrics.deliveries.WithLabelValues(ns, name, outcomeFiltered).Inc()
+		if st.filter != nil {
+			matched, err := st.filter.Match(filterInput(ev))
+			var a attempt
+			if err != nil {
+				// A filter failing at runtime does not match; the status
+				// says so.
+				a.filterError = fmt.Sprintf("event %s: %v", ev.ID, err)
+				d.metrics.deliveries.WithLabelValues(ns, name, outcomeFilterError).Inc()
 			}
-			d.settle(ctx, log, m.Ack(ctx), "acknowledging a filtered event")
-			return
+			if !matched {
+				if err == nil {
+					d.metrics.deliveries.WithLabelValues(ns, name, outcomeFiltered).Inc()
+				}
+				a.verdict = finished
+				return a
+			}
 		}
 	}
-	if st.limiter != nil && !st.limiter.wait(ctx, m.InProgress) {
-		return // shutting down: the message is redelivered
+	if st.limiter != nil && !st.limiter.wait(ctx, noProgress) {
+		return attempt{verdict: retry} // shutting down
 	}
 
 	// Every subscription the event goes to shares its body. One that
 	// cannot be encoded is left to Send, which refuses it as invalid.
 	msg := delivery.Message{ID: ev.ID, Type: ev.Type, Time: ev.Time, Data: ev.Data}
-	if body, err := d.bodies.body(ev, m.Stored); err == nil {
+	if body, err := d.bodies.body(ev, it.ev.Stored); err == nil {
 		msg.Encoded = body
 	}
 	res := d.sender.Send(ctx, st.target, msg)
-	now := d.opts.Clock.Now()
+	now := d.clock.Now()
 	if res.RetryAfter > 0 && st.limiter != nil {
 		// The receiver asked for a pause: every delivery to it waits, not
 		// only this one's retry.
 		st.limiter.retryAfter(res.RetryAfter)
 	}
-	dec := st.policy.Decide(res, m.Attempt, m.Stored, now, nil)
+	n := it.attempts + 1
+	dec := st.policy.Decide(res, n, it.ev.Stored, now, nil)
 	d.metrics.attemptLatency.WithLabelValues(ns, name).Observe(res.Latency.Seconds())
 	outcome := report.Outcome{Time: now, Success: res.Success, StatusCode: res.StatusCode, Class: string(res.Class),
 		Message: res.Message, Latency: res.Latency}
+	log := d.log.With("subscription", ns+"/"+name, "event", ev.ID, "attempt", n)
 
 	switch dec.Action {
 	case delivery.Ack:
 		d.metrics.deliveries.WithLabelValues(ns, name, outcomeDelivered).Inc()
-		d.metrics.endToEnd.WithLabelValues(ns, name).Observe(now.Sub(m.Stored).Seconds())
-		d.settle(ctx, log, m.Ack(ctx), "acknowledging a delivered event")
+		d.metrics.endToEnd.WithLabelValues(ns, name).Observe(now.Sub(it.ev.Stored).Seconds())
+		return attempt{verdict: finished, outcome: &outcome}
 	case delivery.Retry:
 		d.metrics.deliveries.WithLabelValues(ns, name, outcomeRetried).Inc()
 		log.Info("Delivery failed, will retry", "class", res.Class, "status", res.StatusCode, "in", dec.Delay.Round(time.Millisecond), "reason", dec.Reason)
-		d.settle(ctx, log, m.Retry(ctx, dec.Delay), "scheduling a retry")
+		return attempt{verdict: retry, delay: dec.Delay, outcome: &outcome}
 	case delivery.DeadLetter:
+		err := d.queue.DeadLetter(ctx, ns, name, key.UID, it.src == fromBacklog, it.ev, queue.Failure{Class: string(res.Class),
+			StatusCode: res.StatusCode, Message: res.Message, Attempts: n})
+		if err != nil {
+			// Not given up on until the letter is durable: the event
+			// stays, and is tried again.
+			log.Warn("Storing a dead letter failed; the event is tried again", "err", err)
+			return attempt{verdict: retry, delay: time.Second}
+		}
 		outcome.DeadLettered = true
 		d.metrics.deliveries.WithLabelValues(ns, name, outcomeDeadLettered).Inc()
 		log.Warn("Delivery dead-lettered", "class", res.Class, "status", res.StatusCode, "reason", dec.Reason)
-		err := m.DeadLetter(ctx, ns, name, sv.key.UID, queue.Failure{Class: string(res.Class), StatusCode: res.StatusCode,
-			Message: res.Message, Attempts: m.Attempt})
-		d.settle(ctx, log, err, "dead-lettering")
-		if err == nil {
-			d.deadLetterEvent(sv, st, m, res, dec)
-		}
-	case delivery.Suspend:
+		d.deadLetterEvent(key, st, ev.ID, n, res, dec)
+		return attempt{verdict: finished, outcome: &outcome}
+	default: // delivery.Suspend
 		d.metrics.deliveries.WithLabelValues(ns, name, outcomeSuspended).Inc()
-		// The consumer is paused at once; the short delay only matters if
-		// the pause is lifted, when the held event should go out promptly.
-		d.settle(ctx, log, m.Retry(ctx, 5*time.Second), "holding an event for a suspended subscription")
-		if subs.suspendGone(sv, st.generation) {
-			log.Warn("Endpoint answered 410 Gone: subscription suspended")
-			d.events.Eventf(st.obj, nil, "Warning", hooklinev1.ReasonEndpointGone, "Suspend",
+		log.Warn("Endpoint answered 410 Gone: subscription suspended")
+		if rec := d.events(); rec != nil {
+			rec.Eventf(st.obj, nil, "Warning", hooklinev1.ReasonEndpointGone, "Suspend",
 				"The endpoint answered 410 Gone; deliveries are held until the spec changes or spec.suspend is set and cleared")
 		}
+		return attempt{verdict: hold, outcome: &outcome}
 	}
-	d.recorder.Record(sv.key, outcome)
 }
 
+// noProgress is the rate limiter's in-progress callback: a lane's items
+// have no acknowledgement deadline to extend.
+func noProgress() error { return nil }
+
 // waitTurn waits for the subscription's rate limit to allow one request,
-// telling JetStream the message is in progress meanwhile so that a long
-// wait never gets it redelivered to another worker. It reports false if
-// ctx ended first.
+// calling inProgress now and then while it waits. It reports false if ctx
+// ended first.
 func waitTurn(ctx context.Context, clk clock.Clock, lim *rate.Limiter, inProgress func() error) bool {
 	r := lim.ReserveN(clk.Now(), 1)
 	if !r.OK() {
@@ -161,19 +151,8 @@ func waitTurn(ctx context.Context, clk clock.Clock, lim *rate.Limiter, inProgres
 	return true
 }
 
-// inProgressEvery is how often a message waiting for its turn is marked in
-// progress; well under the consumer's ack wait.
+// inProgressEvery is how often a wait for the rate limit reports progress.
 const inProgressEvery = 10 * time.Second
-
-// settle logs a failure to settle a message; JetStream redelivers it after
-// the ack wait, so nothing is lost, at worst delivered twice.
-func (d *Dispatcher) settle(ctx context.Context, log interface {
-	Warn(string, ...any)
-}, err error, what string) {
-	if err != nil && ctx.Err() == nil {
-		log.Warn("Settling a message failed; it will be redelivered", "doing", what, "err", err)
-	}
-}
 
 // filterInput is the "event" a CEL filter sees.
 func filterInput(ev queue.Event) map[string]any {
@@ -206,20 +185,24 @@ func (t *throttle) allow(now time.Time) (ok bool, heldBack int) {
 	return true, heldBack
 }
 
-func (d *Dispatcher) deadLetterEvent(sv *served, st *deliveryState, m *queue.Message, res delivery.Result, dec delivery.Decision) {
-	v, _ := d.deadLetterEvents.LoadOrStore(sv.key, &throttle{})
-	ok, more := v.(*throttle).allow(d.opts.Clock.Now())
+func (d *deliverer) deadLetterEvent(key report.Key, st *deliveryState, id string, attempts int, res delivery.Result, dec delivery.Decision) {
+	rec := d.events()
+	if rec == nil {
+		return
+	}
+	v, _ := d.deadLetterEvents.LoadOrStore(key, &throttle{})
+	ok, more := v.(*throttle).allow(d.clock.Now())
 	if !ok {
 		return
 	}
-	note := fmt.Sprintf("Event %s dead-lettered after %d attempts: %s", m.Event.ID, m.Attempt, dec.Reason)
+	note := fmt.Sprintf("Event %s dead-lettered after %d attempts: %s", id, attempts, dec.Reason)
 	if res.Message != "" {
 		note += " (last: " + res.Message + ")"
 	}
 	if more > 0 {
 		note += fmt.Sprintf("; %d more dead-lettered in the last minute", more)
 	}
-	d.events.Eventf(st.obj, nil, "Warning", "DeadLettered", "Deliver", "%s", truncateNote(note))
+	rec.Eventf(st.obj, nil, "Warning", "DeadLettered", "Deliver", "%s", truncateNote(note))
 }
 
 func truncateNote(s string) string {

@@ -3,17 +3,29 @@
 // or an external JetStream cluster. Both modes share one code path; only the
 // way the connection is obtained differs.
 //
-// One dispatcher owns three streams, all named and subject-prefixed by the
+// One dispatcher owns four streams, all named and subject-prefixed by the
 // dispatcher's namespace and name so that several dispatchers can share one
-// external cluster:
+// external cluster. Fsyncs are the scarce resource, so the layout spends
+// them per batch, never per event or per subscription:
 //
-//   - the events stream (interest retention, discard new): one durable pull
-//     consumer per subscription selects events by type, and also receives
-//     the events addressed to it alone (replays) on its direct subject;
+//   - the events stream (limits retention, discard new): ingest appends
+//     events in atomic batches; each dispatcher instance reads it with one
+//     reader (Read) and routes events in process. Events are never removed
+//     one by one (each removal costs a synced tombstone): the stream is
+//     purged below the lowest position any subscription still needs
+//     (PurgeEvents), which unlinks whole blocks. Events addressed to one
+//     subscription alone (replays) are stored on its direct subject;
+//   - the progress stream (limits retention, last message per subject):
+//     each subscription's checkpoint (which events it finished, its
+//     delivery counts) and each instance's reader floor, written together
+//     in one atomic batch per interval (SaveProgress);
+//   - the backlog stream (limits retention, discard new): events moved out
+//     of the events stream's way, on one subject per subscription: retries
+//     that wait long, and the backlog of a subscription that is held or
+//     falls behind (Park). A subscription's part is purged below its own
+//     floor (PurgeBacklog);
 //   - the dead-letter stream (limits retention): final failures, kept for
-//     replay;
-//   - the stats stream (work queue): per-replica delivery deltas consumed by
-//     the replica that writes status.
+//     replay.
 package queue
 
 import (
@@ -46,9 +58,6 @@ const (
 )
 
 const (
-	statsMaxAge       = time.Hour
-	statsConsumerName = "status-writer"
-	statsAckWait      = 30 * time.Second
 	// startTimeout bounds how long the embedded server may take to recover
 	// its store and accept connections.
 	startTimeout = 2 * time.Minute
@@ -89,6 +98,8 @@ type Config struct {
 	// DeadLetterMaxBytes bounds the dead-letter stream; default
 	// DefaultDeadLetterMaxBytes.
 	DeadLetterMaxBytes int64
+	// BacklogMaxBytes bounds the backlog stream; default MaxBytes.
+	BacklogMaxBytes int64
 	// MaxBatch is the largest atomic batch sent to JetStream; default
 	// DefaultMaxBatch.
 	MaxBatch int
@@ -130,6 +141,9 @@ func (c *Config) setDefaults() error {
 	if c.DeadLetterMaxBytes == 0 {
 		c.DeadLetterMaxBytes = DefaultDeadLetterMaxBytes
 	}
+	if c.BacklogMaxBytes == 0 {
+		c.BacklogMaxBytes = c.MaxBytes
+	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = DefaultMaxBatch
 	}
@@ -144,18 +158,22 @@ func (c *Config) setDefaults() error {
 
 // Names are the streams and subjects of one dispatcher.
 type Names struct {
-	EventsStream, DeadLetterStream, StatsStream string
+	EventsStream, DeadLetterStream, ProgressStream, BacklogStream string
 	// EventsPrefix is "hookline.<ns>.<name>.events"; an event's subject is
 	// EventsPrefix.<eventNamespace>.<eventType>.
 	EventsPrefix string
 	// DirectPrefix is "hookline.<ns>.<name>.direct"; an event addressed to
-	// one subscription consumer alone, such as a replayed dead letter, has
-	// subject DirectPrefix.<consumer name>. It lives in the events stream.
+	// one subscription alone, such as a replayed dead letter, has subject
+	// DirectPrefix.<subscription token>. It lives in the events stream.
 	DirectPrefix string
 	// DeadLetterPrefix is "hookline.<ns>.<name>.deadletter".
 	DeadLetterPrefix string
-	// StatsSubject is "hookline.<ns>.<name>.stats".
-	StatsSubject string
+	// ProgressPrefix is "hookline.<ns>.<name>.progress"; a checkpoint has
+	// subject ProgressPrefix.<key>.
+	ProgressPrefix string
+	// BacklogPrefix is "hookline.<ns>.<name>.backlog"; a subscription's
+	// moved events have subject BacklogPrefix.<subscription token>.
+	BacklogPrefix string
 }
 
 // NamesFor derives the stream names and subjects of a dispatcher. Kubernetes
@@ -169,11 +187,13 @@ func NamesFor(dispatcherNamespace, dispatcherName string) Names {
 	return Names{
 		EventsStream:     base + "_EVENTS",
 		DeadLetterStream: base + "_DEADLETTER",
-		StatsStream:      base + "_STATS",
+		ProgressStream:   base + "_PROGRESS",
+		BacklogStream:    base + "_BACKLOG",
 		EventsPrefix:     subj + ".events",
 		DirectPrefix:     subj + ".direct",
 		DeadLetterPrefix: subj + ".deadletter",
-		StatsSubject:     subj + ".stats",
+		ProgressPrefix:   subj + ".progress",
+		BacklogPrefix:    subj + ".backlog",
 	}
 }
 
@@ -209,11 +229,6 @@ type Queue struct {
 	// and batch commits), which is what group commit saves.
 	publishRoundTrips atomic.Int64
 
-	consumersMu sync.Mutex
-	consumers   map[string]jetstream.ConsumerConfig // last applied, by name
-
-	statsMu       sync.Mutex
-	statsConsumer jetstream.Consumer
 }
 
 // Open starts the embedded server or connects to the external cluster, then
@@ -231,7 +246,6 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 		batchSem:  make(chan struct{}, maxInflightBatches),
 		stop:      make(chan struct{}),
 		groupDone: make(chan struct{}),
-		consumers: make(map[string]jetstream.ConsumerConfig),
 	}
 	opts := []nats.Option{
 		nats.Name("hookline-dispatcher"),
@@ -285,11 +299,12 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 	return q, nil
 }
 
-// statsMaxBytes bounds the stats stream; storeSlack is head room for
-// JetStream's own files in the embedded store.
+// progressMaxBytes bounds the progress stream, which keeps one checkpoint
+// per subscription and instance; storeSlack is head room for JetStream's
+// own files in the embedded store.
 const (
-	statsMaxBytes int64 = 64 << 20
-	storeSlack    int64 = 16 << 20
+	progressMaxBytes int64 = 256 << 20
+	storeSlack       int64 = 16 << 20
 )
 
 func startEmbedded(cfg Config) (*server.Server, error) {
@@ -305,12 +320,7 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		// Reserve exactly what the streams may hold: JetStream's own
 		// default is a share of the disk's free space, which refuses
 		// streams whose bounds were sized for the volume.
-		JetStreamMaxStore: cfg.MaxBytes + cfg.DeadLetterMaxBytes + statsMaxBytes + storeSlack,
-		// Every subscription has a consumer on the events stream. Without
-		// this the server caps a stream at 1,000 consumers, even one whose
-		// MaxConsumers is -1, and subscriptions beyond that are never
-		// served.
-		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: -1},
+		JetStreamMaxStore: cfg.MaxBytes + cfg.BacklogMaxBytes + cfg.DeadLetterMaxBytes + progressMaxBytes + storeSlack,
 	}
 	if cfg.EmbeddedListen != "" {
 		host, port, err := splitHostPort(cfg.EmbeddedListen)
@@ -334,6 +344,10 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 	return srv, nil
 }
 
+// Embedded reports whether the queue is the server embedded in this
+// process, which serves one dispatcher instance alone.
+func (q *Queue) Embedded() bool { return q.srv != nil }
+
 // Names returns the dispatcher's stream names and subjects.
 func (q *Queue) Names() Names { return q.names }
 
@@ -351,13 +365,11 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 		{
 			Name:        q.names.EventsStream,
 			Description: "Hookline events of dispatcher " + q.cfg.DispatcherNamespace + "/" + q.cfg.DispatcherName,
-			// Stores created before direct subjects existed gain the
-			// second subject in place: CreateOrUpdateStream updates them.
-			Subjects: []string{q.names.EventsPrefix + ".>", q.names.DirectPrefix + ".>"},
-			// Interest: an event is kept until every subscription that
-			// wanted it is done with it; a direct event only one
-			// consumer wants, so it is kept until that one acks it.
-			Retention: jetstream.InterestPolicy,
+			Subjects:    []string{q.names.EventsPrefix + ".>", q.names.DirectPrefix + ".>"},
+			// Limits: an event is never removed one by one; the stream is
+			// purged below the lowest position still needed. A store of an
+			// earlier version (interest retention) is converted in place.
+			Retention: jetstream.LimitsPolicy,
 			// New: a full store refuses new events rather than dropping
 			// accepted ones.
 			Discard:            jetstream.DiscardNew,
@@ -367,6 +379,37 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 			MaxConsumers:       -1,
 			MaxMsgsPerSubject:  -1,
 			Duplicates:         q.cfg.DedupWindow,
+			AllowAtomicPublish: true,
+			Storage:            jetstream.FileStorage,
+			Replicas:           q.cfg.Replicas,
+		},
+		{
+			Name:               q.names.BacklogStream,
+			Description:        "Hookline events moved out of the events stream's way, by subscription",
+			Subjects:           []string{q.names.BacklogPrefix + ".>"},
+			Retention:          jetstream.LimitsPolicy,
+			Discard:            jetstream.DiscardNew,
+			Duplicates:         q.cfg.DedupWindow,
+			MaxBytes:           q.cfg.BacklogMaxBytes,
+			MaxAge:             q.cfg.MaxAge,
+			MaxMsgs:            -1,
+			MaxConsumers:       -1,
+			MaxMsgsPerSubject:  -1,
+			AllowAtomicPublish: true,
+			Storage:            jetstream.FileStorage,
+			Replicas:           q.cfg.Replicas,
+		},
+		{
+			Name:        q.names.ProgressStream,
+			Description: "Hookline delivery checkpoints, one per subscription and instance",
+			Subjects:    []string{q.names.ProgressPrefix + ".>"},
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			MaxBytes:    progressMaxBytes,
+			MaxMsgs:     -1,
+			// Only the latest checkpoint of each subject counts.
+			MaxMsgsPerSubject:  1,
+			MaxConsumers:       -1,
 			AllowAtomicPublish: true,
 			Storage:            jetstream.FileStorage,
 			Replicas:           q.cfg.Replicas,
@@ -386,20 +429,6 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 			Storage:           jetstream.FileStorage,
 			Replicas:          q.cfg.Replicas,
 		},
-		{
-			Name:              q.names.StatsStream,
-			Description:       "Hookline per-replica delivery statistics",
-			Subjects:          []string{q.names.StatsSubject},
-			Retention:         jetstream.WorkQueuePolicy,
-			Discard:           jetstream.DiscardOld,
-			MaxAge:            statsMaxAge,
-			MaxBytes:          statsMaxBytes,
-			MaxMsgs:           -1,
-			MaxConsumers:      -1,
-			MaxMsgsPerSubject: -1,
-			Storage:           jetstream.FileStorage,
-			Replicas:          q.cfg.Replicas,
-		},
 	}
 	for _, sc := range streams {
 		if err := retryTransient(ctx, func(ctx context.Context) error {
@@ -409,25 +438,38 @@ func (q *Queue) ensureStreams(ctx context.Context) error {
 			return fmt.Errorf("creating or updating stream %s: %w", sc.Name, err)
 		}
 	}
-	err := retryTransient(ctx, func(ctx context.Context) error {
-		c, err := q.js.CreateOrUpdateConsumer(ctx, q.names.StatsStream, jetstream.ConsumerConfig{
-			Durable:       statsConsumerName,
-			Description:   "Status writer of the elected dispatcher replica",
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       statsAckWait,
-			MaxDeliver:    -1,
-			MaxAckPending: 10000,
-			Replicas:      q.cfg.Replicas,
-		})
-		if err == nil {
-			q.statsMu.Lock()
-			q.statsConsumer = c
-			q.statsMu.Unlock()
-		}
-		return err
-	})
+	return q.dropLegacy(ctx)
+}
+
+// dropLegacy removes what an earlier layout left: one durable consumer per
+// subscription on the events stream, and the stats stream.
+func (q *Queue) dropLegacy(ctx context.Context) error {
+	st, err := q.js.Stream(ctx, q.names.EventsStream)
 	if err != nil {
-		return fmt.Errorf("creating stats consumer: %w", err)
+		return fmt.Errorf("looking up events stream: %w", err)
+	}
+	lister := st.ConsumerNames(ctx)
+	var legacy []string
+	for n := range lister.Name() {
+		legacy = append(legacy, n)
+	}
+	if err := lister.Err(); err != nil {
+		return fmt.Errorf("listing consumers of the events stream: %w", err)
+	}
+	for _, n := range legacy {
+		if !strings.HasPrefix(n, SubscriptionTokenPrefix) {
+			continue
+		}
+		if err := st.DeleteConsumer(ctx, n); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("deleting consumer %s of an earlier layout: %w", n, err)
+		}
+	}
+	base := strings.TrimSuffix(q.names.EventsStream, "_EVENTS")
+	if err := q.js.DeleteStream(ctx, base+"_STATS"); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("deleting the stats stream of an earlier layout: %w", err)
+	}
+	if len(legacy) > 0 {
+		q.log.Info("Removed the subscription consumers of an earlier queue layout", "consumers", len(legacy))
 	}
 	return nil
 }

@@ -5,17 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 )
-
-// ErrConsumerNotFound reports that the subscription consumer an event was
-// addressed to does not exist.
-var ErrConsumerNotFound = errors.New("consumer not found")
 
 const (
 	// replayChunk is how many dead letters one round of a replay reads,
@@ -26,36 +21,30 @@ const (
 	replayReaderIdle = time.Minute
 )
 
-// PublishDirect stores ev for the subscription consumer named consumer
-// alone, on the consumer's direct subject: no other consumer receives it,
-// whatever its patterns, and the consumer receives it whatever its type.
-// Like Publish it returns once the event is durable, and errors.Is(err,
-// ErrFull) tells a full store.
+// PublishDirect stores ev for one subscription alone, on its direct
+// subject in the events stream: the dispatcher routes it to that
+// subscription whatever its type and patterns. Like Publish it returns
+// once the event is durable, and errors.Is(err, ErrFull) tells a full
+// store.
 //
 // A non-empty msgID deduplicates the event within the dedup window (the
 // result is then Duplicate); an empty one stores it every time, even when
 // an event with the same namespace and id was published recently.
-//
-// The server silently drops an event no consumer is interested in, so the
-// consumer must exist: otherwise the error wraps ErrConsumerNotFound.
-func (q *Queue) PublishDirect(ctx context.Context, consumer string, ev Event, msgID string) (PublishResult, error) {
-	m, err := q.directMsg(consumer, ev, msgID)
+func (q *Queue) PublishDirect(ctx context.Context, token string, ev Event, msgID string) (PublishResult, error) {
+	m, err := q.directMsg(token, ev, msgID)
 	if err != nil {
-		return PublishResult{}, fmt.Errorf("validating event for consumer %s: %w", consumer, err)
-	}
-	if err := q.checkConsumer(ctx, consumer); err != nil {
-		return PublishResult{}, err
+		return PublishResult{}, fmt.Errorf("validating event for %s: %w", token, err)
 	}
 	res := q.storeOne(ctx, m)
 	if res.Err != nil {
-		res.Err = fmt.Errorf("storing event %s for consumer %s: %w", ev.ID, consumer, res.Err)
+		res.Err = fmt.Errorf("storing event %s for %s: %w", ev.ID, token, res.Err)
 	}
 	return res, res.Err
 }
 
-// directMsg is ev addressed to consumer alone.
-func (q *Queue) directMsg(consumer string, ev Event, msgID string) (*nats.Msg, error) {
-	if err := validateConsumerName(consumer); err != nil {
+// directMsg is ev addressed to one subscription alone.
+func (q *Queue) directMsg(token string, ev Event, msgID string) (*nats.Msg, error) {
+	if err := validateSubscriptionToken(token); err != nil {
 		return nil, err
 	}
 	if msgID != "" {
@@ -67,22 +56,11 @@ func (q *Queue) directMsg(consumer string, ev Event, msgID string) (*nats.Msg, e
 	if err != nil {
 		return nil, err
 	}
-	m.Subject = q.directSubject(consumer)
+	m.Subject = q.directSubject(token)
 	if msgID != "" {
 		m.Header.Set(HeaderMsgID, msgID)
 	}
 	return m, nil
-}
-
-func (q *Queue) checkConsumer(ctx context.Context, name string) error {
-	_, err := q.js.Consumer(ctx, q.names.EventsStream, name)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return fmt.Errorf("looking up consumer %s: %w", name, ErrConsumerNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("looking up consumer %s: %w", name, err)
-	}
-	return nil
 }
 
 // ReplayRequest selects dead letters of one subscription.
@@ -93,8 +71,8 @@ type ReplayRequest struct {
 	// the subscription: one deleted and recreated under the same name
 	// does not get its predecessor's letters.
 	SubscriptionUID string
-	// Consumer is the subscription's consumer, "sub-<UID>".
-	Consumer string
+	// Token is the subscription's token, SubscriptionToken(UID).
+	Token string
 	// Since and Until bound, inclusively, when the dead letters were
 	// stored; a zero time leaves that side unbounded.
 	Since, Until time.Time
@@ -124,11 +102,6 @@ func (q *Queue) Replay(ctx context.Context, r ReplayRequest) (int, error) {
 		r.RequestID = nuid.Next()
 	}
 	sub := r.SubscriptionNamespace + "/" + r.SubscriptionName
-	// Checked up front because the server would silently drop letters
-	// republished to a consumer that does not exist.
-	if err := q.checkConsumer(ctx, r.Consumer); err != nil {
-		return 0, fmt.Errorf("replaying dead letters of %s: %w", sub, err)
-	}
 	dl, err := q.js.Stream(ctx, q.names.DeadLetterStream)
 	if err != nil {
 		return 0, fmt.Errorf("getting dead-letter stream: %w", err)
@@ -193,7 +166,7 @@ func (r ReplayRequest) validate() error {
 	if r.SubscriptionUID == "" {
 		return errors.New("subscription UID is empty")
 	}
-	if err := validateConsumerName(r.Consumer); err != nil {
+	if err := validateSubscriptionToken(r.Token); err != nil {
 		return err
 	}
 	if !r.Since.IsZero() && !r.Until.IsZero() && r.Until.Before(r.Since) {
@@ -264,7 +237,7 @@ func (q *Queue) replayLetters(ctx context.Context, dl jetstream.Stream, r Replay
 	}
 	msgs := make([]*nats.Msg, len(letters))
 	for i, l := range letters {
-		m, err := q.directMsg(r.Consumer, l.ev, replayMsgID(r.RequestID, l.seq))
+		m, err := q.directMsg(r.Token, l.ev, replayMsgID(r.RequestID, l.seq))
 		if err != nil {
 			return 0, fmt.Errorf("dead letter %d: %w", l.seq, err)
 		}
@@ -315,14 +288,6 @@ func deleteLetter(ctx context.Context, dl jetstream.Stream, seq uint64) (bool, e
 // replayMsgID is the message id of a republished dead letter.
 func replayMsgID(requestID string, seq uint64) string {
 	return "replay/" + requestID + "/" + strconv.FormatUint(seq, 10)
-}
-
-func validateConsumerName(name string) error {
-	// The name is one subject token of the direct subject.
-	if len(name) <= len(SubscriptionConsumerPrefix) || !strings.HasPrefix(name, SubscriptionConsumerPrefix) || sanitize(name) != name {
-		return fmt.Errorf("consumer name %q must start with %q and hold no '.', '*', '>', '/', '\\' or white space", name, SubscriptionConsumerPrefix)
-	}
-	return nil
 }
 
 // validateHeaderValue checks that s survives a header round trip

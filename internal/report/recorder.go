@@ -305,3 +305,19 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// Add returns the totals with one more outcome counted, as a window
+// holding only that outcome would merge into them.
+func Add(t Totals, o Outcome) Totals {
+	var w window
+	w.record(o)
+	return Merge(t, w.delta(Key{}))
+}
+
+// AddFilterError returns the totals with one more event whose filter failed
+// at runtime, msg saying why.
+func AddFilterError(t Totals, msg string) Totals {
+	t.FilterErrors++
+	t.LastFilterError = truncate(msg, maxMessage)
+	return t
+}

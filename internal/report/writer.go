@@ -62,6 +62,10 @@ type State struct {
 	// LastReplay is the last replay of dead letters the annotation asked
 	// for, nil if none was.
 	LastReplay *hooklinev1.ReplayStatus
+	// Totals, when set, are the subscription's delivery totals as the
+	// dispatcher keeps them durably; the writer reports them as they are
+	// instead of adding up payloads.
+	Totals *Totals
 }
 
 // Validation is the outcome of the endpoint validation handshake.
@@ -161,6 +165,9 @@ type Writer struct {
 	// received counts the payloads taken from the queue, so tests know
 	// when a tick will see them.
 	received atomic.Int64
+	// prompts carries subscriptions whose status should be written at
+	// once, not at the next tick (see Prompt).
+	prompts chan promptRequest
 
 	// The fields below belong to the goroutine running Run.
 
@@ -220,6 +227,7 @@ func NewWriter(opts Options) *Writer {
 		beforeTick:     opts.BeforeTick,
 		maxInFlight:    cmp.Or(max(opts.MaxInFlight, 0), DefaultMaxInFlight),
 		acked:          make(map[string]time.Time),
+		prompts:        make(chan promptRequest, promptBuffer),
 	}
 	if w.clock == nil {
 		w.clock = clock.RealClock{}
@@ -228,6 +236,26 @@ func NewWriter(opts Options) *Writer {
 		w.log = slog.Default()
 	}
 	return w
+}
+
+// promptBuffer bounds the prompts waiting for the writer; one that does not
+// fit waits for the next tick.
+const promptBuffer = 1024
+
+type promptRequest struct {
+	key        types.NamespacedName
+	generation int64
+}
+
+// Prompt asks for the status of a subscription to be written at once when
+// it does not describe generation yet, so that a new subscription, or a
+// new spec, shows it is served without waiting for the next tick. It never
+// blocks.
+func (w *Writer) Prompt(namespace, name string, generation int64) {
+	select {
+	case w.prompts <- promptRequest{key: types.NamespacedName{Namespace: namespace, Name: name}, generation: generation}:
+	default:
+	}
 }
 
 // Writes returns how many status applies succeeded.
@@ -272,6 +300,8 @@ func (w *Writer) Run(ctx context.Context) error {
 			return nil
 		case batch := <-batches:
 			w.receive(batch)
+		case p := <-w.prompts:
+			w.prompted(ctx, p)
 		case <-timer.C():
 			w.tick(ctx)
 			// Ticks stay on the schedule of the first one; ticks a slow
@@ -386,7 +416,50 @@ func (w *Writer) tick(ctx context.Context) {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b types.NamespacedName) int { return cmp.Compare(a.String(), b.String()) })
+	w.write(ctx, keys, now)
+	for id, at := range w.acked {
+		if now.Sub(at) > seenFor {
+			delete(w.acked, id)
+		}
+	}
+}
 
+// prompted writes the statuses prompted for (the first one and those
+// queued behind it) whose Accepted condition does not describe the
+// generation asked about yet.
+func (w *Writer) prompted(ctx context.Context, first promptRequest) {
+	var keys []types.NamespacedName
+	seen := map[types.NamespacedName]bool{}
+	add := func(p promptRequest) {
+		if seen[p.key] {
+			return
+		}
+		if s := w.subs[p.key]; s != nil && s.known {
+			if c := meta.FindStatusCondition(s.written.Conditions, hooklinev1.ConditionAccepted); c != nil && c.ObservedGeneration >= p.generation {
+				return
+			}
+		}
+		seen[p.key] = true
+		w.subscription(p.key)
+		keys = append(keys, p.key)
+	}
+	add(first)
+	for more := true; more; {
+		select {
+		case p := <-w.prompts:
+			add(p)
+		default:
+			more = false
+		}
+	}
+	if len(keys) > 0 {
+		w.write(ctx, keys, w.clock.Now())
+	}
+}
+
+// write prepares and applies the statuses of keys, up to maxInFlight
+// applies at once.
+func (w *Writer) write(ctx context.Context, keys []types.NamespacedName, now time.Time) {
 	queued := make(chan *pendingWrite)
 	done := make(chan *pendingWrite)
 	var appliers sync.WaitGroup
@@ -403,7 +476,11 @@ func (w *Writer) tick(ctx context.Context) {
 		if ctx.Err() != nil {
 			break
 		}
-		pw := w.prepare(w.subs[k], now)
+		s := w.subs[k]
+		if s == nil {
+			continue
+		}
+		pw := w.prepare(s, now)
 		for pw != nil {
 			select {
 			case queued <- pw:
@@ -420,11 +497,6 @@ func (w *Writer) tick(ctx context.Context) {
 		w.settle(ctx, <-done)
 	}
 	appliers.Wait()
-	for id, at := range w.acked {
-		if now.Sub(at) > seenFor {
-			delete(w.acked, id)
-		}
-	}
 }
 
 // pendingWrite is one status apply of a tick: what to write and, once
@@ -473,6 +545,9 @@ func (w *Writer) prepare(s *subscription, now time.Time) *pendingWrite {
 		s.unwritten = append(s.unwritten, hd.from)
 	}
 	s.deltas = nil
+	if state.Totals != nil {
+		s.totals = *state.Totals
+	}
 	state = w.sustainedFailure(s, state, obj, now)
 
 	desired := applyStatus{

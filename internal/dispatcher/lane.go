@@ -1,0 +1,669 @@
+package dispatcher
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/internal/report"
+)
+
+// A lane is one subscription served by this instance: the events routed
+// to it wait in memory, up to a bound, and are delivered by goroutines
+// that exist only while there is work, at most the subscription's
+// concurrency of them. A lane has no queue consumer of its own.
+//
+// What cannot wait in memory moves out of the events stream's way into
+// the subscription's part of the backlog stream: retries that wait long,
+// events that come while the lane is held (suspended, not accepted,
+// awaiting validation) or while it is over its memory bound, and, once
+// the lane has moved events, every later one too, so that they keep their
+// order. A lane with moved events reads them back in order when it can
+// deliver, and takes new events into memory again once it has caught up.
+//
+// A lane tracks which of its events are finished (delivered, filtered out,
+// dead-lettered, or moved) in each stream, and its delivery totals; a
+// checkpoint stores both together, so that after a crash the events
+// finished since the last checkpoint are delivered again and counted
+// again, and nothing else.
+
+// source tells which stream an item was read from.
+type source uint8
+
+const (
+	fromEvents source = iota
+	fromBacklog
+)
+
+// item is one event waiting for, or in, delivery to one lane.
+type item struct {
+	src source
+	ev  queue.Stored
+	// attempts made so far.
+	attempts int
+	// due is when a retry may be made; zero for now.
+	due   time.Time
+	index int // in the waiting heap
+}
+
+// verdict is what one attempt decided for an item.
+type verdict int
+
+const (
+	// finished: delivered, filtered out or dead-lettered.
+	finished verdict = iota
+	// retry after the delay the attempt set.
+	retry
+	// hold the lane: the endpoint is gone (410) or the lane is no longer
+	// deliverable; the item was not finished.
+	hold
+)
+
+// attempt is one delivery attempt's outcome as the lane needs it.
+type attempt struct {
+	verdict verdict
+	delay   time.Duration
+	// outcome of the attempt, nil when none was made (filtered, held).
+	outcome *report.Outcome
+	// filterError is set when the filter failed at runtime.
+	filterError string
+}
+
+// attempter makes one attempt of it for the subscription st describes;
+// the dispatcher's deliverer is the one used.
+type attempter interface {
+	attempt(ctx context.Context, key report.Key, st *deliveryState, it *item) attempt
+}
+
+// laneEnv is what every lane shares.
+type laneEnv struct {
+	clock    Clock
+	attempts attempter
+	mover    *mover
+	queue    *queue.Queue
+	// ctx bounds deliveries; it outlives the run by the shutdown grace.
+	ctx context.Context
+	// memory bounds the items one lane keeps in memory.
+	memory int
+	// memoryRetry is the longest retry delay waited in memory.
+	memoryRetry time.Duration
+	// onGone is told when an attempt found the endpoint gone.
+	onGone func(key report.Key, generation int64)
+	// workers counts delivery goroutines of every lane, for shutdown.
+	workers *sync.WaitGroup
+	log     interface{ Warn(string, ...any) }
+}
+
+// laneRecord is a lane's checkpoint.
+type laneRecord struct {
+	UID       string `json:"uid"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Owner is the instance serving the lane; "" once it let it go.
+	Owner      string `json:"owner"`
+	Generation int64  `json:"generation"`
+	// GoneGeneration is the generation at which the endpoint answered
+	// 410 Gone.
+	GoneGeneration int64 `json:"goneGeneration,omitempty"`
+	Events         mark  `json:"events"`
+	Backlog        mark  `json:"backlog"`
+	// Pending is how many routed events wait in memory or in delivery;
+	// Moved how many wait in the backlog stream.
+	Pending int64         `json:"pending"`
+	Moved   int64         `json:"moved"`
+	Totals  report.Totals `json:"totals"`
+}
+
+type lane struct {
+	key   report.Key
+	token string
+	env   *laneEnv
+
+	mu      sync.Mutex
+	st      *deliveryState
+	held    bool
+	stopped bool
+	ready   []*item
+	waiting waitHeap
+	timer   clock.Timer
+	// inflight counts items being attempted; workers the goroutines.
+	inflight, workers int
+	events, backlog   progress
+	// resume is the checkpoint the lane started from: events it lists as
+	// finished are not routed again.
+	resume laneRecord
+	// start is the first events-stream sequence routed to the lane.
+	start uint64
+	// catchUp is the next sequence of a catch-up read in progress, 0 when
+	// none runs.
+	catchUp uint64
+	// moving is set once events move to the backlog: later ones follow
+	// until the lane has read them all back.
+	moving        bool
+	movesInFlight int
+	moved         int64
+	// backlogNext is the next backlog sequence to read.
+	backlogNext uint64
+	reading     context.CancelFunc
+	// room is signalled when an item leaves memory.
+	room chan struct{}
+
+	totals         report.Totals
+	goneGeneration int64
+	dirty          bool
+}
+
+func newLane(env *laneEnv, key report.Key, rec *laneRecord, start uint64) *lane {
+	l := &lane{key: key, token: queue.SubscriptionToken(key.UID), env: env, start: start, room: make(chan struct{}, 1), dirty: true}
+	if rec != nil {
+		l.resume = *rec
+		l.totals = rec.Totals
+		l.goneGeneration = rec.GoneGeneration
+		l.moved = rec.Moved
+		l.backlogNext = max(rec.Backlog.Floor, 1)
+		if rec.Moved > 0 {
+			l.moving = true
+		}
+	}
+	if l.backlogNext == 0 {
+		l.backlogNext = 1
+	}
+	return l
+}
+
+// wants says whether the event at seq of the events stream is for this
+// lane to take: not before its start, and not finished by the checkpoint
+// it resumed from.
+func (l *lane) wants(seq uint64) bool {
+	return seq >= l.start && l.resume.Events.needs(seq)
+}
+
+// configure applies a new delivery state: a held lane moves what it holds
+// out of memory; a lane that may deliver again reads back what it moved.
+func (l *lane) configure(st *deliveryState) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.st != nil && l.st.generation != st.generation {
+		// A new spec may carry a new filter: earlier runtime errors no
+		// longer describe it.
+		l.totals.FilterErrors, l.totals.LastFilterError = 0, ""
+	}
+	l.st = st
+	l.dirty = true
+	l.held = !st.accepted || st.suspended != "" || st.awaitingValidation
+	if l.held {
+		// The clock of sustained failure stops while deliveries are held,
+		// and starts anew when they resume.
+		l.totals.FailingSince = time.Time{}
+		l.stopReading()
+		l.moveAll()
+		return
+	}
+	l.maybeRead()
+	l.kick()
+}
+
+// offer takes an event routed to the lane.
+func (l *lane) offer(ev queue.Stored) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return
+	}
+	l.events.insert(ev.Seq)
+	l.dirty = true
+	it := &item{src: fromEvents, ev: ev}
+	if l.held || l.moving || l.catchUp != 0 || l.full() {
+		l.move([]*item{it})
+		return
+	}
+	l.ready = append(l.ready, it)
+	l.kick()
+}
+
+// full says whether memory holds as many items as it may.
+func (l *lane) full() bool {
+	return len(l.ready)+l.waiting.Len()+l.inflight >= l.env.memory
+}
+
+func (l *lane) concurrency() int {
+	if l.st == nil {
+		return 1
+	}
+	return max(l.st.concurrency, 1)
+}
+
+// kick starts delivery goroutines for the ready items. Called with l.mu
+// held.
+func (l *lane) kick() {
+	if l.held || l.stopped || l.st == nil {
+		return
+	}
+	if l.st.ordered && l.waiting.Len() > 0 {
+		// The next event waits for the retry of the one before it.
+		return
+	}
+	for len(l.ready) > l.workers && l.workers < l.concurrency() {
+		l.workers++
+		l.env.workers.Add(1)
+		go l.work()
+	}
+}
+
+func (l *lane) work() {
+	defer l.env.workers.Done()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for {
+		if l.held || l.stopped || len(l.ready) == 0 || (l.st.ordered && l.waiting.Len() > 0) || l.env.ctx.Err() != nil {
+			l.workers--
+			return
+		}
+		it := l.ready[0]
+		l.ready[0] = nil
+		l.ready = l.ready[1:]
+		st := l.st
+		l.inflight++
+		l.mu.Unlock()
+		a := l.env.attempts.attempt(l.env.ctx, l.key, st, it)
+		l.mu.Lock()
+		l.inflight--
+		l.settle(it, st, a)
+	}
+}
+
+// settle applies an attempt's verdict. Called with l.mu held.
+func (l *lane) settle(it *item, st *deliveryState, a attempt) {
+	if a.outcome != nil {
+		l.totals = report.Add(l.totals, *a.outcome)
+		it.attempts++
+		l.dirty = true
+	}
+	if a.filterError != "" {
+		l.totals = report.AddFilterError(l.totals, a.filterError)
+		l.dirty = true
+	}
+	switch a.verdict {
+	case finished:
+		l.finish(it)
+	case retry:
+		it.due = l.env.clock.Now().Add(a.delay)
+		if l.stopped {
+			return
+		}
+		if a.delay > l.env.memoryRetry || l.moving || l.held {
+			if st.ordered {
+				// The events behind it keep their place behind it.
+				l.moveAll(it)
+			} else {
+				l.move([]*item{it})
+			}
+			return
+		}
+		heap.Push(&l.waiting, it)
+		l.schedule()
+	case hold:
+		if l.stopped {
+			return
+		}
+		l.ready = slices.Insert(l.ready, 0, it)
+		if a.outcome != nil {
+			// Gone: hold at once rather than try the next event; the
+			// subscription's state follows.
+			l.held = true
+			l.goneGeneration = st.generation
+			l.dirty = true
+			l.stopReading()
+			l.moveAll()
+			l.env.onGone(l.key, st.generation)
+		}
+	}
+	l.signalRoom()
+}
+
+// finish records an item as done in its stream. Called with l.mu held.
+func (l *lane) finish(it *item) {
+	if it.src == fromEvents {
+		l.events.finish(it.ev.Seq)
+	} else {
+		l.backlog.finish(it.ev.Seq)
+		l.moved--
+	}
+	l.dirty = true
+	l.signalRoom()
+}
+
+func (l *lane) signalRoom() {
+	select {
+	case l.room <- struct{}{}:
+	default:
+	}
+}
+
+// schedule arms the timer for the earliest waiting retry. Called with l.mu
+// held.
+func (l *lane) schedule() {
+	if l.waiting.Len() == 0 {
+		return
+	}
+	d := l.waiting[0].due.Sub(l.env.clock.Now())
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	l.timer = l.env.clock.AfterFunc(max(d, 0), l.wake)
+}
+
+// wake moves the retries that are due to the front of the ready items.
+func (l *lane) wake() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.env.clock.Now()
+	var due []*item
+	for l.waiting.Len() > 0 && !l.waiting[0].due.After(now) {
+		due = append(due, heap.Pop(&l.waiting).(*item))
+	}
+	l.ready = slices.Insert(l.ready, 0, due...)
+	l.schedule()
+	l.kick()
+}
+
+// moveAll moves every item in memory (first, if given, goes first) to the
+// backlog stream, in order. Called with l.mu held.
+func (l *lane) moveAll(first ...*item) {
+	items := first
+	// Waiting retries were due before the ready items behind them.
+	for l.waiting.Len() > 0 {
+		items = append(items, heap.Pop(&l.waiting).(*item))
+	}
+	items = append(items, l.ready...)
+	l.ready = nil
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	if len(items) > 0 {
+		l.move(items)
+	}
+}
+
+// move hands items to the mover; they stay pending in their stream until
+// the moved copies are durable. Called with l.mu held.
+func (l *lane) move(items []*item) {
+	l.moving = true
+	l.movesInFlight += len(items)
+	l.env.mover.add(l, items)
+}
+
+// movedOut is told by the mover that items are durable in the backlog
+// stream (err nil; dup counts those already stored by an earlier try), or
+// that moving them failed, in which case they are moved again later.
+func (l *lane) movedOut(items []*item, dup int, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.movesInFlight -= len(items)
+	if err != nil {
+		if !l.stopped {
+			l.movesInFlight += len(items)
+			l.env.mover.retryLater(l, items)
+		}
+		return
+	}
+	for _, it := range items {
+		l.finish(it)
+	}
+	l.moved += int64(len(items) - dup)
+	l.dirty = true
+	l.maybeRead()
+}
+
+// maybeRead starts reading the moved events back when the lane may
+// deliver. Called with l.mu held.
+func (l *lane) maybeRead() {
+	if l.held || l.stopped || l.reading != nil || l.catchUp != 0 || (l.moved == 0 && l.movesInFlight == 0) {
+		return
+	}
+	if l.moved == 0 {
+		// Moves in flight: reading starts once they are stored.
+		return
+	}
+	ctx, cancel := context.WithCancel(l.env.ctx)
+	l.reading = cancel
+	from := l.backlogNext
+	go l.readBacklog(ctx, from)
+}
+
+func (l *lane) stopReading() {
+	if l.reading != nil {
+		l.reading()
+		l.reading = nil
+	}
+}
+
+var errCaughtUp = errors.New("caught up")
+
+// readBacklog reads the lane's moved events back into memory, waiting for
+// room, until it has read them all and nothing is on its way there; the
+// lane then takes new events into memory again.
+func (l *lane) readBacklog(ctx context.Context, from uint64) {
+	err := l.env.queue.ReadBacklog(ctx, l.token, from, func(ev queue.Stored) error {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for l.full() && ctx.Err() == nil {
+			l.mu.Unlock()
+			select {
+			case <-l.room:
+			case <-ctx.Done():
+			}
+			l.mu.Lock()
+		}
+		if ctx.Err() != nil || l.stopped {
+			return ctx.Err()
+		}
+		l.backlogNext = ev.Seq + 1
+		if l.resume.Backlog.needs(ev.Seq) {
+			l.backlog.insert(ev.Seq)
+			it := &item{src: fromBacklog, ev: ev, attempts: ev.Attempts, due: ev.NotBefore}
+			if it.due.After(l.env.clock.Now()) {
+				heap.Push(&l.waiting, it)
+				l.schedule()
+			} else {
+				l.ready = append(l.ready, it)
+			}
+			l.dirty = true
+			l.kick()
+		}
+		if l.movesInFlight == 0 && l.moved == int64(l.backlog.count()) {
+			// Every moved event still to deliver is in memory now, and
+			// none is on its way to the backlog stream.
+			l.moving = false
+			return errCaughtUp
+		}
+		return nil
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ctx.Err() == nil {
+		l.reading = nil
+	}
+	if err != nil && !errors.Is(err, errCaughtUp) && ctx.Err() == nil {
+		l.env.log.Warn("Reading a subscription's backlog failed", "subscription", l.key.Namespace+"/"+l.key.Name, "err", err)
+	}
+}
+
+// stop ends the lane: no more deliveries start; those in flight finish.
+func (l *lane) stop() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stopped = true
+	l.stopReading()
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+}
+
+// record is the lane's checkpoint, given that every event before pos has
+// been routed. It clears the lane's dirty mark.
+func (l *lane) record(owner string, pos uint64) laneRecord {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.dirty = false
+	if l.catchUp != 0 {
+		pos = l.catchUp
+	}
+	pos = max(pos, l.start)
+	rec := laneRecord{
+		UID: l.key.UID, Namespace: l.key.Namespace, Name: l.key.Name, Owner: owner,
+		GoneGeneration: l.goneGeneration,
+		Events:         l.events.mark(pos),
+		Backlog:        l.backlog.mark(l.backlogNext),
+		Pending:        int64(l.events.count()),
+		Moved:          l.moved,
+		Totals:         l.totals,
+	}
+	if l.st != nil {
+		rec.Generation = l.st.generation
+	}
+	// What the lane resumed from and has not passed yet stays finished.
+	rec.Events.Done = mergeDone(rec.Events.Done, l.resume.Events, rec.Events.Floor)
+	rec.Backlog.Done = mergeDone(rec.Backlog.Done, l.resume.Backlog, rec.Backlog.Floor)
+	return rec
+}
+
+// floor is the lowest events-stream sequence the lane still needs.
+func (l *lane) floor(pos uint64) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.catchUp != 0 {
+		pos = l.catchUp
+	}
+	return l.events.mark(max(pos, l.start)).Floor
+}
+
+// isDirty says whether the lane changed since its last checkpoint.
+func (l *lane) isDirty() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dirty
+}
+
+// backlogFloor is the lowest backlog sequence the lane still needs.
+func (l *lane) backlogFloor() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.backlog.mark(l.backlogNext).Floor
+}
+
+// mergeDone adds to done the sequences a resumed-from mark lists as
+// finished at or above floor.
+func mergeDone(done []uint64, resumed mark, floor uint64) []uint64 {
+	for _, s := range resumed.Done {
+		if s >= floor {
+			if i, found := slices.BinarySearch(done, s); !found {
+				done = slices.Insert(done, i, s)
+			}
+		}
+	}
+	return done
+}
+
+// waitHeap orders waiting retries by when they are due.
+type waitHeap []*item
+
+func (h waitHeap) Len() int { return len(h) }
+func (h waitHeap) Less(i, j int) bool {
+	if h[i].due.Equal(h[j].due) {
+		return h[i].ev.Seq < h[j].ev.Seq
+	}
+	return h[i].due.Before(h[j].due)
+}
+func (h waitHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h *waitHeap) Push(x any)   { it := x.(*item); it.index = len(*h); *h = append(*h, it) }
+func (h *waitHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return it
+}
+
+// matches says whether an event of type typ is for the lane, by its type
+// patterns. Held lanes take their events too, to keep them.
+func (l *lane) matches(typ string) bool {
+	l.mu.Lock()
+	st := l.st
+	l.mu.Unlock()
+	return st != nil && st.patternList != nil && st.patterns.Match(typ)
+}
+
+// catchUpFrom reads the events stream from sequence from up to until
+// (where the router took over for this lane) for a lane taken over from
+// an instance that stopped: the events it had not finished come first, in
+// memory, while what the router hands the lane meanwhile moves to the
+// backlog behind them.
+func (l *lane) catchUpFrom(ctx context.Context, from, until uint64) {
+	err := l.env.queue.Read(ctx, from, func(ev queue.Stored) error {
+		if ev.Seq >= until {
+			return errCaughtUp
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for l.full() && ctx.Err() == nil && !l.held {
+			l.mu.Unlock()
+			select {
+			case <-l.room:
+			case <-ctx.Done():
+			}
+			l.mu.Lock()
+		}
+		if ctx.Err() != nil || l.stopped {
+			return ctx.Err()
+		}
+		l.catchUp = ev.Seq + 1
+		st := l.st
+		take := ev.Direct == l.token || (ev.Direct == "" && ev.Event.Namespace == l.key.Namespace &&
+			st != nil && st.patternList != nil && st.patterns.Match(ev.Event.Type))
+		if !take || !l.resume.Events.needs(ev.Seq) {
+			return nil
+		}
+		l.events.insert(ev.Seq)
+		l.dirty = true
+		it := &item{src: fromEvents, ev: ev}
+		if l.held {
+			l.move([]*item{it})
+			return nil
+		}
+		l.ready = append(l.ready, it)
+		l.kick()
+		return nil
+	})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil && !errors.Is(err, errCaughtUp) && ctx.Err() == nil {
+		l.env.log.Warn("Catching up a subscription taken over failed", "subscription", l.key.Namespace+"/"+l.key.Name, "err", err)
+		return
+	}
+	if ctx.Err() == nil {
+		l.catchUp = 0
+		l.dirty = true
+		l.maybeRead()
+	}
+}
+
+// touch makes the next checkpoint include the lane.
+func (l *lane) touch() {
+	l.mu.Lock()
+	l.dirty = true
+	l.mu.Unlock()
+}
+
+// gone is the generation at which the endpoint answered 410 Gone.
+func (l *lane) gone() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.goneGeneration
+}
