@@ -6,6 +6,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -40,7 +41,9 @@ func run() error {
 		name, namespace, instance, kubeconfig string
 		dataDir, queueURL, queueCreds         string
 		streamReplicas                        int
-		queueMaxBytes                         int64
+		queueMaxBytes, backlogMaxBytes        int64
+		checkpointInterval, memoryRetry       time.Duration
+		laneMemory                            int
 		queueMaxAge, dedupWindow              time.Duration
 		producerAuth                          string
 		ingestAddr, healthAddr, metricsAddr   string
@@ -63,7 +66,11 @@ func run() error {
 	flag.StringVar(&queueURL, "queue-url", "", "URL(s) of an external NATS JetStream cluster, comma-separated.")
 	flag.StringVar(&queueCreds, "queue-credentials", "", "NATS credentials file (.creds) for --queue-url.")
 	flag.IntVar(&streamReplicas, "stream-replicas", 1, "Replicas of the streams on an external cluster.")
-	flag.Int64Var(&queueMaxBytes, "queue-max-bytes", 0, "Bound of the events stream in bytes; 0 means 70% of the data directory's filesystem (embedded) or 1 GiB (external).")
+	flag.Int64Var(&queueMaxBytes, "queue-max-bytes", 0, "Bound of the events stream in bytes; 0 means 40% of the data directory's filesystem (embedded) or 1 GiB (external). When it is full, ingest answers 503.")
+	flag.Int64Var(&backlogMaxBytes, "backlog-max-bytes", 0, "Bound of the backlog stream, which holds long retries and the backlog of subscriptions that are held or fall behind; 0 means 30% of the data directory's filesystem (embedded) or --queue-max-bytes (external).")
+	flag.DurationVar(&checkpointInterval, "checkpoint-interval", 200*time.Millisecond, "How often delivery progress and counts are stored; a crash delivers again at most what was finished since.")
+	flag.IntVar(&laneMemory, "subscription-memory-events", 1000, "Events one subscription keeps in memory; more move to the backlog stream until it catches up.")
+	flag.DurationVar(&memoryRetry, "memory-retry", 10*time.Second, "Longest retry delay waited in memory; longer retries move to the backlog stream.")
 	flag.DurationVar(&queueMaxAge, "queue-max-age", 7*24*time.Hour, "Events older than this are dropped from the queue; keep it above every subscription's retry maxAge.")
 	flag.DurationVar(&dedupWindow, "dedup-window", 2*time.Minute, "Window in which a producer-supplied event id is stored only once.")
 	flag.StringVar(&producerAuth, "producer-authentication", string(hooklinev1.ProducerAuthServiceAccountToken),
@@ -123,10 +130,14 @@ func run() error {
 	}
 
 	var deadLetterMaxBytes int64
-	if dataDir != "" && queueMaxBytes == 0 {
-		if queueMaxBytes, deadLetterMaxBytes, err = embeddedBounds(dataDir); err != nil {
+	if dataDir != "" {
+		b, err := embeddedBounds(dataDir)
+		if err != nil {
 			return err
 		}
+		queueMaxBytes = cmp.Or(queueMaxBytes, b.events)
+		backlogMaxBytes = cmp.Or(backlogMaxBytes, b.backlog)
+		deadLetterMaxBytes = b.deadLetters
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -143,6 +154,7 @@ func run() error {
 		MaxAge:              queueMaxAge,
 		DedupWindow:         dedupWindow,
 		DeadLetterMaxBytes:  deadLetterMaxBytes,
+		BacklogMaxBytes:     backlogMaxBytes,
 		Logger:              log.With("component", "queue"),
 	})
 	if err != nil {
@@ -166,10 +178,13 @@ func run() error {
 		Kube:       cfg,
 		Queue:      q,
 		IngestAddr: ingestAddr, HealthAddr: healthAddr, MetricsAddr: metricsAddr,
-		MaxEventBytes:  maxEventBytes,
-		StatusInterval: statusInterval,
-		ShutdownGrace:  shutdownGrace,
-		Logger:         log,
+		MaxEventBytes:      maxEventBytes,
+		StatusInterval:     statusInterval,
+		CheckpointInterval: checkpointInterval,
+		LaneMemory:         laneMemory,
+		MemoryRetry:        memoryRetry,
+		ShutdownGrace:      shutdownGrace,
+		Logger:             log,
 	}
 	if authorizer != nil {
 		opts.Authorizer = authorizer
@@ -184,22 +199,16 @@ func run() error {
 }
 
 // minQueueClose is the least time the queue is given to close, even when
-// deliveries used the whole grace period: a queue with few consumers
-// closes well within it, and a clean close spares the next start
-// rebuilding the stream's state from its files.
+// deliveries used the whole grace period: a clean close spares the next
+// start rebuilding the streams' state from their files.
 const minQueueClose = time.Second
 
 // closeQueue closes the queue, waiting at most wait (at least
-// minQueueClose). The embedded server stops its consumers one after the
-// other, each pausing about 10 ms (nats-server 2.15 polls for the end of a
-// consumer's state writer in 10 ms steps): with thousands of subscriptions
-// a full close takes far longer than any grace period, 100 s for 10,000.
-// What it leaves undone is safe to drop: every stored event is synced to
-// disk, and so is the removal of every event all its subscriptions
-// acknowledged; consumer state files are replaced atomically, and the
-// server rebuilds the rest when it starts. At worst an event acknowledged
-// just before the stop is delivered once more, which receivers deduplicate
-// by webhook-id.
+// minQueueClose). What a close cut short leaves undone is safe to drop:
+// every stored event and checkpoint is synced to disk, and the server
+// rebuilds the rest when it starts. At worst what was finished since the
+// last checkpoint is delivered once more, which receivers deduplicate by
+// webhook-id.
 func closeQueue(q io.Closer, wait time.Duration, log *slog.Logger) {
 	closed, err := closeWithin(q.Close, max(wait, minQueueClose))
 	switch {
@@ -226,17 +235,22 @@ func closeWithin(close func() error, wait time.Duration) (bool, error) {
 	}
 }
 
+// streamBounds are the sizes of the embedded queue's streams.
+type streamBounds struct{ events, backlog, deadLetters int64 }
+
 // embeddedBounds size the embedded queue's streams to its filesystem (the
-// dispatcher's volume): 70% for events, up to 10% (at most 256 MiB) for
-// dead letters, the rest for the stats stream and JetStream's own files.
-func embeddedBounds(dir string) (events, deadLetters int64, err error) {
+// dispatcher's volume): 40% for events, 30% for the backlog stream, up to
+// 10% (at most 256 MiB) for dead letters, the rest for checkpoints and
+// JetStream's own files.
+func embeddedBounds(dir string) (streamBounds, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return 0, 0, fmt.Errorf("creating the data directory: %w", err)
+		return streamBounds{}, fmt.Errorf("creating the data directory: %w", err)
 	}
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, 0, fmt.Errorf("measuring the data directory's filesystem: %w", err)
+		return streamBounds{}, fmt.Errorf("measuring the data directory's filesystem: %w", err)
 	}
 	total := float64(st.Blocks) * float64(st.Bsize)
-	return int64(total * 0.7), min(int64(total*0.1), queue.DefaultDeadLetterMaxBytes), nil
+	return streamBounds{events: int64(total * 0.4), backlog: int64(total * 0.3),
+		deadLetters: min(int64(total*0.1), queue.DefaultDeadLetterMaxBytes)}, nil
 }

@@ -2,16 +2,12 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/hookline/hookline/internal/queue"
 )
 
 func TestCloseWithin(t *testing.T) {
@@ -55,44 +51,4 @@ func TestCloseQueueWarnsWhenItStopsWaiting(t *testing.T) {
 		!strings.Contains(got, "waited="+minQueueClose.String()) {
 		t.Errorf("logs:\n%s\nwant a warning that it stopped waiting after %s", got, minQueueClose)
 	}
-}
-
-// TestCloseQueueOfManyConsumers logs how long the embedded queue takes to
-// close with many subscription consumers, and when closeQueue stops
-// waiting for it.
-func TestCloseQueueOfManyConsumers(t *testing.T) {
-	const consumers = 500
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	log := slog.New(slog.DiscardHandler)
-	q, err := queue.Open(ctx, queue.Config{DispatcherNamespace: "hookline-system", DispatcherName: "default",
-		DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = q.Close() })
-	start := time.Now()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i := range consumers {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := q.EnsureConsumer(ctx, queue.ConsumerSpec{Name: fmt.Sprintf("sub-%04d", i), Namespace: "team",
-				Patterns: []string{"order.created"}, MaxAckPending: 10, AckWait: time.Minute}); err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	wg.Wait()
-	t.Logf("created %d consumers in %s", consumers, time.Since(start).Round(time.Millisecond))
-
-	start = time.Now()
-	closeQueue(q, 0, log)
-	returned := time.Since(start)
-	// The queue closes once: this waits for the close closeQueue started.
-	_ = q.Close()
-	full := time.Since(start)
-	t.Logf("the queue with %d consumers took %s to close (%s per consumer); closeQueue returned after %s",
-		consumers, full.Round(time.Millisecond), (full / consumers).Round(10*time.Microsecond), returned.Round(time.Millisecond))
 }

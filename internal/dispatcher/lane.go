@@ -356,7 +356,9 @@ func (l *lane) schedule() {
 	if l.timer != nil {
 		l.timer.Stop()
 	}
-	l.timer = l.env.clock.AfterFunc(max(d, 0), l.wake)
+	// On its own goroutine: a fake clock runs the function while it holds
+	// its own lock, which wake's reading of the time would wait for.
+	l.timer = l.env.clock.AfterFunc(max(d, 0), func() { go l.wake() })
 }
 
 // wake moves the retries that are due to the front of the ready items.

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-
 	"github.com/hookline/hookline/internal/queue"
 )
 

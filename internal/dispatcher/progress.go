@@ -51,14 +51,11 @@ func (p *progress) insert(seq uint64) {
 
 // finish marks seq finished; a sequence not pending is ignored.
 func (p *progress) finish(seq uint64) {
-	if len(p.order) == 0 || seq < p.order[0] {
+	if _, found := slices.BinarySearch(p.order, seq); !found || p.finished[seq] {
 		return
 	}
 	if p.finished == nil {
 		p.finished = map[uint64]bool{}
-	}
-	if p.finished[seq] {
-		return
 	}
 	p.finished[seq] = true
 	p.pending--

@@ -46,6 +46,7 @@ func servingSubscriptions(tb testing.TB, q *queue.Queue, subs ...*hooklinev1.Web
 		log:     slog.New(slog.DiscardHandler),
 		queue:   q,
 		metrics: newMetrics(),
+		view:    newProgressView(slog.New(slog.DiscardHandler)),
 	}
 	s := &subscriptions{d: d, self: "hookline-system/default", served: map[string]*served{}}
 	s.subInf = cache.NewSharedIndexInformer(&cache.ListWatch{}, &unstructured.Unstructured{}, 0, cache.Indexers{})
@@ -56,7 +57,9 @@ func servingSubscriptions(tb testing.TB, q *queue.Queue, subs ...*hooklinev1.Web
 		if err != nil {
 			tb.Fatal(err)
 		}
-		sv := &served{key: report.Key{Namespace: sub.Namespace, Name: sub.Name, UID: string(sub.UID)}, consumer: "sub-" + string(sub.UID)}
+		sv := &served{key: report.Key{Namespace: sub.Namespace, Name: sub.Name, UID: string(sub.UID)}, token: queue.SubscriptionToken(string(sub.UID))}
+		d.view.claimed(sv.token, laneRecord{UID: string(sub.UID), Namespace: sub.Namespace, Name: sub.Name, Owner: "default-0",
+			Generation: sub.Generation, Totals: report.TotalsFromStatus(sub.Status.Delivery)}, 1)
 		sv.decoded.Store(obj)
 		sv.state.Store(&deliveryState{obj: obj, generation: obj.Generation, accepted: true, reason: hooklinev1.ReasonAccepted, msg: "Served"})
 		s.served[key] = sv
@@ -170,52 +173,23 @@ func TestReportStateFollowsTheInformer(t *testing.T) {
 	}
 }
 
-// TestReportStateCountsOfTheTick: the backlog reported is the one read
-// at the start of the tick, for every lookup in it, and the next tick
-// reads it anew.
-func TestReportStateCountsOfTheTick(t *testing.T) {
+// TestReportStateFromCheckpoints: the totals and backlog reported are those
+// of the subscription's latest checkpoint; the dead letters kept are those
+// read at the start of the tick, for every lookup in it, and the next tick
+// reads them anew.
+func TestReportStateFromCheckpoints(t *testing.T) {
 	q := openQueue(t)
 	sub := testSubscription("team", "orders")
 	s := servingSubscriptions(t, q, sub)
-	consumer := s.served["team/orders"].consumer
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	token := s.served["team/orders"].token
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := q.EnsureConsumer(ctx, queue.ConsumerSpec{Name: consumer, Namespace: "team", Patterns: sub.Spec.EventTypes,
-		MaxAckPending: 10, AckWait: time.Minute, Paused: true}); err != nil {
-		t.Fatal(err)
-	}
-	published := 0
-	publish := func(n int) {
-		t.Helper()
-		evs := make([]queue.Event, n)
-		for i := range evs {
-			published++
-			evs[i] = queue.Event{ID: fmt.Sprintf("evt-%d", published), Namespace: "team", Type: "order.created", Time: statusTestTime, Data: []byte(`{}`)}
-		}
-		if _, err := q.Publish(ctx, evs); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Consumers count new messages shortly after the store.
-	queued := func(want int64) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			c, err := q.Counts(ctx)
-			if err == nil && c.Backlog(consumer) == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the queue never counted %d events for the subscription (err %v)", want, err)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	backlog := func() int64 {
+
+	report1 := func() report.State {
 		t.Helper()
 		st, ok := s.reportState("team", "orders")
 		if !ok {
-			t.Fatal("the subscription is not served")
+			t.Fatal("the subscription is not reported")
 		}
 		var m dto.Metric
 		if err := s.d.metrics.backlog.WithLabelValues("team", "orders").Write(&m); err != nil {
@@ -224,25 +198,53 @@ func TestReportStateCountsOfTheTick(t *testing.T) {
 		if g := m.GetGauge().GetValue(); g != float64(st.Backlog) {
 			t.Errorf("backlog gauge %v, want %d as reported", g, st.Backlog)
 		}
-		return st.Backlog
+		return st
+	}
+	if st := report1(); st.Backlog != 0 || st.Totals == nil || st.Totals.Delivered != 1042 {
+		t.Errorf("before any checkpoint: backlog %d, totals %+v; want 0 and the status' 1042 delivered", st.Backlog, st.Totals)
 	}
 
-	if got := backlog(); got != 0 {
-		t.Errorf("backlog before any tick = %d, want 0", got)
+	s.d.view.apply(encodeRecordAt(t, token, laneRecord{UID: string(sub.UID), Namespace: "team", Name: "orders", Owner: "default-0",
+		Generation: 1, Pending: 3, Moved: 4, Totals: report.Totals{Delivered: 1050}}, 2))
+	if st := report1(); st.Backlog != 7 || st.Totals.Delivered != 1050 {
+		t.Errorf("after a checkpoint: backlog %d, delivered %d; want 7 and 1050", st.Backlog, st.Totals.Delivered)
 	}
-	publish(3)
-	queued(3)
+
+	// A checkpoint of a newer generation than the informer's, or of none
+	// yet: the subscription is not reported until a lane serves it.
+	s.d.view.apply(encodeRecordAt(t, token, laneRecord{UID: string(sub.UID), Namespace: "team", Name: "orders", Owner: "default-0", Generation: 2}, 3))
+	if st, ok := s.reportState("team", "orders"); ok {
+		t.Errorf("with a checkpoint of another generation: reported %+v", st)
+	}
+	s.d.view.apply(encodeRecordAt(t, token, laneRecord{UID: string(sub.UID), Namespace: "team", Name: "orders", Owner: "default-0", Generation: 1}, 4))
+
+	deadLetter := func(seq uint64) {
+		t.Helper()
+		ev := queue.Stored{Seq: seq, Event: queue.Event{ID: fmt.Sprintf("evt-%d", seq), Namespace: "team", Type: "order.created", Time: statusTestTime, Data: []byte(`{}`)}}
+		if err := q.DeadLetter(ctx, "team", "orders", string(sub.UID), false, ev, queue.Failure{Class: "HTTPError", StatusCode: 500, Attempts: 3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadLetter(1)
+	deadLetter(2)
 	s.readCounts(ctx)
-	if got := backlog(); got != 3 {
-		t.Errorf("backlog = %d, want 3", got)
+	if st := report1(); st.DeadLettered != 2 {
+		t.Errorf("dead letters kept = %d, want 2", st.DeadLettered)
 	}
-	publish(2)
-	queued(5)
-	if got := backlog(); got != 3 {
-		t.Errorf("backlog later in the same tick = %d, want still 3", got)
+	deadLetter(3)
+	if st := report1(); st.DeadLettered != 2 {
+		t.Errorf("dead letters later in the same tick = %d, want still 2", st.DeadLettered)
 	}
 	s.readCounts(ctx)
-	if got := backlog(); got != 5 {
-		t.Errorf("backlog at the next tick = %d, want 5", got)
+	if st := report1(); st.DeadLettered != 3 {
+		t.Errorf("dead letters at the next tick = %d, want 3", st.DeadLettered)
 	}
+}
+
+// encodeRecordAt is rec as the progress stream hands it over, stored at seq.
+func encodeRecordAt(t *testing.T, token string, rec laneRecord, seq uint64) queue.Checkpoint {
+	t.Helper()
+	cp := encodeRecord(token, rec)
+	cp.Seq = seq
+	return cp
 }

@@ -1,0 +1,288 @@
+package dispatcher
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/internal/report"
+)
+
+// scriptedAttempts answers attempts as a test says, per event id, and
+// records the order of successful deliveries.
+type scriptedAttempts struct {
+	clock *clocktesting.FakeClock
+
+	mu sync.Mutex
+	// fail lists, per event id, the retry delays of the attempts that
+	// fail before one succeeds.
+	fail      map[string][]time.Duration
+	delivered []string
+	attempts  map[string]int
+	// gate, when set, blocks every attempt until it is closed.
+	gate chan struct{}
+}
+
+func (s *scriptedAttempts) attempt(ctx context.Context, _ report.Key, _ *deliveryState, it *item) attempt {
+	s.mu.Lock()
+	gate := s.gate
+	s.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := it.ev.Event.ID
+	s.attempts[id]++
+	now := s.clock.Now()
+	if delays := s.fail[id]; len(delays) > 0 {
+		s.fail[id] = delays[1:]
+		return attempt{verdict: retry, delay: delays[0], outcome: &report.Outcome{Time: now, StatusCode: 500, Class: "HTTPError"}}
+	}
+	s.delivered = append(s.delivered, id)
+	return attempt{verdict: finished, outcome: &report.Outcome{Time: now, Success: true, StatusCode: 200}}
+}
+
+func (s *scriptedAttempts) deliveredIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.delivered)
+}
+
+// laneHarness is one lane over a real embedded queue, with its own events
+// published to the queue so the lane's moves and reads are real.
+type laneHarness struct {
+	t       *testing.T
+	q       *queue.Queue
+	clock   *clocktesting.FakeClock
+	script  *scriptedAttempts
+	env     *laneEnv
+	lane    *lane
+	workers sync.WaitGroup
+	seq     uint64
+}
+
+func newLaneHarness(t *testing.T, memory int, st *deliveryState) *laneHarness {
+	t.Helper()
+	q := openQueue(t)
+	clk := clocktesting.NewFakeClock(statusTestTime)
+	h := &laneHarness{t: t, q: q, clock: clk,
+		script: &scriptedAttempts{clock: clk, fail: map[string][]time.Duration{}, attempts: map[string]int{}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	log := slog.New(slog.DiscardHandler)
+	m := newMover(q, clk, log)
+	go m.run(ctx)
+	h.env = &laneEnv{clock: clk, attempts: h.script, mover: m, queue: q, ctx: ctx, memory: memory,
+		memoryRetry: 10 * time.Second, onGone: func(report.Key, int64) {}, workers: &h.workers, log: log}
+	h.lane = newLane(h.env, report.Key{Namespace: "team", Name: "orders", UID: "uid-1"}, nil, 1)
+	h.lane.configure(st)
+	t.Cleanup(func() {
+		h.lane.stop()
+		cancel()
+		h.workers.Wait()
+	})
+	return h
+}
+
+func servedState(concurrency int, ordered bool) *deliveryState {
+	return &deliveryState{accepted: true, generation: 1, concurrency: concurrency, ordered: ordered}
+}
+
+// offer publishes n events and offers them to the lane, as the router
+// would.
+func (h *laneHarness) offer(n int) {
+	h.t.Helper()
+	for range n {
+		h.seq++
+		id := fmt.Sprintf("evt-%d", h.seq)
+		ev := queue.Event{ID: id, Namespace: "team", Type: "order.created", Time: statusTestTime, Data: []byte(`{}`)}
+		if _, err := h.q.Publish(context.Background(), []queue.Event{ev}); err != nil {
+			h.t.Fatal(err)
+		}
+		h.lane.offer(queue.Stored{Seq: h.seq, Event: ev, Stored: statusTestTime})
+	}
+}
+
+// eventually polls cond until it holds; the test binary's timeout guards it.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for i := 0; !cond(); i++ {
+		if i > 0 && i%1000 == 0 {
+			t.Logf("still waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func ids(from, to int) []string {
+	var out []string
+	for i := from; i <= to; i++ {
+		out = append(out, fmt.Sprintf("evt-%d", i))
+	}
+	return out
+}
+
+func TestLaneDeliversAndCheckpoints(t *testing.T) {
+	h := newLaneHarness(t, 100, servedState(4, false))
+	h.offer(20)
+	eventually(t, "20 deliveries", func() bool { return len(h.script.deliveredIDs()) == 20 })
+	rec := h.lane.record("i-0", 21)
+	if rec.Events.Floor != 21 || len(rec.Events.Done) != 0 || rec.Pending != 0 || rec.Moved != 0 {
+		t.Errorf("checkpoint after all deliveries: %+v, want floor 21 and nothing pending", rec)
+	}
+	if rec.Totals.Delivered != 20 || rec.Totals.Failed != 0 {
+		t.Errorf("totals delivered %d failed %d, want 20 and 0", rec.Totals.Delivered, rec.Totals.Failed)
+	}
+	got := h.script.deliveredIDs()
+	slices.Sort(got)
+	want := ids(1, 20)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("delivered %v, want each of %v once", got, want)
+	}
+}
+
+func TestLaneRetriesInMemoryAndInTheBacklog(t *testing.T) {
+	h := newLaneHarness(t, 100, servedState(2, false))
+	h.script.fail["evt-1"] = []time.Duration{5 * time.Second} // waits in memory
+	h.script.fail["evt-2"] = []time.Duration{2 * time.Hour}   // moves to the backlog
+	h.offer(3)
+	eventually(t, "evt-3 delivered and evt-2 moved", func() bool {
+		rec := h.lane.record("i-0", 4)
+		return slices.Contains(h.script.deliveredIDs(), "evt-3") && rec.Moved == 1
+	})
+	rec := h.lane.record("i-0", 4)
+	if rec.Events.Floor != 1 || rec.Pending != 1 {
+		t.Errorf("with evt-1 waiting in memory: %+v, want floor 1 and 1 pending", rec.Events)
+	}
+	h.clock.Step(5 * time.Second)
+	eventually(t, "evt-1 retried", func() bool { return slices.Contains(h.script.deliveredIDs(), "evt-1") })
+	rec = h.lane.record("i-0", 4)
+	if rec.Events.Floor != 4 || rec.Moved != 1 {
+		t.Errorf("with only evt-2 in the backlog: events %+v moved %d, want floor 4 and 1 moved", rec.Events, rec.Moved)
+	}
+	if slices.Contains(h.script.deliveredIDs(), "evt-2") {
+		t.Fatal("evt-2 was delivered before its retry was due")
+	}
+	h.clock.Step(2 * time.Hour)
+	eventually(t, "evt-2 retried from the backlog", func() bool { return slices.Contains(h.script.deliveredIDs(), "evt-2") })
+	eventually(t, "the backlog empty", func() bool { return h.lane.record("i-0", 4).Moved == 0 })
+	rec = h.lane.record("i-0", 4)
+	if rec.Totals.Delivered != 3 || rec.Totals.Failed != 2 {
+		t.Errorf("totals delivered %d failed %d, want 3 and 2", rec.Totals.Delivered, rec.Totals.Failed)
+	}
+	if n := h.script.attempts["evt-2"]; n != 2 {
+		t.Errorf("evt-2 attempted %d times, want 2", n)
+	}
+}
+
+func TestHeldLaneMovesItsEventsAndResumesInOrder(t *testing.T) {
+	st := servedState(1, true)
+	held := *st
+	held.suspended = "SuspendedBySpec"
+	h := newLaneHarness(t, 100, &held)
+	h.offer(10)
+	eventually(t, "10 events moved", func() bool { return h.lane.record("i-0", 11).Moved == 10 })
+	if got := h.script.deliveredIDs(); len(got) != 0 {
+		t.Fatalf("a held lane delivered %v", got)
+	}
+	if rec := h.lane.record("i-0", 11); rec.Events.Floor != 11 {
+		t.Errorf("events floor of a held lane = %d, want 11: its events moved out of the way", rec.Events.Floor)
+	}
+	h.lane.configure(st)
+	h.offer(5) // behind the moved ones
+	eventually(t, "15 deliveries", func() bool { return len(h.script.deliveredIDs()) == 15 })
+	if got := h.script.deliveredIDs(); !slices.Equal(got, ids(1, 15)) {
+		t.Errorf("delivered %v, want evt-1 to evt-15 in order", got)
+	}
+	eventually(t, "the backlog empty", func() bool { return h.lane.record("i-0", 16).Moved == 0 })
+}
+
+func TestOrderedLaneKeepsOrderBehindALongRetry(t *testing.T) {
+	h := newLaneHarness(t, 100, servedState(1, true))
+	h.script.fail["evt-2"] = []time.Duration{time.Hour, 3 * time.Second}
+	h.offer(6)
+	eventually(t, "evt-2 and those behind it moved", func() bool { return h.lane.record("i-0", 7).Moved == 5 })
+	if got := h.script.deliveredIDs(); !slices.Equal(got, ids(1, 1)) {
+		t.Fatalf("delivered %v before evt-2's retry was due, want only evt-1", got)
+	}
+	h.clock.Step(time.Hour)
+	eventually(t, "evt-2 retried from the backlog and failed again", func() bool {
+		h.script.mu.Lock()
+		defer h.script.mu.Unlock()
+		return h.script.attempts["evt-2"] == 2
+	})
+	// The second retry waits in memory; nothing behind it goes first.
+	if got := h.script.deliveredIDs(); !slices.Equal(got, ids(1, 1)) {
+		t.Fatalf("delivered %v while evt-2 waited for its retry, want only evt-1", got)
+	}
+	h.clock.Step(3 * time.Second)
+	eventually(t, "6 deliveries", func() bool { return len(h.script.deliveredIDs()) == 6 })
+	if got := h.script.deliveredIDs(); !slices.Equal(got, ids(1, 6)) {
+		t.Errorf("delivered %v, want evt-1 to evt-6 in order", got)
+	}
+}
+
+func TestLaneMemoryIsBounded(t *testing.T) {
+	h := newLaneHarness(t, 5, servedState(2, false))
+	gate := make(chan struct{})
+	h.script.gate = gate
+	h.offer(50)
+	eventually(t, "what does not fit moved", func() bool { return h.lane.record("i-0", 51).Moved == 45 })
+	h.lane.mu.Lock()
+	inMemory := len(h.lane.ready) + h.lane.waiting.Len() + h.lane.inflight
+	h.lane.mu.Unlock()
+	if inMemory > 5 {
+		t.Errorf("%d events in memory, want at most 5", inMemory)
+	}
+	h.script.mu.Lock()
+	h.script.gate = nil
+	h.script.mu.Unlock()
+	close(gate)
+	eventually(t, "50 deliveries", func() bool { return len(h.script.deliveredIDs()) == 50 })
+	got := h.script.deliveredIDs()
+	slices.Sort(got)
+	want := ids(1, 50)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("delivered %d events, want each of the 50 once", len(got))
+	}
+	eventually(t, "the backlog empty", func() bool { return h.lane.record("i-0", 51).Moved == 0 })
+}
+
+func TestLaneResumesFromItsCheckpoint(t *testing.T) {
+	h := newLaneHarness(t, 100, servedState(1, false))
+	h.script.fail["evt-1"] = []time.Duration{time.Hour}
+	h.offer(4)
+	eventually(t, "3 delivered, evt-1 moved", func() bool {
+		return len(h.script.deliveredIDs()) == 3 && h.lane.record("i-0", 5).Moved == 1
+	})
+	rec := h.lane.record("i-0", 5)
+	h.lane.stop()
+
+	// A new lane from the checkpoint: the events it lists as finished are
+	// not taken again, and the moved one is read back.
+	l := newLane(h.env, h.lane.key, &rec, rec.Events.Floor)
+	l.configure(servedState(1, false))
+	t.Cleanup(l.stop)
+	for seq := uint64(1); seq <= 4; seq++ {
+		if l.wants(seq) {
+			t.Errorf("the resumed lane wants event %d, which its checkpoint finished", seq)
+		}
+	}
+	if !l.wants(5) {
+		t.Error("the resumed lane does not want the next event")
+	}
+	h.clock.Step(time.Hour)
+	eventually(t, "evt-1 delivered from the backlog", func() bool { return slices.Contains(h.script.deliveredIDs(), "evt-1") })
+	if got := l.record("i-0", 5); got.Totals.Delivered != 4 || got.Moved != 0 {
+		t.Errorf("resumed lane's checkpoint: delivered %d moved %d, want 4 and 0", got.Totals.Delivered, got.Moved)
+	}
+}

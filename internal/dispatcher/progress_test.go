@@ -1,0 +1,117 @@
+package dispatcher
+
+import (
+	"slices"
+	"testing"
+)
+
+func TestProgressMark(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		inserted []uint64
+		finished []uint64
+		pos      uint64
+		want     mark
+		pending  int
+	}{
+		{name: "nothing routed", pos: 7, want: mark{Floor: 7}},
+		{name: "all pending", inserted: []uint64{3, 5, 9}, pos: 10, want: mark{Floor: 3}, pending: 3},
+		{name: "all finished", inserted: []uint64{3, 5, 9}, finished: []uint64{5, 3, 9}, pos: 10, want: mark{Floor: 10}},
+		{name: "front finished", inserted: []uint64{3, 5, 9}, finished: []uint64{3}, pos: 10, want: mark{Floor: 5}, pending: 2},
+		{name: "finished out of order", inserted: []uint64{3, 5, 9, 12}, finished: []uint64{5, 12}, pos: 13,
+			want: mark{Floor: 3, Done: []uint64{5, 12}}, pending: 2},
+		{name: "a catch-up inserts older ones", inserted: []uint64{20, 21, 4, 6}, finished: []uint64{20}, pos: 22,
+			want: mark{Floor: 4, Done: []uint64{20}}, pending: 3},
+		{name: "finishing twice or what was never routed changes nothing", inserted: []uint64{3, 5}, finished: []uint64{5, 5, 4, 1}, pos: 6,
+			want: mark{Floor: 3, Done: []uint64{5}}, pending: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var p progress
+			for _, s := range tc.inserted {
+				p.insert(s)
+			}
+			for _, s := range tc.finished {
+				p.finish(s)
+			}
+			got := p.mark(tc.pos)
+			if got.Floor != tc.want.Floor || !slices.Equal(got.Done, tc.want.Done) {
+				t.Errorf("mark = %+v, want %+v", got, tc.want)
+			}
+			if p.count() != tc.pending {
+				t.Errorf("pending = %d, want %d", p.count(), tc.pending)
+			}
+		})
+	}
+}
+
+func TestMarkNeeds(t *testing.T) {
+	m := mark{Floor: 10, Done: []uint64{12, 15}}
+	for seq, want := range map[uint64]bool{1: false, 9: false, 10: true, 11: true, 12: false, 13: true, 15: false, 16: true} {
+		if got := m.needs(seq); got != want {
+			t.Errorf("needs(%d) = %v, want %v", seq, got, want)
+		}
+	}
+}
+
+func TestMergeDone(t *testing.T) {
+	got := mergeDone([]uint64{14}, mark{Floor: 5, Done: []uint64{6, 12, 14, 20}}, 10)
+	if want := []uint64{12, 14, 20}; !slices.Equal(got, want) {
+		t.Errorf("mergeDone = %v, want %v", got, want)
+	}
+}
+
+func TestOwnerOf(t *testing.T) {
+	live := map[string]bool{"a": true, "b": true, "c": true}
+	counts := map[string]int{}
+	moved := 0
+	for i := range 3000 {
+		uid := "uid-" + string(rune('a'+i%26)) + "-" + itoa(i)
+		owner := ownerOf(uid, live)
+		counts[owner]++
+		if again := ownerOf(uid, live); again != owner {
+			t.Fatalf("ownerOf(%s) is not stable: %s then %s", uid, owner, again)
+		}
+		// An instance leaving moves only what it owned.
+		without := map[string]bool{"a": true, "b": true}
+		if owner != "c" && ownerOf(uid, without) != owner {
+			moved++
+		}
+	}
+	for inst, n := range counts {
+		if n < 800 || n > 1200 {
+			t.Errorf("instance %s owns %d of 3000 subscriptions, want about a third", inst, n)
+		}
+	}
+	if moved != 0 {
+		t.Errorf("%d subscriptions of the instances that stayed moved when one left", moved)
+	}
+	if got := ownerOf("x", map[string]bool{}); got != "" {
+		t.Errorf("ownerOf with no live instance = %q, want none", got)
+	}
+}
+
+func itoa(i int) string {
+	return string([]byte{byte('0' + i/1000%10), byte('0' + i/100%10), byte('0' + i/10%10), byte('0' + i%10)})
+}
+
+func TestPurgeFloor(t *testing.T) {
+	v := newProgressView(nil)
+	v.readers = map[string]readerRecord{"a": {Instance: "a", Floor: 100}, "b": {Instance: "b", Floor: 80}, "dead": {Instance: "dead", Floor: 5}}
+	v.lanes = map[string]laneRecord{
+		"sub-1": {Owner: "a", Events: mark{Floor: 100}},
+		"sub-2": {Owner: "dead", Events: mark{Floor: 40}}, // to be taken over
+		"sub-3": {Owner: "", Events: mark{Floor: 60}},     // let go
+		"sub-4": {Owner: "dead", Events: mark{Floor: 2}},  // deleted
+		"sub-5": {Owner: "b", Events: mark{Floor: 1}},     // the live owner's reader covers it
+	}
+	exists := func(tok string) bool { return tok != "sub-4" }
+	if got, ok := v.purgeFloor(map[string]bool{"a": true, "b": true}, exists); !ok || got != 40 {
+		t.Errorf("purgeFloor = %d, %v; want 40", got, ok)
+	}
+	if _, ok := v.purgeFloor(map[string]bool{"a": true, "b": true, "new": true}, exists); ok {
+		t.Error("purgeFloor with a live instance that has not checkpointed yet: want no answer")
+	}
+	if got, ok := v.purgeFloor(map[string]bool{"a": true}, func(string) bool { return false }); !ok || got != 100 {
+		t.Errorf("purgeFloor of one instance = %d, %v; want its reader's 100", got, ok)
+	}
+}
