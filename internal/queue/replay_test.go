@@ -1,96 +1,15 @@
 package queue
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// received is one delivery as a handler saw it.
-type received struct {
-	Event  Event
-	Direct bool
-}
-
-// collectReceived consumes name, acking everything, until want messages
-// arrived, then checks that the consumer's backlog is empty.
-func collectReceived(t *testing.T, q *Queue, name string, want int) []received {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	var mu sync.Mutex
-	var got []received
-	done := make(chan error, 1)
-	go func() {
-		done <- q.Consume(ctx, name, 4, func(ctx context.Context, m *Message) {
-			if err := m.Ack(ctx); err != nil {
-				t.Errorf("Ack: %v", err)
-			}
-			mu.Lock()
-			got = append(got, received{Event: m.Event, Direct: m.Direct})
-			mu.Unlock()
-		})
-	}()
-	waitFor(t, fmt.Sprintf("%d messages on %s", want, name), func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(got) >= want
-	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Consume: %v", err)
-	}
-	if b, err := backlog(t, q, name); err != nil || b != 0 {
-		t.Fatalf("backlog of %s after consuming %d = %d, %v; want 0", name, want, b, err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(got) != want {
-		t.Fatalf("%s received %d messages, want %d", name, len(got), want)
-	}
-	slices.SortFunc(got, func(a, b received) int { return strings.Compare(a.Event.ID, b.Event.ID) })
-	return got
-}
-
-// deadLetterAll consumes n events from consumer one at a time, in stream
-// order, and dead-letters each under subscription shop/orders with the UID
-// uidOf gives.
-func deadLetterAll(t *testing.T, q *Queue, consumer string, n int, uidOf func(Event) string) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var mu sync.Mutex
-	count := 0
-	done := make(chan error, 1)
-	go func() {
-		done <- q.Consume(ctx, consumer, 1, func(ctx context.Context, m *Message) {
-			err := m.DeadLetter(ctx, "shop", "orders", uidOf(m.Event), Failure{Class: "HTTPStatus", StatusCode: 500, Attempts: 3})
-			if err != nil {
-				t.Errorf("DeadLetter: %v", err)
-			}
-			mu.Lock()
-			count++
-			mu.Unlock()
-		})
-	}()
-	waitFor(t, fmt.Sprintf("%d dead letters", n), func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return count >= n
-	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Consume: %v", err)
-	}
-}
 
 // storedLetter is a dead letter as kept in the dead-letter stream.
 type storedLetter struct {
@@ -130,97 +49,103 @@ func letterIDs(letters []storedLetter) []string {
 	return out
 }
 
+func kept(t *testing.T, q *Queue, ns, name string) uint64 {
+	t.Helper()
+	c, err := q.DeadLetterCounts(ctxT(t))
+	if err != nil {
+		t.Fatalf("DeadLetterCounts: %v", err)
+	}
+	return c.Kept(ns, name)
+}
+
+// deadLetterEach dead-letters events under subscription shop/orders, in
+// order, as read from the events stream at sequences 1, 2, ...
+func deadLetterEach(t *testing.T, q *Queue, events []Event, uidOf func(Event) string) {
+	t.Helper()
+	for i, e := range events {
+		err := q.DeadLetter(ctxT(t), "shop", "orders", uidOf(e), false, Stored{Seq: uint64(i + 1), Event: e},
+			Failure{Class: "HTTPStatus", StatusCode: 500, Attempts: 3})
+		if err != nil {
+			t.Fatalf("DeadLetter: %v", err)
+		}
+	}
+}
+
 func TestPublishDirect(t *testing.T) {
 	q := openEmbedded(t, t.TempDir(), nil)
-	ensure(t, q, ConsumerSpec{Name: "sub-a", Namespace: "shop", Patterns: []string{"order.created"}})
-	ensure(t, q, ConsumerSpec{Name: "sub-b", Namespace: "shop", Patterns: []string{">"}})
-	ensure(t, q, ConsumerSpec{Name: "sub-c", Namespace: "other", Patterns: []string{">"}})
+	a := SubscriptionToken("uid-a")
 	mustPublish(t, q, ev("shop", "1", "order.created"))
-	collectReceived(t, q, "sub-a", 1)
-	collectReceived(t, q, "sub-b", 1)
 
 	// The same event id again, just published, without a message id: not
 	// deduplicated against the original.
-	res, err := q.PublishDirect(ctxT(t), "sub-a", ev("shop", "1", "order.created"), "")
+	res, err := q.PublishDirect(ctxT(t), a, ev("shop", "1", "order.created"), "")
 	if err != nil || res.Duplicate {
 		t.Fatalf("PublishDirect without message id = %+v, %v; want stored", res, err)
 	}
-	// A type sub-a's patterns do not select still reaches it; a message id
-	// deduplicates.
+	// A message id deduplicates.
 	other := ev("shop", "2", "invoice.paid")
 	other.Data = json.RawMessage(`{"amount":12.5}`)
-	if res, err := q.PublishDirect(ctxT(t), "sub-a", other, "m-2"); err != nil || res.Duplicate {
+	if res, err := q.PublishDirect(ctxT(t), a, other, "m-2"); err != nil || res.Duplicate {
 		t.Fatalf("PublishDirect = %+v, %v; want stored", res, err)
 	}
-	if res, err := q.PublishDirect(ctxT(t), "sub-a", other, "m-2"); err != nil || !res.Duplicate {
+	if res, err := q.PublishDirect(ctxT(t), a, other, "m-2"); err != nil || !res.Duplicate {
 		t.Fatalf("PublishDirect with a repeated message id = %+v, %v; want Duplicate", res, err)
 	}
-	if n := messages(t, q); n != 2 {
-		t.Fatalf("stream holds %d messages, want the 2 direct events", n)
+	if n := messages(t, q); n != 3 {
+		t.Fatalf("stream holds %d messages, want the routed event and 2 direct events", n)
 	}
-	for _, c := range []string{"sub-b", "sub-c"} {
-		if b, err := backlog(t, q, c); err != nil || b != 0 {
-			t.Errorf("backlog of %s = %d, %v; want 0: direct events are for sub-a alone", c, b, err)
+	got := readN(t, q, 1, 3)
+	want := []struct {
+		ev     Event
+		direct string
+	}{{ev("shop", "1", "order.created"), ""}, {ev("shop", "1", "order.created"), a}, {other, a}}
+	for i, w := range want {
+		if !sameEvent(got[i].Event, w.ev) || got[i].Direct != w.direct {
+			t.Errorf("event %d = %+v (data %s), want %+v (data %s) with Direct %q", i, got[i], got[i].Event.Data, w.ev, w.ev.Data, w.direct)
 		}
 	}
-	got := collectReceived(t, q, "sub-a", 2)
-	want := []received{{Event: ev("shop", "1", "order.created"), Direct: true}, {Event: other, Direct: true}}
-	for i := range want {
-		g, w := got[i], want[i]
-		if g.Event.ID != w.Event.ID || g.Event.Type != w.Event.Type || g.Event.Namespace != w.Event.Namespace ||
-			!g.Event.Time.Equal(w.Event.Time) || string(g.Event.Data) != string(w.Event.Data) || g.Direct != w.Direct {
-			t.Errorf("delivery %d = %+v (data %s), want %+v (data %s)", i, g, g.Event.Data, w, w.Event.Data)
-		}
-	}
-	// Interest retention: once sub-a acked them, nothing keeps them.
-	waitFor(t, "acked direct events to leave the stream", func() bool { return messages(t, q) == 0 })
 
-	// Routed events are not marked direct.
-	mustPublish(t, q, ev("shop", "3", "order.created"))
-	if got := collectReceived(t, q, "sub-a", 1); got[0].Direct || got[0].Event.ID != "3" {
-		t.Errorf("routed delivery = %+v, want event 3 not direct", got[0])
-	}
-	collectReceived(t, q, "sub-b", 1)
-
-	if _, err := q.PublishDirect(ctxT(t), "sub-missing", ev("shop", "4", "a"), "m-4"); !errors.Is(err, ErrConsumerNotFound) {
-		t.Errorf("PublishDirect to a missing consumer: err = %v, want ErrConsumerNotFound", err)
-	}
 	for name, call := range map[string]func() error{
-		"consumer name with a dot": func() error {
+		"token with a dot": func() error {
 			_, err := q.PublishDirect(ctxT(t), "sub-a.b", ev("shop", "5", "a"), "")
 			return err
 		},
-		"consumer name without prefix": func() error {
+		"token with a wildcard": func() error {
+			_, err := q.PublishDirect(ctxT(t), "sub-*", ev("shop", "5", "a"), "")
+			return err
+		},
+		"token without prefix": func() error {
 			_, err := q.PublishDirect(ctxT(t), "a", ev("shop", "5", "a"), "")
 			return err
 		},
+		"bare prefix": func() error {
+			_, err := q.PublishDirect(ctxT(t), SubscriptionTokenPrefix, ev("shop", "5", "a"), "")
+			return err
+		},
 		"message id with a newline": func() error {
-			_, err := q.PublishDirect(ctxT(t), "sub-a", ev("shop", "5", "a"), "m\n5")
+			_, err := q.PublishDirect(ctxT(t), a, ev("shop", "5", "a"), "m\n5")
 			return err
 		},
 		"invalid event": func() error {
-			_, err := q.PublishDirect(ctxT(t), "sub-a", Event{ID: "5", Namespace: "shop", Type: "a.*", Time: t0, Data: json.RawMessage(`{}`)}, "")
+			_, err := q.PublishDirect(ctxT(t), a, Event{ID: "5", Namespace: "shop", Type: "a.*", Time: t0, Data: json.RawMessage(`{}`)}, "")
 			return err
 		},
 	} {
-		if err := call(); err == nil || errors.Is(err, ErrConsumerNotFound) {
-			t.Errorf("%s: err = %v, want a validation error", name, err)
+		if err := call(); err == nil {
+			t.Errorf("%s: PublishDirect succeeded", name)
 		}
 	}
-	if n := messages(t, q); n != 0 {
-		t.Errorf("stream holds %d messages after refused direct events, want 0", n)
+	if n := messages(t, q); n != 3 {
+		t.Errorf("stream holds %d messages after refused direct events, want 3", n)
 	}
 }
 
 func TestPublishDirectRefusesWhenFull(t *testing.T) {
 	q := openEmbedded(t, t.TempDir(), func(c *Config) { c.MaxBytes = 4096 })
-	ensure(t, q, ConsumerSpec{Name: "sub-a", Namespace: "shop", Patterns: []string{">"}})
-	big := ev("shop", "x", "blob")
-	big.Data = json.RawMessage(`{"pad":"` + strings.Repeat("x", 900) + `"}`)
 	stored := 0
 	var err error
 	for range 20 {
-		if _, err = q.PublishDirect(ctxT(t), "sub-a", big, ""); err != nil {
+		if _, err = q.PublishDirect(ctxT(t), "sub-a", bigEvent("x"), ""); err != nil {
 			break
 		}
 		stored++
@@ -235,8 +160,7 @@ func TestPublishDirectRefusesWhenFull(t *testing.T) {
 
 func TestReplay(t *testing.T) {
 	q := openEmbedded(t, t.TempDir(), nil)
-	ensure(t, q, ConsumerSpec{Name: "sub-new", Namespace: "shop", Patterns: []string{"order.*"}})
-	ensure(t, q, ConsumerSpec{Name: "sub-wide", Namespace: "shop", Patterns: []string{">"}})
+	tok := SubscriptionToken("uid-new")
 	// Event 0 was dead-lettered by an earlier subscription of the same
 	// name; events 1 to 5 by the current one.
 	var events []Event
@@ -245,16 +169,18 @@ func TestReplay(t *testing.T) {
 		e.Time = t0.Add(time.Duration(i) * time.Minute)
 		events = append(events, e)
 	}
-	mustPublish(t, q, events...)
-	collectReceived(t, q, "sub-wide", 6)
-	deadLetterAll(t, q, "sub-new", 6, func(e Event) string {
+	deadLetterEach(t, q, events, func(e Event) string {
 		if e.ID == "0" {
 			return "uid-old"
 		}
 		return "uid-new"
 	})
+	// Another subscription's letter stays where it is.
+	if err := q.DeadLetter(ctxT(t), "shop", "invoices", "uid-new", false, Stored{Seq: 9, Event: ev("shop", "9", "a")}, Failure{}); err != nil {
+		t.Fatal(err)
+	}
 	letters := deadLetters(t, q)
-	if got := letterIDs(letters); !slices.Equal(got, []string{"0@uid-old", "1@uid-new", "2@uid-new", "3@uid-new", "4@uid-new", "5@uid-new"}) {
+	if got := letterIDs(letters); !slices.Equal(got, []string{"0@uid-old", "1@uid-new", "2@uid-new", "3@uid-new", "4@uid-new", "5@uid-new", "9@uid-new"}) {
 		t.Fatalf("dead letters = %q", got)
 	}
 	for i := 1; i < len(letters); i++ {
@@ -262,33 +188,29 @@ func TestReplay(t *testing.T) {
 			t.Fatalf("dead letters %d and %d share a store time; the time bounds below need distinct ones", i-1, i)
 		}
 	}
-	if n, err := deadLettered(t, q, "shop", "orders"); err != nil || n != 6 {
-		t.Fatalf("DeadLettered = %d, %v; want 6", n, err)
+	if n := kept(t, q, "shop", "orders"); n != 6 {
+		t.Fatalf("dead letters kept = %d; want 6", n)
 	}
 
 	req := ReplayRequest{
-		SubscriptionNamespace: "shop", SubscriptionName: "orders", SubscriptionUID: "uid-new", Consumer: "sub-new",
+		SubscriptionNamespace: "shop", SubscriptionName: "orders", SubscriptionUID: "uid-new", Token: tok,
 		Since: letters[2].stored, Until: letters[4].stored, RequestID: "r1",
 	}
 	n, err := q.Replay(ctxT(t), req)
 	if err != nil || n != 3 {
 		t.Fatalf("Replay of [letter 2, letter 4] = %d, %v; want 3", n, err)
 	}
-	if got := letterIDs(deadLetters(t, q)); !slices.Equal(got, []string{"0@uid-old", "1@uid-new", "5@uid-new"}) {
+	if got := letterIDs(deadLetters(t, q)); !slices.Equal(got, []string{"0@uid-old", "1@uid-new", "5@uid-new", "9@uid-new"}) {
 		t.Errorf("dead letters after replaying 2 to 4 = %q", got)
 	}
-	if n, err := deadLettered(t, q, "shop", "orders"); err != nil || n != 3 {
-		t.Errorf("DeadLettered after replaying 3 = %d, %v; want 3", n, err)
+	if n := kept(t, q, "shop", "orders"); n != 3 {
+		t.Errorf("dead letters kept after replaying 3 = %d, want 3", n)
 	}
-	if b, err := backlog(t, q, "sub-wide"); err != nil || b != 0 {
-		t.Errorf("backlog of another subscription of the namespace = %d, %v; want 0", b, err)
-	}
-	got := collectReceived(t, q, "sub-new", 3)
+	got := readN(t, q, 1, 3)
 	for i, g := range got {
 		w := events[i+2]
-		if !g.Direct || g.Event.ID != w.ID || g.Event.Type != w.Type || g.Event.Namespace != w.Namespace ||
-			!g.Event.Time.Equal(w.Time) || string(g.Event.Data) != string(w.Data) {
-			t.Errorf("replayed delivery %d = %+v (data %s), want the original %+v (data %s), direct", i, g, g.Event.Data, w, w.Data)
+		if g.Direct != tok || !sameEvent(g.Event, w) {
+			t.Errorf("replayed event %d = %+v (data %s), want the original %+v (data %s) for %s alone", i, g, g.Event.Data, w, w.Data, tok)
 		}
 	}
 
@@ -298,32 +220,38 @@ func TestReplay(t *testing.T) {
 	if n, err := q.Replay(ctxT(t), req); err != nil || n != 2 {
 		t.Fatalf("unbounded Replay = %d, %v; want 2", n, err)
 	}
-	if got := ids(eventsOf(collectReceived(t, q, "sub-new", 2))); !slices.Equal(got, []string{"shop/1", "shop/5"}) {
-		t.Errorf("unbounded replay delivered %q", got)
+	if got := readN(t, q, 4, 2); !slices.Equal(storedIDs(got), []string{"shop/1", "shop/5"}) || got[0].Direct != tok || got[1].Direct != tok {
+		t.Errorf("unbounded replay stored %q, Direct %q and %q", storedIDs(got), got[0].Direct, got[1].Direct)
 	}
 	if n, err := q.Replay(ctxT(t), req); err != nil || n != 0 {
 		t.Errorf("repeated Replay = %d, %v; want 0", n, err)
 	}
-	if got := letterIDs(deadLetters(t, q)); !slices.Equal(got, []string{"0@uid-old"}) {
-		t.Errorf("dead letters = %q, want only the earlier subscription's", got)
+	if n := messages(t, q); n != 5 {
+		t.Errorf("events stream holds %d messages after the repeated replay, want 5", n)
+	}
+	if got := letterIDs(deadLetters(t, q)); !slices.Equal(got, []string{"0@uid-old", "9@uid-new"}) {
+		t.Errorf("dead letters = %q, want only the earlier subscription's and the other subscription's", got)
 	}
 
 	// The earlier subscription's letter, replayed under its UID.
-	old := ReplayRequest{SubscriptionNamespace: "shop", SubscriptionName: "orders", SubscriptionUID: "uid-old", Consumer: "sub-new", RequestID: "r3"}
+	old := ReplayRequest{SubscriptionNamespace: "shop", SubscriptionName: "orders", SubscriptionUID: "uid-old", Token: tok, RequestID: "r3"}
 	if n, err := q.Replay(ctxT(t), old); err != nil || n != 1 {
 		t.Fatalf("Replay of uid-old = %d, %v; want 1", n, err)
 	}
-	if n, err := deadLettered(t, q, "shop", "orders"); err != nil || n != 0 {
-		t.Errorf("DeadLettered after replaying everything = %d, %v; want 0", n, err)
+	if n := kept(t, q, "shop", "orders"); n != 0 {
+		t.Errorf("dead letters kept after replaying everything = %d, want 0", n)
 	}
-	if got := collectReceived(t, q, "sub-new", 1); got[0].Event.ID != "0" {
-		t.Errorf("replay of uid-old delivered %+v", got[0])
+	if got := readN(t, q, 6, 1); got[0].Event.ID != "0" || got[0].Direct != tok {
+		t.Errorf("replay of uid-old stored %+v", got[0])
 	}
 
 	// A subscription without letters.
-	none := ReplayRequest{SubscriptionNamespace: "shop", SubscriptionName: "quiet", SubscriptionUID: "uid-q", Consumer: "sub-wide"}
+	none := ReplayRequest{SubscriptionNamespace: "shop", SubscriptionName: "quiet", SubscriptionUID: "uid-q", Token: SubscriptionToken("uid-q")}
 	if n, err := q.Replay(ctxT(t), none); err != nil || n != 0 {
 		t.Errorf("Replay without letters = %d, %v; want 0", n, err)
+	}
+	if n := kept(t, q, "shop", "invoices"); n != 1 {
+		t.Errorf("the other subscription's letters = %d, want 1", n)
 	}
 	// The replay's readers are gone.
 	dl, err := q.js.Stream(ctxT(t), q.names.DeadLetterStream)
@@ -335,12 +263,30 @@ func TestReplay(t *testing.T) {
 	}
 }
 
-func eventsOf(rs []received) []Event {
-	out := make([]Event, len(rs))
-	for i, r := range rs {
-		out[i] = r.Event
+// TestReplayManyLetters replays more letters than one round reads, with
+// batches smaller than a round.
+func TestReplayManyLetters(t *testing.T) {
+	q := openEmbedded(t, t.TempDir(), func(c *Config) { c.MaxBatch = 30 })
+	const n = replayChunk + 37
+	var events []Event
+	for i := range n {
+		events = append(events, ev("shop", fmt.Sprint(i), "order.failed"))
 	}
-	return out
+	deadLetterEach(t, q, events, func(Event) string { return "uid-a" })
+	tok := SubscriptionToken("uid-a")
+	req := ReplayRequest{SubscriptionNamespace: "shop", SubscriptionName: "orders", SubscriptionUID: "uid-a", Token: tok}
+	if got, err := q.Replay(ctxT(t), req); err != nil || got != n {
+		t.Fatalf("Replay = %d, %v; want %d", got, err, n)
+	}
+	got := readN(t, q, 1, n)
+	for i, g := range got {
+		if g.Event.ID != fmt.Sprint(i) || g.Direct != tok {
+			t.Fatalf("replayed event %d = %+v, want event %d in order for %s", i, g, i, tok)
+		}
+	}
+	if k := kept(t, q, "shop", "orders"); k != 0 {
+		t.Errorf("dead letters kept = %d, want 0", k)
+	}
 }
 
 // TestReplayAfterCrash: a replay that stored the republished events but
@@ -348,9 +294,8 @@ func eventsOf(rs []received) []Event {
 // the subscription receives each event once.
 func TestReplayAfterCrash(t *testing.T) {
 	q := openEmbedded(t, t.TempDir(), nil)
-	ensure(t, q, ConsumerSpec{Name: "sub-a", Namespace: "shop", Patterns: []string{">"}})
-	mustPublish(t, q, ev("shop", "1", "a"), ev("shop", "2", "a"), ev("shop", "3", "a"))
-	deadLetterAll(t, q, "sub-a", 3, func(Event) string { return "uid-a" })
+	tok := SubscriptionToken("uid-a")
+	deadLetterEach(t, q, []Event{ev("shop", "1", "a"), ev("shop", "2", "a"), ev("shop", "3", "a")}, func(Event) string { return "uid-a" })
 	letters := deadLetters(t, q)
 	if len(letters) != 3 {
 		t.Fatalf("%d dead letters, want 3", len(letters))
@@ -369,31 +314,37 @@ func TestReplayAfterCrash(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := q.PublishDirect(ctxT(t), "sub-a", e, replayMsgID("req-1", l.seq)); err != nil {
+		if _, err := q.PublishDirect(ctxT(t), tok, e, replayMsgID("req-1", l.seq)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	req := ReplayRequest{SubscriptionNamespace: "shop", SubscriptionName: "orders", SubscriptionUID: "uid-a", Consumer: "sub-a", RequestID: "req-1"}
+	req := ReplayRequest{SubscriptionNamespace: "shop", SubscriptionName: "orders", SubscriptionUID: "uid-a", Token: tok, RequestID: "req-1"}
 	if n, err := q.Replay(ctxT(t), req); err != nil || n != 3 {
 		t.Fatalf("Replay = %d, %v; want 3", n, err)
 	}
-	if got := ids(eventsOf(collectReceived(t, q, "sub-a", 3))); !slices.Equal(got, []string{"shop/1", "shop/2", "shop/3"}) {
-		t.Errorf("delivered %q, want each event once", got)
+	if n := messages(t, q); n != 3 {
+		t.Errorf("events stream holds %d messages, want 3: each event once", n)
 	}
-	if n, err := deadLettered(t, q, "shop", "orders"); err != nil || n != 0 {
-		t.Errorf("DeadLettered = %d, %v; want 0", n, err)
+	if got := storedIDs(readN(t, q, 1, 3)); !slices.Equal(got, []string{"shop/1", "shop/2", "shop/3"}) {
+		t.Errorf("stored %q, want each event once", got)
+	}
+	if n := kept(t, q, "shop", "orders"); n != 0 {
+		t.Errorf("dead letters kept = %d, want 0", n)
 	}
 }
 
 func TestReplayValidates(t *testing.T) {
 	q := openEmbedded(t, t.TempDir(), nil)
-	ensure(t, q, ConsumerSpec{Name: "sub-a", Namespace: "shop", Patterns: []string{">"}})
-	good := ReplayRequest{SubscriptionNamespace: "shop", SubscriptionName: "orders", SubscriptionUID: "u", Consumer: "sub-a"}
+	deadLetterEach(t, q, []Event{ev("shop", "1", "a")}, func(Event) string { return "u" })
+	good := ReplayRequest{SubscriptionNamespace: "shop", SubscriptionName: "orders", SubscriptionUID: "u", Token: SubscriptionToken("u")}
 	for name, mutate := range map[string]func(*ReplayRequest){
 		"no namespace":         func(r *ReplayRequest) { r.SubscriptionNamespace = "" },
+		"namespace with a dot": func(r *ReplayRequest) { r.SubscriptionNamespace = "sh.op" },
 		"no name":              func(r *ReplayRequest) { r.SubscriptionName = "" },
 		"no UID":               func(r *ReplayRequest) { r.SubscriptionUID = "" },
-		"bad consumer":         func(r *ReplayRequest) { r.Consumer = "orders" },
+		"no token":             func(r *ReplayRequest) { r.Token = "" },
+		"token without prefix": func(r *ReplayRequest) { r.Token = "orders" },
+		"token with a dot":     func(r *ReplayRequest) { r.Token = "sub-u.v" },
 		"until before since":   func(r *ReplayRequest) { r.Since, r.Until = t0, t0.Add(-time.Second) },
 		"request id with a CR": func(r *ReplayRequest) { r.RequestID = "a\rb" },
 	} {
@@ -403,84 +354,10 @@ func TestReplayValidates(t *testing.T) {
 			t.Errorf("%s: Replay = %d, %v; want an error", name, n, err)
 		}
 	}
-	r := good
-	r.Consumer = "sub-missing"
-	if _, err := q.Replay(ctxT(t), r); !errors.Is(err, ErrConsumerNotFound) {
-		t.Errorf("Replay to a missing consumer: err = %v, want ErrConsumerNotFound", err)
+	if n := kept(t, q, "shop", "orders"); n != 1 {
+		t.Errorf("dead letters kept after refused replays = %d, want 1", n)
 	}
-}
-
-// TestOldEventsStreamIsUpgraded opens a store written before direct
-// subjects existed: the events stream gains the direct subject in place,
-// keeping its events, and an existing consumer gains its direct filter.
-func TestOldEventsStreamIsUpgraded(t *testing.T) {
-	dir := t.TempDir()
-	cfg := Config{DispatcherNamespace: dispNs, DispatcherName: dispName, DataDir: dir, Logger: testLogger(t)}
-	if err := cfg.setDefaults(); err != nil {
-		t.Fatal(err)
-	}
-	names := NamesFor(dispNs, dispName)
-	func() {
-		srv, err := startEmbedded(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			srv.Shutdown()
-			srv.WaitForShutdown()
-		}()
-		nc, err := nats.Connect("", nats.InProcessServer(srv))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := js.CreateStream(ctxT(t), jetstream.StreamConfig{
-			Name: names.EventsStream, Subjects: []string{names.EventsPrefix + ".>"},
-			Retention: jetstream.InterestPolicy, Discard: jetstream.DiscardNew,
-			MaxBytes: cfg.MaxBytes, MaxAge: cfg.MaxAge, Duplicates: cfg.DedupWindow,
-			AllowAtomicPublish: true, Storage: jetstream.FileStorage,
-		}); err != nil {
-			t.Fatalf("creating the old events stream: %v", err)
-		}
-		old, err := (&Queue{names: names}).consumerConfig(ConsumerSpec{Name: "sub-old", Namespace: "shop", Patterns: []string{">"}, MaxAckPending: 100, AckWait: 30 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		old.FilterSubjects = old.FilterSubjects[:len(old.FilterSubjects)-1]
-		if _, err := js.CreateConsumer(ctxT(t), names.EventsStream, old); err != nil {
-			t.Fatalf("creating the old consumer: %v", err)
-		}
-		m, err := (&Queue{names: names}).eventMsg(ev("shop", "1", "order.created"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := js.PublishMsg(ctxT(t), m); err != nil {
-			t.Fatalf("publishing to the old stream: %v", err)
-		}
-	}()
-
-	q := openEmbedded(t, dir, nil)
-	st, err := q.js.Stream(ctxT(t), q.names.EventsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info := st.CachedInfo()
-	if want := []string{names.EventsPrefix + ".>", names.DirectPrefix + ".>"}; !slices.Equal(info.Config.Subjects, want) {
-		t.Fatalf("events stream subjects = %q, want %q", info.Config.Subjects, want)
-	}
-	if info.State.Msgs != 1 {
-		t.Fatalf("upgraded events stream holds %d messages, want the 1 stored before", info.State.Msgs)
-	}
-	ensure(t, q, ConsumerSpec{Name: "sub-old", Namespace: "shop", Patterns: []string{">"}})
-	if _, err := q.PublishDirect(ctxT(t), "sub-old", ev("shop", "2", "order.created"), "m-2"); err != nil {
-		t.Fatalf("PublishDirect after the upgrade: %v", err)
-	}
-	got := collectReceived(t, q, "sub-old", 2)
-	if got[0].Event.ID != "1" || got[0].Direct || got[1].Event.ID != "2" || !got[1].Direct {
-		t.Errorf("after the upgrade sub-old received %+v, want event 1 routed and event 2 direct", got)
+	if n := messages(t, q); n != 0 {
+		t.Errorf("events stream holds %d messages after refused replays, want 0", n)
 	}
 }
