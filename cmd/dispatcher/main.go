@@ -44,6 +44,7 @@ func run() error {
 		queueMaxBytes, backlogMaxBytes        int64
 		checkpointInterval, memoryRetry       time.Duration
 		laneMemory                            int
+		lagAge                                time.Duration
 		queueMaxAge, dedupWindow              time.Duration
 		producerAuth                          string
 		ingestAddr, healthAddr, metricsAddr   string
@@ -71,6 +72,7 @@ func run() error {
 	flag.DurationVar(&checkpointInterval, "checkpoint-interval", 200*time.Millisecond, "How often delivery progress and counts are stored; a crash delivers again at most what was finished since.")
 	flag.IntVar(&laneMemory, "subscription-memory-events", 1000, "Events one subscription keeps in memory; more move to the backlog stream until it catches up.")
 	flag.DurationVar(&memoryRetry, "memory-retry", 10*time.Second, "Longest retry delay waited in memory; longer retries move to the backlog stream.")
+	flag.DurationVar(&lagAge, "subscription-lag", time.Minute, "How long the events of a subscription that cannot keep up may wait in the events stream before they move to the backlog stream, out of the way of everyone else's.")
 	flag.DurationVar(&queueMaxAge, "queue-max-age", 7*24*time.Hour, "Events older than this are dropped from the queue; keep it above every subscription's retry maxAge.")
 	flag.DurationVar(&dedupWindow, "dedup-window", 2*time.Minute, "Window in which a producer-supplied event id is stored only once.")
 	flag.StringVar(&producerAuth, "producer-authentication", string(hooklinev1.ProducerAuthServiceAccountToken),
@@ -183,6 +185,7 @@ func run() error {
 		CheckpointInterval: checkpointInterval,
 		LaneMemory:         laneMemory,
 		MemoryRetry:        memoryRetry,
+		LagAge:             lagAge,
 		ShutdownGrace:      shutdownGrace,
 		Logger:             log,
 	}

@@ -76,6 +76,12 @@ type Options struct {
 	// MemoryRetry is the longest retry delay waited in memory; longer
 	// retries move to the backlog stream. Default 10s.
 	MemoryRetry time.Duration
+	// LagAge and LagEvents bound how long, and how far behind, the events
+	// of a subscription that cannot keep up wait in the events stream
+	// before they move to the backlog stream, out of the way of the
+	// stream's purge. Defaults 1m and 100,000.
+	LagAge    time.Duration
+	LagEvents uint64
 
 	Clock  Clock
 	Logger *slog.Logger
@@ -105,6 +111,12 @@ func (o *Options) defaults() {
 	}
 	if o.MemoryRetry <= 0 {
 		o.MemoryRetry = 10 * time.Second
+	}
+	if o.LagAge <= 0 {
+		o.LagAge = time.Minute
+	}
+	if o.LagEvents == 0 {
+		o.LagEvents = 100_000
 	}
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = 30 * time.Second
@@ -214,7 +226,8 @@ func New(opts Options) (*Dispatcher, error) {
 	d.view = newProgressView(d.log.With("component", "progress"))
 	d.view.changed = d.checkpointed
 	d.env = &laneEnv{clock: opts.Clock, attempts: d.deliverer, mover: d.mover, queue: opts.Queue,
-		memory: opts.LaneMemory, memoryRetry: opts.MemoryRetry, onGone: d.subs.gone, workers: &d.workers, log: d.log}
+		memory: opts.LaneMemory, memoryRetry: opts.MemoryRetry, lagAge: opts.LagAge, lagEvents: opts.LagEvents,
+		position: d.router.position, onGone: d.subs.gone, workers: &d.workers, log: d.log}
 	d.writer = report.NewWriter(report.Options{
 		Client:       dyn,
 		Interval:     opts.StatusInterval,

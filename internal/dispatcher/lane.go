@@ -19,13 +19,21 @@ import (
 // that exist only while there is work, at most the subscription's
 // concurrency of them. A lane has no queue consumer of its own.
 //
-// What cannot wait in memory moves out of the events stream's way into
-// the subscription's part of the backlog stream: retries that wait long,
+// A lane whose memory is full falls behind: the router no longer hands it
+// events, and the lane reads the events stream itself, from the first one
+// it did not take, as it makes room, until it has caught up with the
+// router. The events it has not taken stay in the events stream, where
+// they hold the floor below which the stream is purged, but only for a
+// while: those older than a bound, or further behind than another, move
+// on.
+//
+// What cannot wait moves out of the events stream's way into the
+// subscription's part of the backlog stream: retries that wait long,
 // events that come while the lane is held (suspended, not accepted,
-// awaiting validation) or while it is over its memory bound, and, once
-// the lane has moved events, every later one too, so that they keep their
-// order. A lane with moved events reads them back in order when it can
-// deliver, and takes new events into memory again once it has caught up.
+// awaiting validation) or that are too far behind, and, once the lane has
+// moved events, every later one too, so that they keep their order. A
+// lane with moved events reads them back in order when it can deliver,
+// and takes new events into memory again once it has read them all.
 //
 // A lane tracks which of its events are finished (delivered, filtered out,
 // dead-lettered, or moved) in each stream, and its delivery totals; a
@@ -93,6 +101,14 @@ type laneEnv struct {
 	memory int
 	// memoryRetry is the longest retry delay waited in memory.
 	memoryRetry time.Duration
+	// lagAge and lagEvents bound how far a lane that fell behind may lag
+	// before what it has not taken moves to the backlog stream: by the age
+	// of the events, and by how many sequences the router is ahead.
+	lagAge    time.Duration
+	lagEvents uint64
+	// position is the router's position: every event before it was
+	// routed.
+	position func() uint64
 	// onGone is told when an attempt found the endpoint gone.
 	onGone func(key report.Key, generation int64)
 	// workers counts delivery goroutines of every lane, for shutdown.
@@ -140,9 +156,11 @@ type lane struct {
 	resume laneRecord
 	// start is the first events-stream sequence routed to the lane.
 	start uint64
-	// catchUp is the next sequence of a catch-up read in progress, 0 when
-	// none runs.
-	catchUp uint64
+	// behind is set while the lane reads the events stream itself (see
+	// above); next is the sequence it reads next, and skippedTo is past
+	// the last event the router offered meanwhile.
+	behind          bool
+	next, skippedTo uint64
 	// moving is set once events move to the backlog: later ones follow
 	// until the lane has read them all back.
 	moving        bool
@@ -216,15 +234,38 @@ func (l *lane) offer(ev queue.Stored) {
 	if l.stopped {
 		return
 	}
+	if l.behind {
+		// The lane reads it itself when it gets there.
+		l.skippedTo = max(l.skippedTo, ev.Seq+1)
+		return
+	}
+	if !l.held && !l.moving && l.full() {
+		l.fallBehind(ev.Seq)
+		return
+	}
+	l.take(ev)
+}
+
+// take keeps an event for delivery: in memory, or in the backlog stream
+// when the lane is held or has moved events. Called with l.mu held.
+func (l *lane) take(ev queue.Stored) {
 	l.events.insert(ev.Seq)
 	l.dirty = true
 	it := &item{src: fromEvents, ev: ev}
-	if l.held || l.moving || l.catchUp != 0 || l.full() {
+	if l.held || l.moving {
 		l.move([]*item{it})
 		return
 	}
 	l.ready = append(l.ready, it)
 	l.kick()
+}
+
+// fallBehind makes the lane read the events stream itself from sequence
+// from. Called with l.mu held.
+func (l *lane) fallBehind(from uint64) {
+	l.behind, l.next, l.skippedTo = true, from, from
+	l.dirty = true
+	go l.catchUp(l.env.ctx, from)
 }
 
 // full says whether memory holds as many items as it may.
@@ -426,7 +467,7 @@ func (l *lane) movedOut(items []*item, dup int, err error) {
 // maybeRead starts reading the moved events back when the lane may
 // deliver. Called with l.mu held.
 func (l *lane) maybeRead() {
-	if l.held || l.stopped || l.reading != nil || l.catchUp != 0 || (l.moved == 0 && l.movesInFlight == 0) {
+	if l.held || l.stopped || l.reading != nil || l.behind || (l.moved == 0 && l.movesInFlight == 0) {
 		return
 	}
 	if l.moved == 0 {
@@ -514,8 +555,8 @@ func (l *lane) record(owner string, pos uint64) laneRecord {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.dirty = false
-	if l.catchUp != 0 {
-		pos = l.catchUp
+	if l.behind {
+		pos = l.next
 	}
 	pos = max(pos, l.start)
 	rec := laneRecord{
@@ -540,8 +581,8 @@ func (l *lane) record(owner string, pos uint64) laneRecord {
 func (l *lane) floor(pos uint64) uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.catchUp != 0 {
-		pos = l.catchUp
+	if l.behind {
+		pos = l.next
 	}
 	return l.events.mark(max(pos, l.start)).Floor
 }
@@ -602,19 +643,16 @@ func (l *lane) matches(typ string) bool {
 	return st != nil && st.patternList != nil && st.patterns.Match(typ)
 }
 
-// catchUpFrom reads the events stream from sequence from up to until
-// (where the router took over for this lane) for a lane taken over from
-// an instance that stopped: the events it had not finished come first, in
-// memory, while what the router hands the lane meanwhile moves to the
-// backlog behind them.
-func (l *lane) catchUpFrom(ctx context.Context, from, until uint64) {
-	err := l.env.queue.Read(ctx, from, func(ev queue.Stored) error {
-		if ev.Seq >= until {
-			return errCaughtUp
-		}
+// catchUp reads the events stream from sequence from, taking the lane's
+// events as it makes room for them, until it reaches the router, which
+// then hands the lane its events again. Events too old or too far behind
+// move to the backlog stream without waiting for room. A lane taken over
+// from an instance that stopped starts this way, from its checkpoint.
+func (l *lane) catchUp(ctx context.Context, from uint64) {
+	err := l.env.queue.ReadFor(ctx, l.key.Namespace, l.token, from, func(ev queue.Stored) error {
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		for l.full() && ctx.Err() == nil && !l.held {
+		for !l.held && !l.moving && l.full() && !l.tooFarBehind(ev) && ctx.Err() == nil && !l.stopped {
 			l.mu.Unlock()
 			select {
 			case <-l.room:
@@ -623,37 +661,49 @@ func (l *lane) catchUpFrom(ctx context.Context, from, until uint64) {
 			l.mu.Lock()
 		}
 		if ctx.Err() != nil || l.stopped {
-			return ctx.Err()
+			return errCaughtUp
 		}
-		l.catchUp = ev.Seq + 1
-		st := l.st
-		take := ev.Direct == l.token || (ev.Direct == "" && ev.Event.Namespace == l.key.Namespace &&
-			st != nil && st.patternList != nil && st.patterns.Match(ev.Event.Type))
-		if !take || !l.resume.Events.needs(ev.Seq) {
-			return nil
+		if !l.held && !l.moving && l.full() {
+			// Too far behind: what it has not taken moves on, and the
+			// events after it follow.
+			l.moving = true
 		}
-		l.events.insert(ev.Seq)
-		l.dirty = true
-		it := &item{src: fromEvents, ev: ev}
-		if l.held {
-			l.move([]*item{it})
-			return nil
+		l.next = ev.Seq + 1
+		if l.wants(ev.Seq) && l.takes(ev) {
+			l.take(ev)
 		}
-		l.ready = append(l.ready, it)
-		l.kick()
+		if l.next >= max(l.env.position(), l.skippedTo) {
+			l.behind = false
+			l.dirty = true
+			l.maybeRead()
+			return errCaughtUp
+		}
 		return nil
 	})
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	if err != nil && !errors.Is(err, errCaughtUp) && ctx.Err() == nil {
-		l.env.log.Warn("Catching up a subscription taken over failed", "subscription", l.key.Namespace+"/"+l.key.Name, "err", err)
-		return
+		l.env.log.Warn("Reading the events stream for a subscription that fell behind failed", "subscription", l.key.Namespace+"/"+l.key.Name, "err", err)
 	}
-	if ctx.Err() == nil {
-		l.catchUp = 0
-		l.dirty = true
-		l.maybeRead()
+}
+
+// takes says whether an event the lane read itself is one the router would
+// have handed it. Called with l.mu held.
+func (l *lane) takes(ev queue.Stored) bool {
+	if ev.Direct != "" {
+		return ev.Direct == l.token
 	}
+	st := l.st
+	return ev.Event.Namespace == l.key.Namespace && st != nil && st.patternList != nil && st.patterns.Match(ev.Event.Type)
+}
+
+// tooFarBehind says whether an event is older, or further behind the
+// router, than a lane that fell behind may let events wait in the events
+// stream.
+func (l *lane) tooFarBehind(ev queue.Stored) bool {
+	if l.env.lagAge > 0 && l.env.clock.Since(ev.Stored) > l.env.lagAge {
+		return true
+	}
+	pos := l.env.position()
+	return l.env.lagEvents > 0 && pos > ev.Seq && pos-ev.Seq > l.env.lagEvents
 }
 
 // touch makes the next checkpoint include the lane.

@@ -11,6 +11,7 @@ import (
 
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/hookline/hookline/internal/eventtype"
 	"github.com/hookline/hookline/internal/queue"
 	"github.com/hookline/hookline/internal/report"
 )
@@ -66,7 +67,15 @@ type laneHarness struct {
 	env     *laneEnv
 	lane    *lane
 	workers sync.WaitGroup
+	mu      sync.Mutex
 	seq     uint64
+}
+
+// routed is the router's position: past the last event offered.
+func (h *laneHarness) routed() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seq + 1
 }
 
 func newLaneHarness(t *testing.T, memory int, st *deliveryState) *laneHarness {
@@ -80,7 +89,8 @@ func newLaneHarness(t *testing.T, memory int, st *deliveryState) *laneHarness {
 	m := newMover(q, clk, log)
 	go m.run(ctx)
 	h.env = &laneEnv{clock: clk, attempts: h.script, mover: m, queue: q, ctx: ctx, memory: memory,
-		memoryRetry: 10 * time.Second, onGone: func(report.Key, int64) {}, workers: &h.workers, log: log}
+		memoryRetry: 10 * time.Second, lagAge: time.Hour, lagEvents: 1000, position: func() uint64 { return h.routed() },
+		onGone: func(report.Key, int64) {}, workers: &h.workers, log: log}
 	h.lane = newLane(h.env, report.Key{Namespace: "team", Name: "orders", UID: "uid-1"}, nil, 1)
 	h.lane.configure(st)
 	t.Cleanup(func() {
@@ -100,13 +110,16 @@ func servedState(concurrency int, ordered bool) *deliveryState {
 func (h *laneHarness) offer(n int) {
 	h.t.Helper()
 	for range n {
+		h.mu.Lock()
 		h.seq++
-		id := fmt.Sprintf("evt-%d", h.seq)
+		seq := h.seq
+		h.mu.Unlock()
+		id := fmt.Sprintf("evt-%d", seq)
 		ev := queue.Event{ID: id, Namespace: "team", Type: "order.created", Time: statusTestTime, Data: []byte(`{}`)}
 		if _, err := h.q.Publish(context.Background(), []queue.Event{ev}); err != nil {
 			h.t.Fatal(err)
 		}
-		h.lane.offer(queue.Stored{Seq: h.seq, Event: ev, Stored: statusTestTime})
+		h.lane.offer(queue.Stored{Seq: seq, Event: ev, Stored: statusTestTime})
 	}
 }
 
@@ -231,16 +244,28 @@ func TestOrderedLaneKeepsOrderBehindALongRetry(t *testing.T) {
 }
 
 func TestLaneMemoryIsBounded(t *testing.T) {
-	h := newLaneHarness(t, 5, servedState(2, false))
+	st := servedState(2, false)
+	st.patternList = []string{"order.created"}
+	st.patterns = mustPatterns(t, st.patternList)
+	h := newLaneHarness(t, 5, st)
 	gate := make(chan struct{})
 	h.script.gate = gate
 	h.offer(50)
-	eventually(t, "what does not fit moved", func() bool { return h.lane.record("i-0", 51).Moved == 45 })
+	// Memory full: the lane fell behind, and the events it did not take
+	// wait in the events stream, holding its floor.
+	eventually(t, "the lane behind", func() bool {
+		h.lane.mu.Lock()
+		defer h.lane.mu.Unlock()
+		return h.lane.behind
+	})
 	h.lane.mu.Lock()
 	inMemory := len(h.lane.ready) + h.lane.waiting.Len() + h.lane.inflight
 	h.lane.mu.Unlock()
 	if inMemory > 5 {
 		t.Errorf("%d events in memory, want at most 5", inMemory)
+	}
+	if rec := h.lane.record("i-0", 51); rec.Events.Floor != 1 || rec.Moved != 0 {
+		t.Errorf("checkpoint of a lane behind: events %+v moved %d, want floor 1 and nothing moved", rec.Events, rec.Moved)
 	}
 	h.script.mu.Lock()
 	h.script.gate = nil
@@ -254,7 +279,44 @@ func TestLaneMemoryIsBounded(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("delivered %d events, want each of the 50 once", len(got))
 	}
-	eventually(t, "the backlog empty", func() bool { return h.lane.record("i-0", 51).Moved == 0 })
+	eventually(t, "caught up", func() bool {
+		h.lane.mu.Lock()
+		defer h.lane.mu.Unlock()
+		return !h.lane.behind
+	})
+	h.offer(1)
+	eventually(t, "an event after catching up delivered", func() bool { return len(h.script.deliveredIDs()) == 51 })
+	if rec := h.lane.record("i-0", 52); rec.Events.Floor != 52 || rec.Moved != 0 {
+		t.Errorf("checkpoint after catching up: events %+v moved %d, want floor 52", rec.Events, rec.Moved)
+	}
+}
+
+func TestLaneFarBehindMovesOn(t *testing.T) {
+	st := servedState(1, false)
+	st.patternList = []string{"order.created"}
+	st.patterns = mustPatterns(t, st.patternList)
+	h := newLaneHarness(t, 5, st)
+	h.env.lagEvents = 20
+	gate := make(chan struct{})
+	h.script.gate = gate
+	// The router is far ahead: it routed all 100 before the lane read
+	// any of those it did not take.
+	h.env.position = func() uint64 { return 101 }
+	h.offer(100)
+	// More than 20 behind the router: those events move out of the way.
+	eventually(t, "events moved", func() bool { return h.lane.record("i-0", 101).Moved > 0 })
+	h.script.mu.Lock()
+	h.script.gate = nil
+	h.script.mu.Unlock()
+	close(gate)
+	eventually(t, "100 deliveries", func() bool { return len(h.script.deliveredIDs()) == 100 })
+	eventually(t, "the backlog empty and the floor past the last", func() bool {
+		rec := h.lane.record("i-0", 101)
+		return rec.Moved == 0 && rec.Events.Floor == 101
+	})
+	if got := h.script.deliveredIDs(); !slices.Equal(got, ids(1, 100)) {
+		t.Errorf("delivered %d events out of order or twice, want evt-1 to evt-100 in order with concurrency 1", len(got))
+	}
 }
 
 func TestLaneResumesFromItsCheckpoint(t *testing.T) {
@@ -285,4 +347,13 @@ func TestLaneResumesFromItsCheckpoint(t *testing.T) {
 	if got := l.record("i-0", 5); got.Totals.Delivered != 4 || got.Moved != 0 {
 		t.Errorf("resumed lane's checkpoint: delivered %d moved %d, want 4 and 0", got.Totals.Delivered, got.Moved)
 	}
+}
+
+func mustPatterns(t *testing.T, p []string) eventtype.Set {
+	t.Helper()
+	set, err := eventtype.CompileSet(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
 }

@@ -397,7 +397,9 @@ func (s *subscriptions) register(ctx context.Context, sv *served, st *deliverySt
 		// before it.
 		start = rec.Events.Floor
 	case hasRec && rec.Events.Floor < pos:
-		start, catchUp = pos, rec.Events.Floor
+		// Taken over: it reads what it missed itself, then joins the
+		// router.
+		start, catchUp = rec.Events.Floor, rec.Events.Floor
 	default:
 		start = pos
 	}
@@ -409,9 +411,6 @@ func (s *subscriptions) register(ctx context.Context, sv *served, st *deliverySt
 		r = &laneRecord{Totals: report.TotalsFromStatus(st.obj.Status.Delivery)}
 	}
 	l := newLane(d.env, sv.key, r, start)
-	if catchUp != 0 {
-		l.catchUp = catchUp
-	}
 	l.configure(st)
 	claim := l.record(d.opts.Instance, max(pos, start))
 	if !hasRec {
@@ -435,8 +434,10 @@ func (s *subscriptions) register(ctx context.Context, sv *served, st *deliverySt
 	d.router.add(l)
 	d.checkpoints.add(l)
 	if catchUp != 0 {
-		d.log.Info("Taking a subscription over", "subscription", sv.key.Namespace+"/"+sv.key.Name, "from", catchUp, "routedFrom", start)
-		go l.catchUpFrom(d.deliverCtx, catchUp, start)
+		d.log.Info("Taking a subscription over", "subscription", sv.key.Namespace+"/"+sv.key.Name, "from", catchUp)
+		l.mu.Lock()
+		l.fallBehind(catchUp)
+		l.mu.Unlock()
 	}
 	return nil
 }

@@ -31,6 +31,9 @@ type Move struct {
 func (q *Queue) Park(ctx context.Context, moves []Move) ([]bool, error) {
 	msgs := make([]*nats.Msg, len(moves))
 	for i, mv := range moves {
+		if err := validateSubscriptionToken(mv.Token); err != nil {
+			return nil, fmt.Errorf("moving event %d: %w", i, err)
+		}
 		m, err := newEventMsg(mv.Event.Event)
 		if err != nil {
 			return nil, fmt.Errorf("moving event %d: %w", i, err)
@@ -68,6 +71,9 @@ func (q *Queue) ReadBacklog(ctx context.Context, token string, from uint64, hand
 // PurgeBacklog removes a subscription's moved events below sequence below;
 // below 0 removes all of them. It writes the removals with one sync.
 func (q *Queue) PurgeBacklog(ctx context.Context, token string, below uint64) error {
+	if err := validateSubscriptionToken(token); err != nil {
+		return err
+	}
 	st, err := q.js.Stream(ctx, q.names.BacklogStream)
 	if err != nil {
 		return fmt.Errorf("getting backlog stream: %w", err)

@@ -41,6 +41,13 @@ func (q *Queue) Read(ctx context.Context, from uint64, handle func(Stored) error
 	return q.read(ctx, q.names.EventsStream, nil, from, handle)
 }
 
+// ReadFor reads, as Read does, only the events of one namespace and those
+// addressed to one subscription alone: what a subscription that fell
+// behind its dispatcher's reader reads itself.
+func (q *Queue) ReadFor(ctx context.Context, namespace, token string, from uint64, handle func(Stored) error) error {
+	return q.read(ctx, q.names.EventsStream, []string{q.names.EventsPrefix + "." + namespace + ".>", q.directSubject(token)}, from, handle)
+}
+
 func (q *Queue) read(ctx context.Context, stream string, filter []string, from uint64, handle func(Stored) error) error {
 	next := max(from, 1)
 	backoff := 100 * time.Millisecond
@@ -144,6 +151,9 @@ func (q *Queue) EventsBounds(ctx context.Context) (first, last uint64, err error
 		return 0, 0, fmt.Errorf("getting events stream: %w", err)
 	}
 	s := st.CachedInfo().State
+	if s.Msgs == 0 {
+		return s.LastSeq + 1, s.LastSeq, nil
+	}
 	return s.FirstSeq, s.LastSeq, nil
 }
 

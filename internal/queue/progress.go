@@ -68,6 +68,9 @@ func (q *Queue) SaveProgress(ctx context.Context, cps []Checkpoint) error {
 
 // DeleteProgress removes the checkpoint of key.
 func (q *Queue) DeleteProgress(ctx context.Context, key string) error {
+	if err := validateToken("checkpoint key", key); err != nil {
+		return err
+	}
 	st, err := q.js.Stream(ctx, q.names.ProgressStream)
 	if err != nil {
 		return fmt.Errorf("getting progress stream: %w", err)

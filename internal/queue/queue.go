@@ -228,7 +228,6 @@ type Queue struct {
 	// publishRoundTrips counts JetStream store requests (single publishes
 	// and batch commits), which is what group commit saves.
 	publishRoundTrips atomic.Int64
-
 }
 
 // Open starts the embedded server or connects to the external cluster, then
