@@ -33,9 +33,9 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\nprogress:\n%s\noutput:\n%s", err, progress.String(), out.String())
 	}
-	// One row per figure of sections 1 to 8.
-	if len(rows) != 18 {
-		t.Errorf("got %d rows, want 18", len(rows))
+	// One row per figure of sections 1 to 10.
+	if len(rows) != 22 {
+		t.Errorf("got %d rows, want 22", len(rows))
 	}
 	text := out.String()
 	for _, r := range rows {
@@ -65,7 +65,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	small := defaultConfig().smoke()
-	if cfg.Runs != 2 || cfg.Events != small.Events || cfg.Scale != small.Scale {
+	if cfg.Runs != 2 || cfg.Events != small.Events || cfg.Scale != small.Scale || cfg.DeadEvents != small.DeadEvents {
 		t.Errorf("smoke with -runs=2: runs %d events %d scale %d, want 2 %d %d", cfg.Runs, cfg.Events, cfg.Scale, small.Events, small.Scale)
 	}
 	if !cfg.wants(1) || !cfg.wants(7) || cfg.wants(2) {
@@ -75,10 +75,10 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if full.Runs != 3 || full.Scale != 10000 || !full.wants(8) {
+	if full.Runs != 3 || full.Scale != 10000 || full.DeadEvents != 100000 || !full.wants(8) || !full.wants(10) {
 		t.Errorf("defaults: %+v", full)
 	}
-	for _, bad := range [][]string{{"-sections=9"}, {"-runs=0"}, {"-hang-fraction=1"}, {"-batch-size=1001"}, {"extra"}} {
+	for _, bad := range [][]string{{"-sections=11"}, {"-runs=0"}, {"-dead-queue-bytes=0"}, {"-dead-healthy=0"}, {"-hang-fraction=1"}, {"-batch-size=1001"}, {"extra"}} {
 		if _, err := parseFlags(bad); err == nil {
 			t.Errorf("parseFlags(%q) succeeded", bad)
 		}
