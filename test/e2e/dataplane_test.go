@@ -374,7 +374,7 @@ func TestDeadEndpointKeepsIngestOpen(t *testing.T) {
 				t.Fatalf("round %d: publishing a batch: %v", round, err)
 			}
 			if code != http.StatusAccepted || len(stored) != perBatch {
-				t.Fatalf("round %d: ingest answered %d with %d of %d events stored, after %d events (about %d MiB, the events stream's bound being %d MiB) were accepted while an endpoint was down: %.300s",
+				t.Fatalf("round %d: ingest answered %d with %d of %d events stored, after %d events (about %d MiB of data; the events stream is bounded at %d MiB) were accepted while an endpoint was down: %.300s",
 					round, code, len(stored), perBatch, len(accepted), len(accepted)*len(pad)>>20, queueBytes>>20, answer)
 			}
 			accepted = append(accepted, stored...)
