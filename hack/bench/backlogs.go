@@ -204,15 +204,15 @@ func (b *bench) deadEndpointRuns(ctx context.Context, d *dispatcherProc, ns *ben
 	}
 	report := func(label string, runs []deadRun) {
 		for i, r := range runs {
-			line := fmt.Sprintf("Dead endpoint, run %d %s: %s of %s events stored, ingest refused %d batches",
-				i+1, label, thousands(float64(r.stored)), thousands(float64(cfg.DeadEvents)), r.refusals)
+			line := fmt.Sprintf("Dead endpoint, run %d %s: %d of %d events stored, ingest refused %d batches",
+				i+1, label, r.stored, cfg.DeadEvents, r.refusals)
 			if r.lastRefusal != nil {
 				line += fmt.Sprintf(" (last: %v)", r.lastRefusal)
 			}
 			if r.gaveUp {
 				line += fmt.Sprintf("; the producers gave up after %s without a batch stored", refusalStall)
 			}
-			b.detail("%s; events stream peak %.1f MiB", line, r.peak/(1<<20))
+			b.detail("%s; events stream peak %.2f MiB", line, r.peak/(1<<20))
 		}
 	}
 
@@ -306,8 +306,8 @@ func (b *bench) deadStatus(ctx context.Context, sub *hooklinev1.WebhookSubscript
 	} else {
 		text = "the subscription's status has no delivery block"
 		if st := sub.Status.Delivery; st != nil {
-			text = fmt.Sprintf("the subscription reports a backlog of %s, %s dead-lettered, %s failed attempts",
-				thousands(float64(st.Backlog)), thousands(float64(st.DeadLettered)), thousands(float64(st.Failed)))
+			text = fmt.Sprintf("the subscription reports a backlog of %d, %d dead-lettered, %d failed attempts",
+				st.Backlog, st.DeadLettered, st.Failed)
 		}
 		if c := meta.FindStatusCondition(sub.Status.Conditions, hooklinev1.ConditionSuspended); c != nil {
 			text += fmt.Sprintf(", Suspended %s (%s)", c.Status, c.Reason)
