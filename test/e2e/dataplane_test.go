@@ -395,10 +395,13 @@ func TestDeadEndpointKeepsIngestOpen(t *testing.T) {
 		}
 	}
 
-	// The dead endpoint was tried, and its subscriptions keep every event.
-	if len(dead.deliveries()) == 0 || len(ordered.deliveries()) == 0 {
-		t.Fatalf("the down endpoint got %d and %d attempts: it was never tried", len(dead.deliveries()), len(ordered.deliveries()))
-	}
+	// The dead endpoint is tried, and its subscriptions keep every event.
+	eventually(t, func() error {
+		if attempts, _ := ordered.snapshot(); len(dead.deliveries()) == 0 || len(attempts) == 0 {
+			return fmt.Errorf("the down endpoint got %d and %d attempts", len(dead.deliveries()), len(attempts))
+		}
+		return nil
+	})
 	for _, name := range []string{"dead", "dead-ordered"} {
 		sub := subs[name]
 		eventually(t, func() error {
