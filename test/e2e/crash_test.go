@@ -171,7 +171,7 @@ func waitAccepted(ctx context.Context, t *testing.T, c *cluster, ns string) {
 	t.Helper()
 	for _, name := range []string{"all", "evens"} {
 		sub := &hooklinev1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
-		waitFor(t, 60*time.Second, func() error { return condition(ctx, c, sub, hooklinev1.ConditionAccepted, metav1.ConditionTrue) })
+		eventually(t, func() error { return condition(ctx, c, sub, hooklinev1.ConditionAccepted, metav1.ConditionTrue) })
 	}
 }
 
