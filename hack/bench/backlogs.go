@@ -150,7 +150,8 @@ func (b *bench) deadEndpoint(ctx context.Context) error {
 type deadRun struct {
 	// delivery is healthy deliveries per second from the first publish to
 	// the last arrival; ingest is events stored per second until the last
-	// batch was answered (or the producers gave up).
+	// batch was stored. Both are 0 when the producers gave up, some events
+	// never stored.
 	delivery, ingest float64
 	// peak is the most the events stream held, as the dispatcher reported
 	// it every 250 ms.
@@ -164,8 +165,9 @@ type deadRun struct {
 // subscription whose endpoint is down (a closed port) also getting every
 // event, so that its backlog grows by cfg.DeadEvents each run, past the
 // events stream's bound. Rows: the healthy subscriptions' delivery rate
-// and the ingest rate against the runs without the dead endpoint, and the
-// most the events stream held against its bound.
+// and the ingest rate against the runs without the dead endpoint (0 for a
+// run in which ingest refused events for good), and the most the events
+// stream held against its bound.
 func (b *bench) deadEndpointRuns(ctx context.Context, d *dispatcherProc, ns *benchNamespace) []row {
 	cfg := b.cfg
 	size := fmt.Sprintf("%s events, %d healthy subscriptions", thousands(float64(cfg.DeadEvents)), cfg.DeadHealthy)
@@ -198,8 +200,12 @@ func (b *bench) deadEndpointRuns(ctx context.Context, d *dispatcherProc, ns *ben
 		if err != nil {
 			return run, err
 		}
-		run.delivery = float64(want-before) / at.Sub(start).Seconds()
-		run.ingest = float64(run.stored) / published.Seconds()
+		// Events refused for good never reach anyone: such a run has no
+		// rate to show, however fast the rest went.
+		if !run.gaveUp {
+			run.delivery = float64(want-before) / at.Sub(start).Seconds()
+			run.ingest = float64(run.stored) / published.Seconds()
+		}
 		return run, nil
 	}
 	report := func(label string, runs []deadRun) {
