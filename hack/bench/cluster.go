@@ -166,8 +166,9 @@ type dispatcherProc struct {
 // startDispatcher creates the WebhookDispatcher name (admitting every
 // namespace and letting deliveries reach loopback over plain HTTP) and runs
 // one instance of it with an embedded queue, as its ServiceAccount, with
-// the production flags but for the addresses and statusInterval.
-func (c *cluster) startDispatcher(ctx context.Context, name string, statusInterval time.Duration) (*dispatcherProc, error) {
+// the production flags but for the addresses, statusInterval and, when not
+// zero, queueMaxBytes (--queue-max-bytes).
+func (c *cluster) startDispatcher(ctx context.Context, name string, statusInterval time.Duration, queueMaxBytes int64) (*dispatcherProc, error) {
 	wd := &hooklinev1.WebhookDispatcher{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: operatorNamespace},
 		Spec: hooklinev1.WebhookDispatcherSpec{
@@ -185,22 +186,26 @@ func (c *cluster) startDispatcher(ctx context.Context, name string, statusInterv
 	d := &dispatcherProc{name: name, dataDir: filepath.Join(c.dir, name+"-queue")}
 	logPath := filepath.Join(c.dir, "dispatcher-"+name+".log")
 	if c.inProcess {
-		if err := d.runInProcess(ctx, kubeconfig, logPath, statusInterval); err != nil {
+		if err := d.runInProcess(ctx, kubeconfig, logPath, statusInterval, queueMaxBytes); err != nil {
 			return nil, err
 		}
 	} else {
-		proc, err := playground.StartProcess("dispatcher "+name, logPath, c.dispatcherBin,
-			"--kubeconfig="+kubeconfig,
-			"--dispatcher-name="+name,
-			"--dispatcher-namespace="+operatorNamespace,
-			"--instance="+name+"-0",
-			"--data-dir="+d.dataDir,
+		args := []string{
+			"--kubeconfig=" + kubeconfig,
+			"--dispatcher-name=" + name,
+			"--dispatcher-namespace=" + operatorNamespace,
+			"--instance=" + name + "-0",
+			"--data-dir=" + d.dataDir,
 			"--ingest-bind-address=127.0.0.1:0",
 			"--health-probe-bind-address=127.0.0.1:0",
 			"--metrics-bind-address=127.0.0.1:0",
-			"--status-interval="+statusInterval.String(),
+			"--status-interval=" + statusInterval.String(),
 			"--shutdown-grace=5s",
-		)
+		}
+		if queueMaxBytes > 0 {
+			args = append(args, fmt.Sprintf("--queue-max-bytes=%d", queueMaxBytes))
+		}
+		proc, err := playground.StartProcess("dispatcher "+name, logPath, c.dispatcherBin, args...)
 		if err != nil {
 			return nil, err
 		}

@@ -143,7 +143,7 @@ func (b *bench) oneReady(ctx context.Context, d *dispatcherProc) row {
 		figures = append(figures, at.Sub(start).Seconds())
 		baselines = append(baselines, created.Seconds())
 	}
-	return newRow(name, duration, figures, "the create request", baselines, goal{})
+	return newRow(name, duration, figures, "the create request", baselines, figureBelow(2))
 }
 
 // fanout is section 4, and the first size of section 7: cfg.Fanout
@@ -157,7 +157,7 @@ func (b *bench) fanout(ctx context.Context) (err error) {
 	statusName := fmt.Sprintf("Status writes/s, %s subscriptions under continuous delivery", thousands(float64(cfg.Fanout)))
 
 	b.step("Starting dispatcher fanout")
-	d, err := b.cluster.startDispatcher(ctx, "fanout", cfg.StatusInterval)
+	d, err := b.cluster.startDispatcher(ctx, "fanout", cfg.StatusInterval, 0)
 	if err != nil {
 		return err
 	}
@@ -232,7 +232,7 @@ func (b *bench) fanoutRuns(ctx context.Context, name string, p producer) row {
 		}
 		baselines = append(baselines, elapsed.Seconds())
 	}
-	return newRow(name, duration, figures, fmt.Sprintf("%d plain POSTs, all at once", cfg.Fanout), baselines, figureBelow(2))
+	return newRow(name, duration, figures, fmt.Sprintf("%d plain POSTs, all at once", cfg.Fanout), baselines, figureBelow(1))
 }
 
 // statusWrites counts the dispatcher's status applies while every
@@ -286,7 +286,7 @@ func (b *bench) scale(ctx context.Context) (err error) {
 	managerName := "Manager peak RSS, after every control-plane run"
 	dispatcherName := fmt.Sprintf("Dispatcher peak RSS, serving %s subscriptions", thousands(float64(cfg.Scale)))
 	b.step("Starting dispatcher scale")
-	d, err := b.cluster.startDispatcher(ctx, "scale", cfg.StatusInterval)
+	d, err := b.cluster.startDispatcher(ctx, "scale", cfg.StatusInterval, 0)
 	if err != nil {
 		return err
 	}
@@ -303,7 +303,7 @@ func (b *bench) scale(ctx context.Context) (err error) {
 	times, err := b.readyRun(ctx, ns.name, cfg.Scale, func(i int) client.Object {
 		return ns.subscription(fmt.Sprintf("scale-%d", i), d.name, fmt.Sprintf("%s/%s/%d", b.receiver.url, groupScale, i), i, "bench.scale.*")
 	})
-	b.add(b.readyRows(cfg.Scale, times, err, figureBelow(60))...)
+	b.add(b.readyRows(cfg.Scale, times, err, ratioAtMost(1.2))...)
 	sleep(ctx, cfg.Settle)
 	mgr, err := processMemory(b.cluster.manager.PID())
 	if err != nil {
@@ -315,7 +315,7 @@ func (b *bench) scale(ctx context.Context) (err error) {
 	if err != nil {
 		b.add(failedRow(dispatcherName, err))
 	} else {
-		b.add(newRow(dispatcherName, mebibytes, []float64{float64(disp.HWM)}, "RSS with none", []float64{float64(idle.RSS)}, goal{}))
+		b.add(newRow(dispatcherName, mebibytes, []float64{float64(disp.HWM)}, "RSS with none", []float64{float64(idle.RSS)}, figureBelow(400<<20)))
 	}
 	return nil
 }

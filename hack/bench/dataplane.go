@@ -30,7 +30,7 @@ const (
 func (b *bench) dataPlane(ctx context.Context) (err error) {
 	cfg := b.cfg
 	b.step("Starting dispatcher bench")
-	d, err := b.cluster.startDispatcher(ctx, "bench", cfg.StatusInterval)
+	d, err := b.cluster.startDispatcher(ctx, "bench", cfg.StatusInterval, 0)
 	if err != nil {
 		return err
 	}

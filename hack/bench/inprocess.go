@@ -23,7 +23,7 @@ import (
 // limits), so that -cpuprofile covers its hot path. Figures measured this
 // way share the process with the load generators and the receiver: use it
 // to profile, not for the table.
-func (d *dispatcherProc) runInProcess(ctx context.Context, kubeconfig, logPath string, statusInterval time.Duration) error {
+func (d *dispatcherProc) runInProcess(ctx context.Context, kubeconfig, logPath string, statusInterval time.Duration, queueMaxBytes int64) error {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("opening the dispatcher log: %w", err)
@@ -46,6 +46,7 @@ func (d *dispatcherProc) runInProcess(ctx context.Context, kubeconfig, logPath s
 		DispatcherNamespace: operatorNamespace,
 		DispatcherName:      d.name,
 		DataDir:             d.dataDir,
+		MaxBytes:            queueMaxBytes,
 		Logger:              log.With("component", "queue"),
 	})
 	if err != nil {

@@ -98,9 +98,24 @@ func (p producer) post(ctx context.Context, path string, body []byte) error {
 		if len(answer) > 300 {
 			answer = answer[:300]
 		}
-		return fmt.Errorf("ingest answered %d: %s", resp.StatusCode, bytes.TrimSpace(answer))
+		return &ingestError{code: resp.StatusCode, answer: string(bytes.TrimSpace(answer))}
 	}
 	return nil
+}
+
+// ingestError is an answer of the ingest API other than 202.
+type ingestError struct {
+	code   int
+	answer string
+}
+
+func (e *ingestError) Error() string { return fmt.Sprintf("ingest answered %d: %s", e.code, e.answer) }
+
+// refused says whether err is ingest refusing to store some events for
+// now (503, or 207 for a batch stored in part): a producer sends them again.
+func refused(err error) bool {
+	var ie *ingestError
+	return errors.As(err, &ie) && (ie.code == http.StatusServiceUnavailable || ie.code == http.StatusMultiStatus)
 }
 
 // single publishes one event.
@@ -130,6 +145,62 @@ func (p producer) publishBatches(ctx context.Context, evs []event, size, concurr
 	return parallel(ctx, len(batches), concurrency, func(ctx context.Context, i int) error {
 		return p.batch(ctx, batches[i])
 	})
+}
+
+// retried is the outcome of publishRetrying.
+type retried struct {
+	// stored counts the events of batches answered 202.
+	stored int
+	// refusals counts the answers that refused a batch.
+	refusals int
+	// lastRefusal is the last of them.
+	lastRefusal error
+	// gaveUp says the producer stopped: no batch had been stored for the
+	// stall time.
+	gaveUp bool
+}
+
+// publishRetrying publishes evs in batches of size from concurrency
+// producers at once, as a careful producer does: a batch that ingest
+// refuses for now (503, or 207 stored in part) is sent again, with the same
+// ids, after a pause. Once no batch at all has been stored for stall, it
+// gives up on the batches left.
+func (p producer) publishRetrying(ctx context.Context, evs []event, size, concurrency int, stall time.Duration) (retried, error) {
+	var batches [][]event
+	for start := 0; start < len(evs); start += size {
+		batches = append(batches, evs[start:min(start+size, len(evs))])
+	}
+	var stored, refusals atomic.Int64
+	var lastRefusal atomic.Pointer[error]
+	var gaveUp atomic.Bool
+	var progress atomic.Int64
+	progress.Store(time.Now().UnixNano())
+	err := parallel(ctx, len(batches), concurrency, func(ctx context.Context, i int) error {
+		for !gaveUp.Load() {
+			err := p.batch(ctx, batches[i])
+			if err == nil {
+				stored.Add(int64(len(batches[i])))
+				progress.Store(time.Now().UnixNano())
+				return nil
+			}
+			if !refused(err) {
+				return err
+			}
+			refusals.Add(1)
+			lastRefusal.Store(&err)
+			if time.Since(time.Unix(0, progress.Load())) > stall {
+				gaveUp.Store(true)
+				return nil
+			}
+			sleep(ctx, 100*time.Millisecond)
+		}
+		return nil
+	})
+	r := retried{stored: int(stored.Load()), refusals: int(refusals.Load()), gaveUp: gaveUp.Load()}
+	if last := lastRefusal.Load(); last != nil {
+		r.lastRefusal = *last
+	}
+	return r, err
 }
 
 // publishSingles publishes evs one per request from concurrency producers at

@@ -80,8 +80,14 @@ type config struct {
 	// memory is read again, by default once the deduplication window has
 	// passed.
 	Settle, DedupWait time.Duration
+	// DeadEvents are published while one subscription's endpoint is down
+	// and DeadHealthy others get every event; DeadQueueBytes is that
+	// dispatcher's --queue-max-bytes, below what the dead endpoint's
+	// backlog grows to.
+	DeadEvents, DeadHealthy int
+	DeadQueueBytes          int64
 
-	// Sections selects the table's sections (1-8); empty means all.
+	// Sections selects the table's sections (1-10); empty means all.
 	Sections []int
 	// InProcess runs the dispatchers in this process, for profiling.
 	InProcess bool
@@ -122,6 +128,9 @@ func defaultConfig() config {
 		Backlog:             100000,
 		Settle:              12 * time.Second,
 		DedupWait:           queue.DefaultDedupWindow + 15*time.Second,
+		DeadEvents:          100000,
+		DeadHealthy:         3,
+		DeadQueueBytes:      64 << 20,
 	}
 }
 
@@ -147,8 +156,14 @@ func (c config) smoke() config {
 	c.Backlog = 200
 	c.Settle = 200 * time.Millisecond
 	c.DedupWait = 0
+	c.DeadEvents = 300
+	c.DeadHealthy = 2
+	c.DeadQueueBytes = 8 << 20
 	return c
 }
+
+// lastSection is the number of the table's last section.
+const lastSection = 10
 
 func (c config) wants(section int) bool {
 	return len(c.Sections) == 0 || slices.Contains(c.Sections, section)
@@ -197,8 +212,8 @@ func parseFlags(args []string) (config, error) {
 			continue
 		}
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 8 {
-			return cfg, fmt.Errorf("-sections: %q is not a section between 1 and 8", s)
+		if err != nil || n < 1 || n > lastSection {
+			return cfg, fmt.Errorf("-sections: %q is not a section between 1 and %d", s, lastSection)
 		}
 		cfg.Sections = append(cfg.Sections, n)
 	}
@@ -213,7 +228,7 @@ func flagSet(cfg *config) (fs *flag.FlagSet, smoke *bool, sections *string) {
 		fs.PrintDefaults()
 	}
 	smoke = fs.Bool("smoke", false, "Run every row with tiny sizes, to check the harness; the figures mean nothing.")
-	sections = fs.String("sections", "", "Comma-separated sections to run (1-8); empty runs all.")
+	sections = fs.String("sections", "", "Comma-separated sections to run (1-10); empty runs all.")
 	fs.StringVar(&cfg.Dir, "dir", cfg.Dir, "Directory in which the run's working directory (queues, logs) is created; its filesystem is the one measured.")
 	fs.BoolVar(&cfg.Keep, "keep", cfg.Keep, "Keep the working directory (logs, queues) after the run.")
 	fs.IntVar(&cfg.Runs, "runs", cfg.Runs, "Repetitions of each measurement; the median is reported.")
@@ -238,11 +253,14 @@ func flagSet(cfg *config) (fs *flag.FlagSet, smoke *bool, sections *string) {
 	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", cfg.ReadyTimeout, "Bound of each wait for the control-plane run's subscriptions to be Ready and accepted.")
 	fs.IntVar(&cfg.Backlog, "backlog", cfg.Backlog, "Events held behind a down endpoint in the memory run.")
 	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "Pause before a process's memory is read.")
+	fs.IntVar(&cfg.DeadEvents, "dead-events", cfg.DeadEvents, "Events published per run of the dead endpoint section, all of which back up for the subscription whose endpoint is down.")
+	fs.IntVar(&cfg.DeadHealthy, "dead-healthy", cfg.DeadHealthy, "Subscriptions with a healthy endpoint beside the dead one.")
+	fs.Int64Var(&cfg.DeadQueueBytes, "dead-queue-bytes", cfg.DeadQueueBytes, "--queue-max-bytes of the dead endpoint section's dispatcher: less than the dead endpoint's backlog.")
 	fs.DurationVar(&cfg.DedupWait, "dedup-wait", cfg.DedupWait, "When the backlog's memory is read again after publishing it: past the dispatcher's 2-minute deduplication window by default.")
 	fs.BoolVar(&cfg.InProcess, "in-process", cfg.InProcess, "Run the dispatchers inside this process, so -cpuprofile covers them (figures then share the process with the load).")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", cfg.CPUProfile, "Write a CPU profile of this process to this file.")
 	fs.StringVar(&cfg.MemProfile, "memprofile", cfg.MemProfile, "Write a heap profile of this process, after a collection, at the last reading of section 8 (use with -in-process).")
-	fs.IntVar(&cfg.ProfileSection, "profile-section", cfg.ProfileSection, "With -cpuprofile, profile only this section's measurements (1-8), not the set-up around them.")
+	fs.IntVar(&cfg.ProfileSection, "profile-section", cfg.ProfileSection, "With -cpuprofile, profile only this section's measurements (1-10), not the set-up around them.")
 	return fs, smoke, sections
 }
 
@@ -250,7 +268,8 @@ func (c config) validate() error {
 	positive := map[string]int{"runs": c.Runs, "payload-bytes": c.PayloadBytes, "events": c.Events,
 		"delivery-concurrency": c.DeliveryConcurrency, "ingest-concurrency": c.IngestConcurrency, "batch-size": c.BatchSize,
 		"batch-concurrency": c.BatchConcurrency, "fanout": c.Fanout, "isolation-subscriptions": c.IsolationSubs,
-		"isolation-events": c.IsolationEvents, "scale": c.Scale, "secrets": c.Secrets, "backlog": c.Backlog}
+		"isolation-events": c.IsolationEvents, "scale": c.Scale, "secrets": c.Secrets, "backlog": c.Backlog,
+		"dead-events": c.DeadEvents, "dead-healthy": c.DeadHealthy}
 	for name, v := range positive {
 		if v <= 0 {
 			return fmt.Errorf("-%s must be positive, got %d", name, v)
@@ -267,8 +286,10 @@ func (c config) validate() error {
 		return fmt.Errorf("-hang-fraction must be between 0 and 1, got %g", c.HangFraction)
 	case c.IsolationSubs < 2:
 		return errors.New("-isolation-subscriptions must be at least 2: some hang, some do not")
-	case c.ProfileSection < 0 || c.ProfileSection > 8 || (c.ProfileSection > 0 && c.CPUProfile == ""):
-		return errors.New("-profile-section takes a section between 1 and 8, and -cpuprofile")
+	case c.ProfileSection < 0 || c.ProfileSection > lastSection || (c.ProfileSection > 0 && c.CPUProfile == ""):
+		return fmt.Errorf("-profile-section takes a section between 1 and %d, and -cpuprofile", lastSection)
+	case c.DeadQueueBytes <= 0:
+		return fmt.Errorf("-dead-queue-bytes must be positive, got %d", c.DeadQueueBytes)
 	case c.Duration <= 0 || c.LatencyDuration <= 0 || c.StatusWindow <= 0 || c.StatusInterval <= 0 || c.ReadyTimeout <= 0:
 		return errors.New("durations must be positive")
 	}

@@ -40,6 +40,9 @@ const (
 	groupFanoutBase     = "fan-base"
 	groupScale          = "scale"
 	groupHang           = "hang"
+	groupStored         = "stored"
+	groupStoredBase     = "stored-base"
+	groupDeadOK         = "dead-ok"
 )
 
 func startReceiver() (*receiver, error) {

@@ -157,7 +157,8 @@ func (b *bench) add(rs ...row) {
 // measure runs the sections in an order that needs each dispatcher once:
 // signing and the disk need nothing; ingest, throughput, latency,
 // isolation and memory share the "bench" dispatcher; fan-out and the
-// control-plane run have dispatchers of their own.
+// control-plane run, the stored backlog and the dead endpoint have
+// dispatchers of their own.
 func (b *bench) measure(ctx context.Context, root string) (err error) {
 	cfg := b.cfg
 	if cfg.wants(6) {
@@ -165,7 +166,7 @@ func (b *bench) measure(ctx context.Context, root string) (err error) {
 		b.add(b.profiled(6, b.signing)...)
 	}
 	needCluster := false
-	for _, s := range []int{1, 2, 3, 4, 5, 7, 8} {
+	for _, s := range []int{1, 2, 3, 4, 5, 7, 8, 9, 10} {
 		needCluster = needCluster || cfg.wants(s)
 	}
 	if !needCluster {
@@ -188,6 +189,18 @@ func (b *bench) measure(ctx context.Context, root string) (err error) {
 	}
 	if cfg.wants(4) || cfg.wants(7) {
 		if err := b.fanoutAndScale(ctx); err != nil {
+			return err
+		}
+	}
+	// Sections 9 and 10 came later: their rows follow the others, so
+	// that rows keep their numbers.
+	if cfg.wants(9) {
+		if err := b.storedBacklog(ctx); err != nil {
+			return err
+		}
+	}
+	if cfg.wants(10) {
+		if err := b.deadEndpoint(ctx); err != nil {
 			return err
 		}
 	}

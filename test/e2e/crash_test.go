@@ -143,13 +143,19 @@ func setupTicks(ctx context.Context, t *testing.T, c *cluster, ns string, mutate
 // setupTicks, failing at once if a refused one arrives.
 func waitDelivered(t *testing.T, l *ledger, all, evens *receiver) {
 	t.Helper()
-	waitFor(t, 120*time.Second, func() error {
-		for name, r := range map[string]*receiver{"all": all, "evens": evens} {
-			wants := func(string) bool { return true }
-			if name == "evens" {
-				wants = even
-			}
-			missing, unexpected := l.check(r, wants)
+	waitLedger(t, l, map[string]*receiver{"all": all, "evens": evens}, func(name, id string) bool {
+		return name != "evens" || even(id)
+	})
+}
+
+// waitLedger waits until every accepted event that wants says a receiver
+// should get has reached it, failing at once if a refused one arrives. The
+// test binary's timeout is its only bound.
+func waitLedger(t *testing.T, l *ledger, rcvs map[string]*receiver, wants func(name, id string) bool) {
+	t.Helper()
+	eventually(t, func() error {
+		for name, r := range rcvs {
+			missing, unexpected := l.check(r, func(id string) bool { return wants(name, id) })
 			if len(unexpected) > 0 {
 				t.Fatalf("%s received events that were refused: %v", name, unexpected)
 			}
@@ -165,19 +171,21 @@ func waitAccepted(ctx context.Context, t *testing.T, c *cluster, ns string) {
 	t.Helper()
 	for _, name := range []string{"all", "evens"} {
 		sub := &hooklinev1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
-		waitFor(t, 60*time.Second, func() error { return condition(ctx, c, sub, hooklinev1.ConditionAccepted, metav1.ConditionTrue) })
+		eventually(t, func() error { return condition(ctx, c, sub, hooklinev1.ConditionAccepted, metav1.ConditionTrue) })
 	}
 }
 
-// TestCrashSafety kills the dispatcher with SIGKILL at random moments
-// under a stream of events and restarts it on the same data directory:
-// every event answered 202 must reach every matching subscription, and no
-// event answered with an error may reach any.
+// TestCrashSafety kills the dispatcher with SIGKILL at random moments, a
+// dozen times, under a stream of events and restarts it on the same data
+// directory: every event answered 202 must reach every matching
+// subscription, no event answered with an error may reach any, and once the
+// dispatcher has settled each subscription's status.delivery.delivered must
+// equal the number of distinct events its receiver acknowledged: progress
+// and counts survive the crashes together, never lower, never double.
 func TestCrashSafety(t *testing.T) {
 	c := startCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	const ns = "crash"
+	ctx := t.Context()
+	const ns, kills = "crash", 12
 	all, evens := setupTicks(ctx, t, c, ns, nil)
 	dataDir := t.TempDir()
 	var current atomic.Pointer[dispatcherProc]
@@ -200,8 +208,10 @@ func TestCrashSafety(t *testing.T) {
 		}()
 	}
 	rnd := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	for i := 1; i <= 4; i++ {
-		time.Sleep(time.Duration(500+rnd.IntN(2500)) * time.Millisecond)
+	for i := 1; i <= kills; i++ {
+		// From just after a start (before a first checkpoint) to a few
+		// seconds of steady delivery.
+		time.Sleep(time.Duration(200+rnd.IntN(2800)) * time.Millisecond)
 		current.Load().kill()
 		t.Logf("killed the dispatcher with SIGKILL (%d events accepted so far)", l.count())
 		start(i)
@@ -218,7 +228,10 @@ func TestCrashSafety(t *testing.T) {
 			t.Errorf("the even subscription got %s (%d times)", id, n)
 		}
 	}
-	t.Logf("%d events accepted across 4 crashes; all delivered", l.count())
+	rcvs := map[string]*receiver{"all": all, "evens": evens}
+	settleExactCounts(ctx, t, c, ns, func() string { return current.Load().ingest }, "tick.even", rcvs)
+	t.Logf("%d events accepted across %d crashes; all delivered; %d and %d redelivered; status counts exact",
+		l.count(), kills, checkIDsMatchBodies(t, "all", all), checkIDsMatchBodies(t, "evens", evens))
 }
 
 // TestExternalQueue runs two dispatcher instances sharing a three-node NATS
@@ -262,6 +275,101 @@ func TestExternalQueue(t *testing.T) {
 	}
 	waitDelivered(t, l, all, evens)
 	t.Logf("%d events accepted by two instances on a 3-node cluster, one node stopped; all delivered", l.count())
+}
+
+// TestExternalQueueReplicaKilled runs two dispatcher instances sharing a
+// three-node NATS JetStream cluster and kills one with SIGKILL mid-stream:
+// the survivor takes over its share of the subscriptions, every accepted
+// event reaches every matching subscription, every request carries the id
+// of the event in its body as webhook-id (so redeliveries keep theirs), and
+// once settled the status counts equal what the receivers acknowledged.
+func TestExternalQueueReplicaKilled(t *testing.T) {
+	c := startCluster(t)
+	ctx := t.Context()
+	urls, _ := queuetest.StartCluster(t, 3)
+	const ns = "takeover"
+	all, evens := setupTicks(ctx, t, c, ns, func(d *hooklinev1.WebhookDispatcher) {
+		d.Spec.Replicas = ptr32(2)
+		d.Spec.Queue = hooklinev1.QueueSpec{External: &hooklinev1.ExternalQueue{URL: urls[0], StreamReplicas: 3}}
+	})
+	// More subscriptions, so that however they are shared out the killed
+	// instance almost surely serves some.
+	rcvs := map[string]*receiver{"all": all, "evens": evens}
+	for i := range 4 {
+		name := fmt.Sprintf("copy-%d", i)
+		rcvs[name] = newReceiver(t, nil)
+		createTickSubscription(ctx, t, c, ns, name, rcvs[name].URL, "tick.*")
+	}
+	args := []string{"--queue-url=" + strings.Join(urls, ","), "--stream-replicas=3", "--producer-authentication=None"}
+	a := c.startDispatcher(t, ns, ns, "takeover-0", args...)
+	b := c.startDispatcher(t, ns, ns, "takeover-1", args...)
+	a.waitReady(t)
+	b.waitReady(t)
+	for name := range rcvs {
+		sub := &hooklinev1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+		eventually(t, func() error { return condition(ctx, c, sub, hooklinev1.ConditionAccepted, metav1.ConditionTrue) })
+	}
+
+	l := newLedger()
+	stop := make(chan struct{})
+	var aDead atomic.Bool
+	var producers sync.WaitGroup
+	for w := range 2 {
+		producers.Add(1)
+		go func() {
+			defer producers.Done()
+			l.produce(func() string {
+				if w == 0 && !aDead.Load() {
+					return a.ingest
+				}
+				return b.ingest
+			}, "", ns, fmt.Sprintf("k%d", w), stop)
+		}()
+	}
+	time.Sleep(3 * time.Second)
+	delivered, err := httpGet("http://" + a.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.kill()
+	aDead.Store(true)
+	t.Logf("killed instance takeover-0 with SIGKILL (%d events accepted so far); its delivery counters then:\n%s",
+		l.count(), grepLines(delivered, `hookline_deliveries_total{`))
+	time.Sleep(4 * time.Second)
+	close(stop)
+	producers.Wait()
+	if l.count() < 20 {
+		t.Fatalf("only %d events were accepted: the test proves nothing", l.count())
+	}
+	waitLedger(t, l, rcvs, func(name, id string) bool { return name != "evens" || even(id) })
+	redelivered := 0
+	for name, r := range rcvs {
+		redelivered += checkIDsMatchBodies(t, name, r)
+	}
+	settleExactCounts(ctx, t, c, ns, func() string { return b.ingest }, "tick.even", rcvs)
+	t.Logf("%d events accepted by two instances, one killed; all delivered to all %d subscriptions, %d event deliveries repeated with their webhook-id; status counts exact",
+		l.count(), len(rcvs), redelivered)
+}
+
+// createTickSubscription adds a subscription to the dispatcher of
+// setupTicks in ns.
+func createTickSubscription(ctx context.Context, t *testing.T, c *cluster, ns, name, url string, types ...string) {
+	t.Helper()
+	sub := &hooklinev1.WebhookSubscription{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: hooklinev1.WebhookSubscriptionSpec{
+			URL: url, EventTypes: types,
+			DispatcherRef: &hooklinev1.DispatcherReference{Name: ns},
+			Signing:       hooklinev1.SigningSpec{SecretRef: hooklinev1.WebhookSecretReference{Name: "signing"}},
+			Delivery: hooklinev1.DeliveryPolicy{Retry: hooklinev1.RetryPolicy{
+				InitialBackoff: &metav1.Duration{Duration: 100 * time.Millisecond},
+				MaxBackoff:     &metav1.Duration{Duration: time.Second},
+			}},
+		},
+	}
+	if err := c.admin.Create(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func ptr32(v int32) *int32 { return &v }

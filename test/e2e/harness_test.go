@@ -236,7 +236,7 @@ func (c *cluster) startDispatcher(t *testing.T, ns, name, instance string, queue
 		"--log-level=debug",
 	}, queueArgs...)
 	d.process = c.run(t, "dispatcher "+instance, bin, c.kubeconfig(t, name+"-dispatcher", ns), args...)
-	waitFor(t, 60*time.Second, func() error {
+	eventually(t, func() error {
 		for _, line := range strings.Split(d.logs.String(), "\n") {
 			var entry struct{ Msg, Ingest, Health, Metrics string }
 			if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "Starting" && entry.Ingest != "" {
@@ -256,10 +256,10 @@ func (c *cluster) startDispatcher(t *testing.T, ns, name, instance string, queue
 
 func (d *dispatcherProc) waitReady(t *testing.T) {
 	t.Helper()
-	waitFor(t, 90*time.Second, func() error {
+	eventually(t, func() error {
 		select {
 		case <-d.done:
-			return fmt.Errorf("dispatcher exited")
+			t.Fatalf("dispatcher %s exited before it was ready", d.name)
 		default:
 		}
 		return httpOK("http://" + d.health + "/readyz")

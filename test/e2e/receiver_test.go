@@ -24,15 +24,18 @@ type delivery struct {
 // (1 for the first).
 type receiver struct {
 	*httptest.Server
-	mu      sync.Mutex
-	got     []delivery
-	byID    map[string]int
-	respond func(w http.ResponseWriter, attempt int)
+	mu   sync.Mutex
+	got  []delivery
+	byID map[string]int
+	// ackedByID counts, per webhook-id, the requests read whole and
+	// answered 2xx: what the receiver acknowledged.
+	ackedByID map[string]int
+	respond   func(w http.ResponseWriter, attempt int)
 }
 
 func newReceiver(t *testing.T, respond func(w http.ResponseWriter, attempt int)) *receiver {
 	t.Helper()
-	r := &receiver{byID: map[string]int{}, respond: respond}
+	r := &receiver{byID: map[string]int{}, ackedByID: map[string]int{}, respond: respond}
 	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.Close)
 	return r
@@ -42,25 +45,60 @@ func newReceiver(t *testing.T, respond func(w http.ResponseWriter, attempt int))
 // for receivers that answer some requests themselves.
 func newWrappedReceiver(t *testing.T, wrap func(record http.Handler) http.Handler) *receiver {
 	t.Helper()
-	r := &receiver{byID: map[string]int{}}
+	r := &receiver{byID: map[string]int{}, ackedByID: map[string]int{}}
 	r.Server = httptest.NewServer(wrap(http.HandlerFunc(r.serve)))
 	t.Cleanup(r.Close)
 	return r
 }
 
 func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
-	body, _ := io.ReadAll(req.Body)
+	body, readErr := io.ReadAll(req.Body)
 	r.mu.Lock()
 	id := req.Header.Get("webhook-id")
 	r.byID[id]++
 	attempt := r.byID[id]
 	r.got = append(r.got, delivery{Header: req.Header.Clone(), Body: body, At: time.Now()})
 	r.mu.Unlock()
+	sw := &statusWriter{ResponseWriter: w}
 	if r.respond != nil {
-		r.respond(w, attempt)
-		return
+		r.respond(sw, attempt)
+	} else {
+		sw.WriteHeader(http.StatusNoContent)
 	}
-	w.WriteHeader(http.StatusNoContent)
+	// The answer leaves when the handler returns, so an acknowledgement
+	// is recorded before the sender can see it.
+	if readErr == nil && sw.code()/100 == 2 {
+		r.mu.Lock()
+		r.ackedByID[id]++
+		r.mu.Unlock()
+	}
+}
+
+// statusWriter remembers the status code a handler answered.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) code() int {
+	if s.status == 0 {
+		return http.StatusOK
+	}
+	return s.status
 }
 
 func (r *receiver) deliveries() []delivery {
@@ -80,11 +118,23 @@ func (r *receiver) ids() map[string]int {
 	return out
 }
 
+// acked is the set of distinct webhook-ids the receiver acknowledged (read
+// the whole request and answered 2xx), with how often.
+func (r *receiver) acked() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]int, len(r.ackedByID))
+	for k, v := range r.ackedByID {
+		out[k] = v
+	}
+	return out
+}
+
 // newTLSReceiver is a receiver served over HTTPS with a certificate of its
 // own; caFile is that certificate in PEM, for the dispatcher to trust.
 func newTLSReceiver(t *testing.T, respond func(w http.ResponseWriter, attempt int)) (r *receiver, caFile string) {
 	t.Helper()
-	r = &receiver{byID: map[string]int{}, respond: respond}
+	r = &receiver{byID: map[string]int{}, ackedByID: map[string]int{}, respond: respond}
 	r.Server = httptest.NewTLSServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.Close)
 	caFile = filepath.Join(t.TempDir(), "ca.pem")
