@@ -157,6 +157,9 @@ type Dispatcher struct {
 	liveSet atomic.Pointer[map[string]bool]
 	// workers counts the lanes' delivery goroutines.
 	workers sync.WaitGroup
+	// crowded is set while the events stream is more than crowdedShare
+	// full (see watchCrowding).
+	crowded atomic.Bool
 
 	ingestLn, healthLn, metricsLn net.Listener
 
@@ -227,7 +230,7 @@ func New(opts Options) (*Dispatcher, error) {
 	d.view.changed = d.checkpointed
 	d.env = &laneEnv{clock: opts.Clock, attempts: d.deliverer, mover: d.mover, queue: opts.Queue,
 		memory: opts.LaneMemory, memoryRetry: opts.MemoryRetry, lagAge: opts.LagAge, lagEvents: opts.LagEvents,
-		position: d.router.position, onGone: d.subs.gone, workers: &d.workers, log: d.log}
+		position: d.router.position, crowded: d.crowded.Load, onGone: d.subs.gone, workers: &d.workers, log: d.log}
 	d.writer = report.NewWriter(report.Options{
 		Client:       dyn,
 		Interval:     opts.StatusInterval,
@@ -482,6 +485,7 @@ func (d *Dispatcher) startRouting(ctx context.Context) error {
 	<-d.router.started
 	go d.checkpoints.run(ctx)
 	go d.purgeEvents(ctx)
+	go d.watchCrowding(ctx)
 	d.log.Info("Routing events", "from", from)
 	return nil
 }
@@ -505,10 +509,10 @@ func (d *Dispatcher) routingStart(ctx context.Context) (uint64, error) {
 	return max(from, first, 1), nil
 }
 
-// purgeEvents removes, every second, the events no subscription needs any
-// more. Only the status leader does it.
+// purgeEvents removes, every checkpoint interval, the events no
+// subscription needs any more. Only the status leader does it.
 func (d *Dispatcher) purgeEvents(ctx context.Context) {
-	t := d.opts.Clock.NewTicker(time.Second)
+	t := d.opts.Clock.NewTicker(d.opts.CheckpointInterval)
 	defer t.Stop()
 	var last uint64
 	for {
@@ -526,6 +530,7 @@ func (d *Dispatcher) purgeEvents(ctx context.Context) {
 		}
 		floor, ok := d.view.purgeFloor(live, d.subs.exists)
 		if !ok || floor <= last {
+			d.log.Debug("Nothing to purge", "floor", floor, "known", ok, "purgedBelow", last)
 			continue
 		}
 		if err := d.queue.PurgeEvents(ctx, floor); err != nil {
@@ -535,6 +540,39 @@ func (d *Dispatcher) purgeEvents(ctx context.Context) {
 			continue
 		}
 		last = floor
+	}
+}
+
+// crowdedShare is the share of the events stream's bound past which the
+// subscriptions that fell behind move their events to the backlog stream
+// at once rather than after the lag bounds: one slow or dead endpoint must
+// never fill the stream and make ingest refuse events for everyone.
+const crowdedShare = 0.5
+
+// watchCrowding looks at the events stream's use every checkpoint
+// interval.
+func (d *Dispatcher) watchCrowding(ctx context.Context) {
+	t := d.opts.Clock.NewTicker(d.opts.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+		u, err := d.queue.Usage(ctx)
+		if err != nil || u.MaxBytes == 0 {
+			continue
+		}
+		crowded := float64(u.Bytes) > crowdedShare*float64(u.MaxBytes)
+		if d.crowded.Swap(crowded) != crowded && crowded {
+			d.log.Info("The events stream is filling up: subscriptions that fell behind or retry move their events to the backlog stream", "bytes", u.Bytes, "maxBytes", u.MaxBytes)
+		}
+		if crowded {
+			for _, l := range d.subs.lanes() {
+				l.relieve()
+			}
+		}
 	}
 }
 

@@ -106,6 +106,9 @@ type laneEnv struct {
 	// of the events, and by how many sequences the router is ahead.
 	lagAge    time.Duration
 	lagEvents uint64
+	// crowded says whether the events stream is filling up: then what a
+	// lane behind has not taken moves on at once.
+	crowded func() bool
 	// position is the router's position: every event before it was
 	// routed.
 	position func() uint64
@@ -338,7 +341,11 @@ func (l *lane) settle(it *item, st *deliveryState, a attempt) {
 		if l.stopped {
 			return
 		}
-		if a.delay > l.env.memoryRetry || l.moving || l.held {
+		// An ordered lane's event read back from the backlog waits in
+		// memory however long: moved again, it would go behind the
+		// events after it.
+		keep := st.ordered && it.src == fromBacklog
+		if !keep && (a.delay > l.env.memoryRetry || l.moving || l.held) {
 			if st.ordered {
 				// The events behind it keep their place behind it.
 				l.moveAll(it)
@@ -416,19 +423,48 @@ func (l *lane) wake() {
 	l.kick()
 }
 
-// moveAll moves every item in memory (first, if given, goes first) to the
-// backlog stream, in order. Called with l.mu held.
+// moveAll moves the items in memory (first, if given, goes first) to the
+// backlog stream, in order. An ordered lane keeps those it read back from
+// the backlog: they come before everything the backlog still holds, and
+// moved again they would go behind it. Called with l.mu held.
 func (l *lane) moveAll(first ...*item) {
-	items := first
-	// Waiting retries were due before the ready items behind them.
-	for l.waiting.Len() > 0 {
-		items = append(items, heap.Pop(&l.waiting).(*item))
+	var items, kept []*item
+	keep := func(it *item) bool { return l.st != nil && l.st.ordered && it.src == fromBacklog }
+	for _, it := range first {
+		if keep(it) {
+			kept = append(kept, it)
+		} else {
+			items = append(items, it)
+		}
 	}
-	items = append(items, l.ready...)
-	l.ready = nil
+	// Waiting retries were due before the ready items behind them.
+	var waiting []*item
+	for l.waiting.Len() > 0 {
+		waiting = append(waiting, heap.Pop(&l.waiting).(*item))
+	}
+	var ready []*item
+	for _, it := range waiting {
+		if keep(it) {
+			heap.Push(&l.waiting, it)
+		} else {
+			items = append(items, it)
+		}
+	}
+	for _, it := range l.ready {
+		if keep(it) {
+			ready = append(ready, it)
+		} else {
+			items = append(items, it)
+		}
+	}
+	for _, it := range kept {
+		heap.Push(&l.waiting, it)
+	}
+	l.ready = ready
 	if l.timer != nil {
 		l.timer.Stop()
 	}
+	l.schedule()
 	if len(items) > 0 {
 		l.move(items)
 	}
@@ -699,11 +735,36 @@ func (l *lane) takes(ev queue.Stored) bool {
 // router, than a lane that fell behind may let events wait in the events
 // stream.
 func (l *lane) tooFarBehind(ev queue.Stored) bool {
+	if l.env.crowded != nil && l.env.crowded() {
+		return true
+	}
 	if l.env.lagAge > 0 && l.env.clock.Since(ev.Stored) > l.env.lagAge {
 		return true
 	}
 	pos := l.env.position()
 	return l.env.lagEvents > 0 && pos > ev.Seq && pos-ev.Seq > l.env.lagEvents
+}
+
+// relieve moves what the lane keeps in memory to the backlog stream when
+// it holds the events stream back: it fell behind, or events of the
+// stream wait in memory for a retry. Called while the events stream is
+// crowded, so that its purge can pass them.
+func (l *lane) relieve() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped || l.held {
+		return
+	}
+	retrying := false
+	for _, it := range l.waiting {
+		if it.src == fromEvents {
+			retrying = true
+			break
+		}
+	}
+	if l.behind || retrying {
+		l.moveAll()
+	}
 }
 
 // touch makes the next checkpoint include the lane.

@@ -166,7 +166,7 @@ func (c *cluster) run(t *testing.T, name, bin, kubeconfig string, args ...string
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
-			t.Logf("%s output:\n%s", name, tail(p.logs.String(), 200))
+			t.Logf("%s output:\n%s", name, tail(p.logs.String(), 2000))
 		}
 	})
 	return p
