@@ -158,22 +158,28 @@ const (
 
 // LocalObjectReference names an object in the same namespace.
 type LocalObjectReference struct {
-	// Name of the referenced object.
+	// Name of the referenced object: an object name of at most 253
+	// lower-case letters, digits, '-' and '.', starting and ending with a
+	// letter or digit.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="must be a valid object name: at most 253 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
 	Name string `json:"name"`
 }
 
 // SecretKeyReference selects one key of a Secret in the same namespace.
 type SecretKeyReference struct {
-	// Name of the Secret, in the same namespace as the referring object.
+	// Name of the Secret (or ConfigMap), in the same namespace as the
+	// referring object: an object name of at most 253 lower-case letters,
+	// digits, '-' and '.', starting and ending with a letter or digit.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="must be a valid object name: at most 253 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
 	Name string `json:"name"`
 
-	// Key within the Secret's data.
+	// Key within the Secret's data: letters, digits, '-', '_' and '.'.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
