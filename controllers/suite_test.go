@@ -21,6 +21,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/admission"
 	"github.com/hookline/hookline/test/testenv"
 )
 
@@ -81,11 +82,19 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 
+	// The admission webhook, as the manager serves it: the real API server
+	// calls it over TLS with the CA the keeper generated and injected.
+	keeper, webhookServer, err := startWebhookConfiguration(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		WebhookServer:          webhookServer,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "creating the manager:", err)
@@ -107,8 +116,22 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "creating the operator namespace:", err)
 		return 1
 	}
+	admission.Register(mgr.GetWebhookServer())
+	keeper.Client = k8sClient
+	if err := keeper.Sync(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "creating the webhook certificate:", err)
+		return 1
+	}
+	if err := mgr.Add(keeper); err != nil {
+		fmt.Fprintln(os.Stderr, "adding the webhook certificate keeper:", err)
+		return 1
+	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
+	if err := waitForWebhook(ctx, webhookServer); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	code := m.Run()
 	cancel()
 	if err := <-done; err != nil {

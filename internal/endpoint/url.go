@@ -61,6 +61,15 @@ func ValidateURL(raw string, allowPlainHTTP bool) error {
 	if u.Hostname() == "" {
 		return errors.New("must name a host")
 	}
+	// url.Parse decodes escapes in a host name ("%31" is "1"); the schema
+	// refuses them, and so does this, outside an IPv6 literal's zone.
+	auth := raw[len(u.Scheme)+len("://"):]
+	if i := strings.IndexAny(auth, "/?#"); i >= 0 {
+		auth = auth[:i]
+	}
+	if strings.Contains(auth, "%") && !strings.Contains(auth, "[") {
+		return errors.New(MsgHostASCII)
+	}
 	if err := ValidateHost(u.Hostname()); err != nil {
 		return err
 	}

@@ -35,6 +35,7 @@ var urlVectors = []urlVector{
 	{name: "port 1", raw: "https://example.com:1/"},
 	{name: "port 65535", raw: "https://example.com:65535/"},
 	{name: "empty port", raw: "https://example.com:/hooks"},
+	{name: "escape in the query of a bare host", raw: "https://example.com?x=%20"},
 	{name: "digits before the last label", raw: "https://123.example/hooks"},
 	{name: "exactly the maximum length", raw: "https://example.com/" + strings.Repeat("a", MaxLength-len("https://example.com/"))},
 	{name: "maximum length counted in characters", raw: "https://example.com/" + strings.Repeat("é", MaxLength-len("https://example.com/"))},
