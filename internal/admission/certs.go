@@ -222,7 +222,7 @@ func (k *CertKeeper) generate(prev *certBundle) (certBundle, error) {
 	now := k.Clock.Now()
 	var b certBundle
 	ca, caKey, err := parseCA(derefBundle(prev))
-	if err != nil || now.Add(servingValidity + renewBefore).After(ca.NotAfter) {
+	if err != nil || now.Add(servingValidity+renewBefore).After(ca.NotAfter) {
 		caKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			return b, fmt.Errorf("generating the webhook CA key: %w", err)

@@ -180,7 +180,6 @@ func TestCheckSpec(t *testing.T) {
 	}
 }
 
-
 const (
 	endpointMsgPort      = endpoint.MsgPort
 	endpointMsgHostASCII = endpoint.MsgHostASCII
