@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -326,5 +327,46 @@ func TestSubscriptionDispatcherConditionsChanged(t *testing.T) {
 	}
 	if subscriptionDispatcherConditionsChanged.Create(event.CreateEvent{Object: &hooklinev1.WebhookSubscription{}}) {
 		t.Error("passes creations, which the generation predicate already does")
+	}
+}
+
+// TestSubscriptionCheckSpec covers what the controller reports for a spec
+// the API server admitted although the rules refuse it: an API server
+// without the admission webhook or without the CRD's newer rules.
+func TestSubscriptionCheckSpec(t *testing.T) {
+	r := &WebhookSubscriptionReconciler{}
+	for _, tt := range []struct {
+		name       string
+		filter     string
+		url        string
+		wantReason string
+		wantMsg    string
+	}{
+		{"unknown key", `event.tpye == "order.created"`, "", hooklinev1.ReasonFilterInvalid,
+			`spec.filter: Invalid value: line 1, column 6: event has no key "tpye" (keys: id, type, time, data)`},
+		{"port out of range", "", "https://example.com:99999/hooks", hooklinev1.ReasonInvalidSpec,
+			"spec.url: Invalid value: port must be a number from 1 to 65535"},
+		{"valid", `event.type == "order.created"`, "", "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sub := &hooklinev1.WebhookSubscription{Spec: validSubscriptionSpec()}
+			sub.Spec.Filter = tt.filter
+			if tt.url != "" {
+				sub.Spec.URL = tt.url
+			}
+			o, done, err := r.checkSpec(context.Background(), sub, types.NamespacedName{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantReason == "" {
+				if done {
+					t.Fatalf("checkSpec = %+v, want to go on", o)
+				}
+				return
+			}
+			if !done || o.phase != phaseStalled || o.reason != tt.wantReason || o.message != tt.wantMsg {
+				t.Errorf("checkSpec = %+v (done %v), want Stalled %s %q", o, done, tt.wantReason, tt.wantMsg)
+			}
+		})
 	}
 }

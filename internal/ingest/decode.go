@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hookline/hookline/internal/eventid"
 	"github.com/hookline/hookline/internal/eventtype"
 )
 
@@ -31,8 +32,8 @@ import (
 // So most bytes of a batch are read once, and an event's data is copied
 // only when whitespace must be taken out of it.
 
-// MaxIDLength is the longest event id accepted.
-const MaxIDLength = 128
+// MaxIDLength is the longest event id accepted (internal/eventid).
+const MaxIDLength = eventid.MaxLength
 
 // maxEcho bounds how much of a client-supplied string is repeated in an
 // error message, so that a megabyte of garbage is not sent back.
@@ -745,28 +746,19 @@ func appendCompact(dst, raw []byte) []byte {
 	return append(dst, raw[start:]...)
 }
 
-// validateID reports why id is not an acceptable event id. Ids become part
-// of a NATS message id and an HTTP header, hence the narrow alphabet.
+// validateID reports why id is not an acceptable event id, by the one rule
+// of internal/eventid, with the field's path and the id (shortened) when a
+// character is refused.
 func validateID(path, id string) error {
-	if id == "" {
-		return fmt.Errorf("%sid: must not be empty", path)
+	err := eventid.Validate(id)
+	if err == nil {
+		return nil
 	}
-	if len(id) > MaxIDLength {
-		return fmt.Errorf("%sid: is %d characters long, maximum is %d", path, len(id), MaxIDLength)
+	var bad *eventid.InvalidCharError
+	if errors.As(err, &bad) {
+		return fmt.Errorf("%sid: %s: %w", path, echo(id), err)
 	}
-	for i := 0; i < len(id); i++ {
-		if !validIDByte(id[i]) {
-			r, _ := utf8.DecodeRuneInString(id[i:])
-			return fmt.Errorf("%sid: %s: invalid character %q at position %d, allowed are A-Z a-z 0-9 and . _ ~ : -",
-				path, echo(id), r, i+1)
-		}
-	}
-	return nil
-}
-
-func validIDByte(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		c == '.' || c == '_' || c == '~' || c == ':' || c == '-'
+	return fmt.Errorf("%sid: %w", path, err)
 }
 
 // validateType reports why t is not an acceptable event type.

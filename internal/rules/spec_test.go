@@ -181,6 +181,7 @@ func TestCheckSpec(t *testing.T) {
 }
 
 const (
-	endpointMsgPort      = endpoint.MsgPort
-	endpointMsgHostASCII = endpoint.MsgHostASCII
+	endpointMsgPort            = endpoint.MsgPort
+	endpointMsgHostASCII       = endpoint.MsgHostASCII
+	endpointMsgHostCanonicalIP = endpoint.MsgHostCanonicalIP
 )

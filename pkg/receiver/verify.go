@@ -158,8 +158,12 @@ func single(header http.Header, name string, repeated error) (string, error) {
 	return values[0], nil
 }
 
-// checkID limits webhook-id to the characters IDs are made of in practice
-// (Hookline's, UUIDs, base64 and prefixed random IDs). The specification
+// checkID limits webhook-id to the characters that Standard Webhooks
+// senders make IDs of: Hookline's (up to 128 of A-Z a-z 0-9 . _ ~ : -, the
+// rule of its ingest API), UUIDs, base64 and prefixed random IDs such as
+// "msg_..."; up to MaxIDLength of A-Z a-z 0-9 and . _ ~ : - + / = @. The
+// SDK verifies any Standard Webhooks sender's deliveries, so it accepts
+// this wider set rather than only Hookline's. The specification
 // warns that the signed content "<id>.<timestamp>.<body>" can be split in
 // more than one way when the ID holds a full stop; Hookline's IDs may, so
 // full stops are accepted, but excluding '{' and whitespace means no split
