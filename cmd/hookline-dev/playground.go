@@ -311,6 +311,8 @@ func (p *playgroundRun) startManager(ctx context.Context, bin string) error {
 		"--dispatcher-image=ghcr.io/hookline/hookline:dev",
 		"--health-probe-bind-address=0",
 		"--metrics-bind-address=0",
+		// No API server calls a webhook outside a cluster.
+		"--webhook-port=0",
 	)
 	if err != nil {
 		return err

@@ -130,6 +130,7 @@ func startCluster(ctx context.Context, root, dir string, inProcess bool, progres
 		"--dispatcher-image=registry.example/hookline:bench",
 		"--health-probe-bind-address=0",
 		"--metrics-bind-address=0",
+		"--webhook-port=0",
 	)
 	return c, err
 }

@@ -113,6 +113,9 @@ func startCluster(t *testing.T) *cluster {
 		"--dispatcher-image=registry.example/hookline:e2e",
 		"--health-probe-bind-address="+freeAddr(t),
 		"--metrics-bind-address=0",
+		// The webhook is tested against the API server in controllers/;
+		// here no webhook configuration is installed.
+		"--webhook-port=0",
 	)
 	return c
 }

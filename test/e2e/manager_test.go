@@ -112,6 +112,7 @@ func TestManagerWithInstalledRBAC(t *testing.T) {
 		"--health-probe-bind-address="+probeAddr,
 		"--metrics-bind-address="+metricsAddr,
 		"--metrics-secure",
+		"--webhook-port=0",
 	)
 	mgr.Stdout, mgr.Stderr = &logs, &logs
 	if err := mgr.Start(); err != nil {

@@ -401,8 +401,8 @@ func TestChartValues(t *testing.T) {
 					ingressPorts = append(ingressPorts, p.Port.IntVal)
 				}
 			}
-			if !slices.Equal(ingressPorts, []int32{8081, 8443}) {
-				t.Errorf("ingress ports %v, want the probes' 8081 and the metrics' 8443 only", ingressPorts)
+			if !slices.Equal(ingressPorts, []int32{8081, 8443, 9443}) {
+				t.Errorf("ingress ports %v, want the probes' 8081, the metrics' 8443 and the webhook's 9443 only", ingressPorts)
 			}
 			tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
 			port := func(p int) *intstr.IntOrString { v := intstr.FromInt32(int32(p)); return &v }
@@ -728,7 +728,9 @@ func TestChartInstalls(t *testing.T) {
 			}
 			warnings.take()
 			for _, u := range rel.all() {
-				if u.GetKind() != "ServiceMonitor" {
+				// The test API server serves neither the Prometheus
+				// operator's kinds nor cert-manager's.
+				if k := u.GetKind(); k != "ServiceMonitor" && k != "Certificate" && k != "Issuer" {
 					apply(t, u, "helm", true)
 				}
 			}
