@@ -88,7 +88,13 @@ func TestWebhookCertKeeperReplicas(t *testing.T) {
 		return leaves, s.Data["ca.crt"]
 	}
 
+	if err := keepers[0].Loaded(nil); err == nil {
+		t.Errorf("a keeper that has not synced reports its certificate loaded")
+	}
 	syncAll()
+	if err := keepers[0].Loaded(nil); err != nil {
+		t.Errorf("after a sync the readiness check says %v", err)
+	}
 	leaves, caPEM := served()
 	if !leaves[0].Equal(leaves[1]) {
 		t.Errorf("the replicas serve different certificates")

@@ -198,6 +198,9 @@ func run() error {
 			if err := mgr.Add(keeper); err != nil {
 				return fmt.Errorf("adding the webhook certificate keeper: %w", err)
 			}
+			if err := mgr.AddReadyzCheck("webhook-certificate", keeper.Loaded); err != nil {
+				return fmt.Errorf("adding the webhook certificate check: %w", err)
+			}
 		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
@@ -45,6 +46,9 @@ const (
 	// configuration again: another replica may have renewed the
 	// certificate, or an upgrade reset the CA bundle.
 	recheckEvery = 10 * time.Minute
+	// retryAfter is how soon a failed check is tried again: until the
+	// first succeeds, the webhook has no certificate to serve.
+	retryAfter = 10 * time.Second
 )
 
 // CertKeeper manages the webhook's serving certificate without
@@ -84,6 +88,13 @@ func (k *CertKeeper) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, err
 	return k.cert, nil
 }
 
+// Loaded is a readiness check: it fails until the keeper has loaded a
+// certificate, so that no traffic reaches a replica that cannot answer.
+func (k *CertKeeper) Loaded(*http.Request) error {
+	_, err := k.GetCertificate(nil)
+	return err
+}
+
 // NeedLeaderElection is false: every replica serves the webhook.
 func (k *CertKeeper) NeedLeaderElection() bool { return false }
 
@@ -92,13 +103,15 @@ func (k *CertKeeper) NeedLeaderElection() bool { return false }
 func (k *CertKeeper) Start(ctx context.Context) error {
 	log := ctrl.LoggerFrom(ctx).WithName("webhook-certs")
 	for {
+		next := recheckEvery
 		if err := k.Sync(ctx); err != nil {
 			log.Error(err, "Keeping the webhook serving certificate")
+			next = retryAfter
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-k.Clock.After(recheckEvery):
+		case <-k.Clock.After(next):
 		}
 	}
 }
