@@ -198,13 +198,19 @@ func TestDeliveryStatus(t *testing.T) {
 			name:  "backlog and dead letters from the queue",
 			total: Totals{DeadLettered: 2},
 			state: State{Backlog: 40, DeadLettered: 5},
-			want:  `{"deadLettered":5,"backlog":40}`,
+			want:  `{"deadLettered":5,"replayable":5,"backlog":40}`,
 		},
 		{
 			name:  "counted dead letters above the store's",
 			total: Totals{DeadLettered: 7},
 			state: State{DeadLettered: 5, Backlog: -1},
-			want:  `{"deadLettered":7}`,
+			want:  `{"deadLettered":7,"replayable":5}`,
+		},
+		{
+			name:  "replayed dead letters stay counted, no longer replayable",
+			total: Totals{DeadLettered: 8},
+			state: State{DeadLettered: 3},
+			want:  `{"deadLettered":8,"replayable":3}`,
 		},
 	}
 	for _, tt := range tests {
