@@ -57,6 +57,10 @@ type Options struct {
 	// picks a free port (see the Addr methods), "" disables the server
 	// (never the ingest one).
 	IngestAddr, HealthAddr, MetricsAddr string
+	// AdvertiseIngestURL, when set, is announced on the instance Lease
+	// (annotation hookline.dev/ingest-url) as where clients outside the
+	// cluster reach the ingest API.
+	AdvertiseIngestURL string
 
 	MaxEventBytes  int64         // default 1 MiB
 	StatusInterval time.Duration // default 10s
