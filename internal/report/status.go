@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -304,8 +305,11 @@ func describeFailure(f Failure) string {
 		what = "error"
 	}
 	s := what + " at " + formatTime(f.Time)
-	if f.Message != "" {
-		s += ": " + truncate(f.Message, maxMessage)
+	// The attempt's message may start with what was just said ("HTTP 500:
+	// Internal Server Error"): say it once.
+	msg := strings.TrimPrefix(f.Message, what+": ")
+	if msg != "" && msg != what {
+		s += ": " + truncate(msg, maxMessage)
 	}
 	return s
 }

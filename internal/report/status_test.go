@@ -545,3 +545,22 @@ func TestTruncate(t *testing.T) {
 		}
 	}
 }
+
+// A failure's message says each thing once, though the attempt's own
+// message may start with the status the description gives first.
+func TestDescribeFailure(t *testing.T) {
+	for _, tc := range []struct {
+		f    Failure
+		want string
+	}{
+		{Failure{Time: t0, StatusCode: 500, Class: "HTTPStatus", Message: "HTTP 500: Internal Server Error"}, "HTTP 500 at 2026-06-01T12:00:00Z: Internal Server Error"},
+		{Failure{Time: t0, StatusCode: 503, Class: "HTTPStatus", Message: "HTTP 503"}, "HTTP 503 at 2026-06-01T12:00:00Z"},
+		{Failure{Time: t0, StatusCode: 502, Class: "HTTPStatus", Message: "upstream unavailable"}, "HTTP 502 at 2026-06-01T12:00:00Z: upstream unavailable"},
+		{Failure{Time: t0, Class: "Timeout", Message: "Timeout after 10s"}, "Timeout at 2026-06-01T12:00:00Z: Timeout after 10s"},
+		{Failure{Time: t0, Class: "TLSError", Message: "TLSError: unknown authority"}, "TLSError at 2026-06-01T12:00:00Z: unknown authority"},
+	} {
+		if got := describeFailure(tc.f); got != tc.want {
+			t.Errorf("describeFailure(%+v) = %q, want %q", tc.f, got, tc.want)
+		}
+	}
+}
