@@ -57,7 +57,8 @@ plugin: ## Build the kubectl plugin into bin/kubectl-hookline (on the PATH it ru
 
 .PHONY: dev
 dev: ## Run a local playground (API server, manager, dispatcher, demo receiver, sample resources) until Ctrl-C
-	$(GO) build -o bin/hookline-dev ./cmd/hookline-dev
+	@echo "Compiling the playground (cmd/hookline-dev): with empty Go caches this takes several minutes on two cores, later runs seconds"
+	@hack/progress.sh "compiling the playground" $(GO) build -o bin/hookline-dev ./cmd/hookline-dev
 	bin/hookline-dev
 
 ARCH ?= amd64
