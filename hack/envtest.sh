@@ -6,7 +6,7 @@
 # tested, so setup-envtest cannot be used. The binaries are cached outside the
 # clone, keyed by the Kubernetes version and the hash of hack/envtest/go.sum,
 # so fresh clones and CI reuse them; they are rebuilt only when the pinned
-# versions change. The first build takes 10 to 20 minutes on two cores.
+# versions change. The first build takes 10 to 25 minutes on two cores.
 #
 # Progress goes to stderr, at least one line every 15 seconds, and says
 # what happens: waiting for another process's build, or building.
@@ -64,7 +64,7 @@ ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.i
 tmp=$(mktemp -d "$cache_root/.build-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-echo "Building kube-apiserver $k8s_version and etcd from source, once (10 to 20 minutes on two cores; cached in $cache_root/envtest)" >&2
+echo "Building kube-apiserver $k8s_version and etcd from source, once (10 to 25 minutes on two cores; cached in $cache_root/envtest)" >&2
 start=$(date +%s)
 (
 	cd "$mod"

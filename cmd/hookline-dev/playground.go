@@ -88,7 +88,7 @@ func (p *playgroundRun) step(format string, args ...any) {
 func (p *playgroundRun) run(ctx context.Context) (err error) {
 	p.printf("Hookline playground, from the sources in %s\n", p.root)
 
-	p.step("Getting kube-apiserver and etcd (hack/envtest.sh: the first run builds them from source, 10 to 20 minutes on two cores)")
+	p.step("Getting kube-apiserver and etcd (hack/envtest.sh: the first run builds them from source, 10 to 25 minutes on two cores)")
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		if assets, err = playground.EnvtestAssets(ctx, p.root, p.out, p.clock); err != nil {

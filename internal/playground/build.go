@@ -61,7 +61,7 @@ func declaresModule(data []byte, path string) bool {
 const QuietInterval = 15 * time.Second
 
 // EnvtestAssets runs hack/envtest.sh, which builds kube-apiserver and etcd
-// from source on first use (10 to 20 minutes on two cores), or waits for
+// from source on first use (10 to 25 minutes on two cores), or waits for
 // another process's build of them, and prints the directory
 // holding them, and returns that directory. The script's progress lines
 // (its stderr) are copied to out as they come, and whenever it stays silent
