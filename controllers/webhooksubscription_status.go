@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -170,13 +171,15 @@ func subscriptionConditionMessage(c *metav1.Condition, fallback string) string {
 }
 
 // subscriptionStatus is the status this controller applies: its own
-// conditions merged with the current ones, the generation they describe
-// and the resolved dispatcher. The dispatcher's conditions and delivery
-// block are left out; another field manager owns them.
+// conditions merged with the current ones, the generation they describe,
+// the resolved dispatcher and the event types as kubectl get shows them.
+// The dispatcher's conditions and delivery block are left out; another
+// field manager owns them.
 func subscriptionStatus(sub *hooklinev1.WebhookSubscription, out outcome, dispatcher string, now metav1.Time) hooklinev1.WebhookSubscriptionStatus {
 	return hooklinev1.WebhookSubscriptionStatus{
 		ObservedGeneration: sub.Generation,
 		Conditions:         mergeConditions(sub.Status.Conditions, summaryConditions(out), summaryTypes, sub.Generation, now),
 		Dispatcher:         dispatcher,
+		EventTypes:         strings.Join(sub.Spec.EventTypes, ", "),
 	}
 }

@@ -154,7 +154,8 @@ func TestSubscriptionReadyOutcome(t *testing.T) {
 func TestSubscriptionStatus(t *testing.T) {
 	t0 := metav1.NewTime(time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC))
 	t1 := metav1.NewTime(t0.Add(time.Minute))
-	sub := &hooklinev1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Generation: 3}}
+	sub := &hooklinev1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Generation: 3},
+		Spec: hooklinev1.WebhookSubscriptionSpec{EventTypes: []string{"order.>", "invoice.*.paid"}}}
 	sub.Status = hooklinev1.WebhookSubscriptionStatus{
 		ObservedGeneration: 2,
 		Dispatcher:         "team-a/d",
@@ -170,6 +171,8 @@ func TestSubscriptionStatus(t *testing.T) {
 	want := hooklinev1.WebhookSubscriptionStatus{
 		ObservedGeneration: 3,
 		Dispatcher:         "team-a/d",
+		// As written, for kubectl get's column.
+		EventTypes: "order.>, invoice.*.paid",
 		// Only this controller's conditions, and no delivery block: the
 		// dispatcher owns those and the apply leaves them alone.
 		Conditions: []metav1.Condition{

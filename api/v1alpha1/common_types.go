@@ -110,6 +110,12 @@ const (
 	LabelLeaseRole = "hookline.dev/lease-role"
 	// LeaseRoleInstance marks a Lease that announces one running instance.
 	LeaseRoleInstance = "instance"
+	// AnnotationIngestURL, on an instance Lease, is the URL at which that
+	// instance's ingest API is reachable from outside the cluster network,
+	// when it is run with --advertise-ingest-url (a dispatcher run as a
+	// local process, as the playground does). kubectl hookline uses it when
+	// the dispatcher has no Ready pod to port-forward to.
+	AnnotationIngestURL = "hookline.dev/ingest-url"
 )
 
 // Annotations understood by the controllers.

@@ -462,10 +462,18 @@ type DeliveryStatus struct {
 	// +optional
 	Failed int64 `json:"failed,omitempty"`
 
-	// DeadLettered counts events given up on after the last attempt; they
-	// are kept for replay.
+	// DeadLettered counts every event given up on after its last attempt,
+	// replayed since or not: it only grows. Replayable says how many of
+	// them are still kept for replay.
 	// +optional
 	DeadLettered int64 `json:"deadLettered,omitempty"`
+
+	// Replayable is the number of dead-lettered events the dead-letter
+	// store keeps for this subscription, which a replay queues again. A
+	// replayed event leaves the store (and is counted again if it is
+	// dead-lettered again); kept events expire after 14 days.
+	// +optional
+	Replayable int64 `json:"replayable,omitempty"`
 
 	// Backlog is the number of events waiting for delivery.
 	// +optional
@@ -532,6 +540,11 @@ type WebhookSubscriptionStatus struct {
 	// +optional
 	Dispatcher string `json:"dispatcher,omitempty"`
 
+	// EventTypes is spec.eventTypes as written, joined with ", ", for the
+	// EVENT TYPES column of kubectl get (a column shows a list as JSON).
+	// +optional
+	EventTypes string `json:"eventTypes,omitempty"`
+
 	// Delivery health, written by the dispatcher.
 	// +optional
 	Delivery *DeliveryStatus `json:"delivery,omitempty"`
@@ -544,7 +557,7 @@ type WebhookSubscriptionStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=whsub;whsubscription,categories=hookline
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.url`
-// +kubebuilder:printcolumn:name="Event Types",type=string,JSONPath=`.spec.eventTypes`
+// +kubebuilder:printcolumn:name="Event Types",type=string,JSONPath=`.status.eventTypes`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Healthy",type=string,JSONPath=`.status.conditions[?(@.type=="EndpointHealthy")].status`

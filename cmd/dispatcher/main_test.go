@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hookline/hookline/internal/queue"
+	"github.com/hookline/hookline/test/testenv"
 )
 
 func TestCloseWithin(t *testing.T) {
@@ -62,7 +62,7 @@ func TestCloseQueueWarnsWhenItStopsWaiting(t *testing.T) {
 // waiting for it.
 func TestCloseQueueOfManyConsumers(t *testing.T) {
 	const consumers = 500
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
 	q, err := queue.Open(ctx, queue.Config{DispatcherNamespace: "hookline-system", DispatcherName: "default",

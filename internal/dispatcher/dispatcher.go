@@ -57,6 +57,10 @@ type Options struct {
 	// picks a free port (see the Addr methods), "" disables the server
 	// (never the ingest one).
 	IngestAddr, HealthAddr, MetricsAddr string
+	// AdvertiseIngestURL, when set, is announced on the instance Lease
+	// (annotation hookline.dev/ingest-url) as where clients outside the
+	// cluster reach the ingest API.
+	AdvertiseIngestURL string
 
 	MaxEventBytes  int64         // default 1 MiB
 	StatusInterval time.Duration // default 10s
@@ -134,6 +138,8 @@ type Dispatcher struct {
 	cancelDeliver context.CancelFunc
 
 	deadLetterEvents sync.Map // report.Key -> *throttle
+	// deadLetters writes the DeadLettered Event series.
+	deadLetters *deadLetterEvents
 	// queueFull wakes observeQueue when ingest found the queue full;
 	// queueFullEvents limits the Events saying so.
 	queueFull       chan struct{}
@@ -263,6 +269,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.eventsB.StartRecordingToSink(d.deliverCtx.Done())
 	defer d.eventsB.Shutdown()
 	d.events = d.eventsB.NewRecorder(scheme, "hookline-dispatcher")
+	d.deadLetters = newDeadLetterEvents(d.kube.EventsV1(), d.opts.Clock, d.opts.Instance, d.log)
 
 	servers := d.servers()
 	g, gctx := errgroup.WithContext(ctx)
@@ -279,6 +286,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	g.Go(func() error { d.leadStatus(gctx); return nil })
 	g.Go(func() error { d.flushStats(gctx); return nil })
 	g.Go(func() error { d.observeQueue(gctx); return nil })
+	g.Go(func() error { d.deadLetters.run(gctx); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		d.shutdown(servers)

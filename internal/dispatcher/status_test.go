@@ -26,7 +26,7 @@ var statusTestTime = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 // openQueue opens an embedded queue in a temporary directory.
 func openQueue(tb testing.TB) *queue.Queue {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	q, err := queue.Open(ctx, queue.Config{DispatcherNamespace: "hookline-system", DispatcherName: "default",
 		DataDir: tb.TempDir(), Logger: slog.New(slog.DiscardHandler)})
@@ -178,7 +178,7 @@ func TestReportStateCountsOfTheTick(t *testing.T) {
 	sub := testSubscription("team", "orders")
 	s := servingSubscriptions(t, q, sub)
 	consumer := s.served["team/orders"].consumer
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if err := q.EnsureConsumer(ctx, queue.ConsumerSpec{Name: consumer, Namespace: "team", Patterns: sub.Spec.EventTypes,
 		MaxAckPending: 10, AckWait: time.Minute, Paused: true}); err != nil {
@@ -199,7 +199,7 @@ func TestReportStateCountsOfTheTick(t *testing.T) {
 	// Consumers count new messages shortly after the store.
 	queued := func(want int64) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(10 * time.Minute) // far above any plausible wait
 		for {
 			c, err := q.Counts(ctx)
 			if err == nil && c.Backlog(consumer) == want {

@@ -207,19 +207,8 @@ func (t *throttle) allow(now time.Time) (ok bool, heldBack int) {
 }
 
 func (d *Dispatcher) deadLetterEvent(sv *served, st *deliveryState, m *queue.Message, res delivery.Result, dec delivery.Decision) {
-	v, _ := d.deadLetterEvents.LoadOrStore(sv.key, &throttle{})
-	ok, more := v.(*throttle).allow(d.opts.Clock.Now())
-	if !ok {
-		return
-	}
-	note := fmt.Sprintf("Event %s dead-lettered after %d attempts: %s", m.Event.ID, m.Attempt, dec.Reason)
-	if res.Message != "" {
-		note += " (last: " + res.Message + ")"
-	}
-	if more > 0 {
-		note += fmt.Sprintf("; %d more dead-lettered in the last minute", more)
-	}
-	d.events.Eventf(st.obj, nil, "Warning", "DeadLettered", "Deliver", "%s", truncateNote(note))
+	// Counted in the subscription's DeadLettered Event series (events.go).
+	d.deadLetters.record(sv.key, st.obj, deadLetterNote(m.Event.ID, m.Attempt, dec.Reason, res.Message))
 }
 
 func truncateNote(s string) string {

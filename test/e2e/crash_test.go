@@ -17,6 +17,7 @@ import (
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/queue/queuetest"
+	"github.com/hookline/hookline/test/testenv"
 )
 
 // ledger is what a producer learnt about each event id it published.
@@ -175,7 +176,7 @@ func waitAccepted(ctx context.Context, t *testing.T, c *cluster, ns string) {
 // event answered with an error may reach any.
 func TestCrashSafety(t *testing.T) {
 	c := startCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	const ns = "crash"
 	all, evens := setupTicks(ctx, t, c, ns, nil)
@@ -226,7 +227,7 @@ func TestCrashSafety(t *testing.T) {
 // stopped mid-stream and no accepted event is lost.
 func TestExternalQueue(t *testing.T) {
 	c := startCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	urls, stopNode := queuetest.StartCluster(t, 3)
 	const ns = "external"

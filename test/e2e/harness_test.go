@@ -193,8 +193,8 @@ func (p *process) stop(t *testing.T) {
 		if code := p.cmd.ProcessState.ExitCode(); code != 0 {
 			t.Errorf("%s exited with %d after SIGTERM", p.name, code)
 		}
-	case <-time.After(60 * time.Second):
-		t.Errorf("%s still running 60s after SIGTERM", p.name)
+	case <-time.After(time.Until(testenv.GiveUpAt(t))):
+		t.Errorf("%s still running after SIGTERM", p.name)
 		p.kill()
 	}
 }
