@@ -13,6 +13,10 @@ RACE ?= $(shell [ "$$($(GO) env CGO_ENABLED)" = 1 ] && echo -race)
 # Seconds each fuzz target runs: a short smoke run in `make test`, longer
 # with `make fuzz`.
 FUZZTIME ?= 5s
+# The test binaries' own timeout, the only bound on how long a test may take:
+# a cold build on a busy two-core machine takes many minutes, and no test
+# fails because a machine is slow.
+TEST_TIMEOUT ?= 60m
 
 .PHONY: help
 help: ## Show this help
@@ -53,7 +57,8 @@ plugin: ## Build the kubectl plugin into bin/kubectl-hookline (on the PATH it ru
 
 .PHONY: dev
 dev: ## Run a local playground (API server, manager, dispatcher, demo receiver, sample resources) until Ctrl-C
-	$(GO) build -o bin/hookline-dev ./cmd/hookline-dev
+	@echo "Compiling the playground (cmd/hookline-dev): with empty Go caches this takes several minutes on two cores, later runs seconds"
+	@hack/progress.sh "compiling the playground" $(GO) build -o bin/hookline-dev ./cmd/hookline-dev
 	bin/hookline-dev
 
 ARCH ?= amd64
@@ -72,7 +77,7 @@ envtest: ## Build kube-apiserver and etcd from source (cached) and print their d
 
 .PHONY: test
 test: ## Run every test against a real API server, plus a short run of each fuzz target
-	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) test $(RACE) -count=1 ./...
+	KUBEBUILDER_ASSETS="$$(hack/envtest.sh)" $(GO) test $(RACE) -count=1 -timeout $(TEST_TIMEOUT) ./...
 	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
 
 .PHONY: bench

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -74,4 +75,35 @@ func TestKubectlDiscoveryAndColumns(t *testing.T) {
 			t.Errorf("%s columns = %v, want %v", resource, got, want)
 		}
 	}
+}
+
+// TestEventTypesColumn checks the EVENT TYPES column kubectl get whsub
+// prints: the patterns as written, not a JSON list with escaped characters
+// (["order.\u003e"]).
+func TestEventTypesColumn(t *testing.T) {
+	ns := newNamespace(t)
+	whsubSubscription(t, ns, "patterns", func(s *hooklinev1.WebhookSubscription) {
+		s.Spec.EventTypes = []string{"order.>", "invoice.*.paid"}
+	})
+	cs, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, whsubTimeout, func() (bool, string) {
+		raw, err := cs.RESTClient().Get().AbsPath("/apis", hooklinev1.GroupVersion.Group, hooklinev1.GroupVersion.Version, "namespaces", ns, "webhooksubscriptions").
+			SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").DoRaw(suiteCtx)
+		if err != nil {
+			return false, err.Error()
+		}
+		var table metav1.Table
+		if err := json.Unmarshal(raw, &table); err != nil {
+			return false, err.Error()
+		}
+		col := slices.IndexFunc(table.ColumnDefinitions, func(c metav1.TableColumnDefinition) bool { return c.Name == "Event Types" })
+		if col < 0 || len(table.Rows) != 1 {
+			return false, fmt.Sprintf("table %+v", table)
+		}
+		got := table.Rows[0].Cells[col]
+		return got == "order.>, invoice.*.paid", fmt.Sprintf("EVENT TYPES is %q, want %q", got, "order.>, invoice.*.paid")
+	})
 }

@@ -156,7 +156,7 @@ func TestWebhookSubscriptionReferencePolicy(t *testing.T) {
 	withHeader := refpolSubscription(ns, "with-header", func(s *hooklinev1.WebhookSubscriptionSpec) {
 		s.Headers = []hooklinev1.Header{{Name: "X-Team", Value: ptr.To("payments")}, refpolSecretHeader("Authorization", "auth")}
 	})
-	refpolCreateEventually(t, alice, withHeader, "spec names Secret auth, which user alice may not get")
+	refpolCreateEventually(t, alice, withHeader, "spec.headers[name=Authorization].valueFrom.secretKeyRef names Secret auth, which user alice may not get")
 
 	t.Run("every kind of reference is checked", func(t *testing.T) {
 		for _, tt := range []struct {
@@ -166,16 +166,16 @@ func TestWebhookSubscriptionReferencePolicy(t *testing.T) {
 		}{
 			{"ca-from-secret", func(s *hooklinev1.WebhookSubscriptionSpec) {
 				s.TLS = &hooklinev1.TLSSpec{CA: &hooklinev1.CASource{SecretKeyRef: &hooklinev1.SecretKeyReference{Name: "private-ca", Key: "ca.crt"}}}
-			}, "spec names Secret private-ca, which user alice may not get"},
+			}, "spec.tls.ca.secretKeyRef names Secret private-ca, which user alice may not get"},
 			{"client-certificate", func(s *hooklinev1.WebhookSubscriptionSpec) {
 				s.TLS = &hooklinev1.TLSSpec{ClientCertificateSecretRef: &hooklinev1.LocalObjectReference{Name: "client-cert"}}
-			}, "spec names Secret client-cert, which user alice may not get"},
+			}, "spec.tls.clientCertificateSecretRef names Secret client-cert, which user alice may not get"},
 			{"ca-from-configmap", func(s *hooklinev1.WebhookSubscriptionSpec) {
 				s.TLS = &hooklinev1.TLSSpec{CA: &hooklinev1.CASource{ConfigMapKeyRef: &hooklinev1.SecretKeyReference{Name: "bundle", Key: "ca.crt"}}}
-			}, "spec names ConfigMap bundle, which user alice may not get"},
+			}, "spec.tls.ca.configMapKeyRef names ConfigMap bundle, which user alice may not get"},
 			{"other-webhooksecret", func(s *hooklinev1.WebhookSubscriptionSpec) {
 				s.Signing.SecretRef.Name = "payments-signing"
-			}, "spec names WebhookSecret payments-signing, which user alice may not get"},
+			}, "spec.signing.secretRef names WebhookSecret payments-signing, which user alice may not get"},
 		} {
 			t.Run(tt.name, func(t *testing.T) {
 				refpolAssertRefused(t, alice, refpolSubscription(ns, tt.name, tt.mutate), tt.words)
@@ -201,7 +201,7 @@ func TestWebhookSubscriptionReferencePolicy(t *testing.T) {
 			}
 		}
 		refpolAssertRefused(t, alice, refpolSubscription(ns, "ten-refused", tenSecrets("client-cert")),
-			"spec names Secret client-cert, which user alice may not get")
+			"spec.tls.clientCertificateSecretRef names Secret client-cert, which user alice may not get")
 		if err := alice.Create(suiteCtx, refpolSubscription(ns, "ten-accepted", tenSecrets("auth"))); err != nil {
 			t.Errorf("creating a subscription naming ten Secrets alice may get: %v", err)
 		}
@@ -237,7 +237,7 @@ func TestWebhookSubscriptionReferencePolicy(t *testing.T) {
 			t.Errorf("changing the delivery concurrency as alice: %v", err)
 		}
 		err := update(func(s *hooklinev1.WebhookSubscription) { s.Spec.URL = "https://attacker.example/collect" })
-		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "spec names Secret admin-only, which user alice may not get") {
+		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "spec.headers[name=Authorization].valueFrom.secretKeyRef names Secret admin-only, which user alice may not get") {
 			t.Errorf("changing the URL as alice: %v, want Forbidden naming Secret admin-only", err)
 		}
 		got := &hooklinev1.WebhookSubscription{}

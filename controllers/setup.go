@@ -18,6 +18,11 @@ import (
 // EventReporter is the name the controllers' Kubernetes Events carry.
 const EventReporter = "hookline-controller"
 
+// The admission webhook's certificate keeper (internal/admission) renews
+// its Secret and injects the CA into the webhook configuration.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=update
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;update,resourceNames=hookline-validating-webhook
+
 // Options configure the controllers.
 type Options struct {
 	// DefaultDispatcher is the dispatcher subscriptions without

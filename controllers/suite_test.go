@@ -21,6 +21,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/admission"
 	"github.com/hookline/hookline/test/testenv"
 )
 
@@ -81,11 +82,19 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 
+	// The admission webhook, as the manager serves it: the real API server
+	// calls it over TLS with the CA the keeper generated and injected.
+	keeper, webhookServer, err := startWebhookConfiguration(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
 		Cache:                  CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		WebhookServer:          webhookServer,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "creating the manager:", err)
@@ -107,8 +116,22 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "creating the operator namespace:", err)
 		return 1
 	}
+	admission.Register(mgr.GetWebhookServer())
+	keeper.Client = k8sClient
+	if err := keeper.Sync(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "creating the webhook certificate:", err)
+		return 1
+	}
+	if err := mgr.Add(keeper); err != nil {
+		fmt.Fprintln(os.Stderr, "adding the webhook certificate keeper:", err)
+		return 1
+	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
+	if err := waitForWebhook(ctx, webhookServer); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	code := m.Run()
 	cancel()
 	if err := <-done; err != nil {
@@ -136,11 +159,15 @@ func newNamespace(t *testing.T) string {
 	return ns.Name
 }
 
-// eventually polls cond until it returns true or the timeout passes, and
-// fails the test with the last message cond gave.
-func eventually(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
+// eventually polls cond until it returns true. A slow machine only makes
+// it wait longer: once the wait passes expected, it logs the last message
+// cond gave, and it fails the test with that message only when the test
+// binary's -timeout is about to end the run (testenv.GiveUpAt).
+func eventually(t *testing.T, expected time.Duration, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	giveUp := testenv.GiveUpAt(t)
+	logged := false
 	var msg string
 	for {
 		var ok bool
@@ -148,8 +175,12 @@ func eventually(t *testing.T, timeout time.Duration, cond func() (bool, string))
 		if ok {
 			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %s", timeout, msg)
+		if !logged && time.Since(start) > expected {
+			t.Logf("still waiting after %s: %s", expected, msg)
+			logged = true
+		}
+		if time.Now().After(giveUp) {
+			t.Fatalf("condition not met after %s: %s", time.Since(start).Round(time.Second), msg)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

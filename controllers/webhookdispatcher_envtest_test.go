@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/test/testenv"
 )
 
 const dispatcherTestTimeout = 20 * time.Second
@@ -817,8 +818,8 @@ func TestWebhookDispatcherSecretRoleAllowsWatchByName(t *testing.T) {
 		if s, ok := ev.Object.(*corev1.Secret); !ok || ev.Type != watch.Added || s.Name != "partner-token" {
 			t.Errorf("first watch event %s %T, want ADDED of Secret partner-token", ev.Type, ev.Object)
 		}
-	case <-time.After(dispatcherTestTimeout):
-		t.Errorf("no watch event within %s", dispatcherTestTimeout)
+	case <-time.After(time.Until(testenv.GiveUpAt(t))):
+		t.Errorf("no watch event")
 	}
 	w.Stop()
 	if _, err := secrets.Get(suiteCtx, "partner-token", metav1.GetOptions{}); err != nil {

@@ -23,6 +23,7 @@ import (
 	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/rules"
 )
 
 // The dispatcher pod's contract: ports, paths and mount points the
@@ -573,11 +574,11 @@ func dispatcherSecretAccessFor(subs []hooklinev1.WebhookSubscription, signingSec
 	for i := range subs {
 		s := &subs[i].Spec
 		a.secrets = append(a.secrets, signingSecret(s.Signing.SecretRef.Name))
-		for _, r := range subscriptionObjectRefList(s) {
-			if r.kind == subscriptionRefConfigMap {
-				a.configMaps = append(a.configMaps, r.name)
+		for _, r := range rules.References(s) {
+			if r.Kind == rules.KindConfigMap {
+				a.configMaps = append(a.configMaps, r.Name)
 			} else {
-				a.secrets = append(a.secrets, r.name)
+				a.secrets = append(a.secrets, r.Name)
 			}
 		}
 	}

@@ -57,6 +57,11 @@ func policyFor(spec hooklinev1.WebhookSecretSpec) (rotationPolicy, error) {
 					p.overlap, maxRotationOverlap)
 			}
 		}
+		// The CRD's rule on spec.rotation, with the overlap's default.
+		if p.interval > 0 && p.overlap >= p.interval {
+			return rotationPolicy{}, fmt.Errorf("spec.rotation.overlap %s must be shorter than spec.rotation.interval %s (the overlap defaults to %s)",
+				p.overlap, p.interval, defaultRotationOverlap)
+		}
 	}
 	return p, nil
 }

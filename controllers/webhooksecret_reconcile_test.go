@@ -273,13 +273,17 @@ func TestWebhookSecretReconcileRequeue(t *testing.T) {
 		}
 	})
 
-	t.Run("the next rotation before the previous key's expiry", func(t *testing.T) {
+	t.Run("an overlap not shorter than the interval is refused, not requeued", func(t *testing.T) {
+		// The next rotation would come before the previous key expires:
+		// three keys would have to sign at once.
 		ws := whFakeWebhookSecret("long-overlap", whRotation(time.Hour, 2*time.Hour))
 		f := whNewFake(t, ws)
-		f.wantRequeue("first key", f.reconcile(ws), time.Hour)
-		f.clock.Step(time.Hour)
-		f.wantRequeue("rotation", f.reconcile(ws), time.Hour)
-		f.wantReady("rotation", ws, 2)
+		f.wantRequeue("long overlap", f.reconcile(ws), 0)
+		got := f.webhookSecret(ws)
+		if c := whCondition(got, hooklinev1.ConditionStalled); c.Status != metav1.ConditionTrue || c.Reason != hooklinev1.ReasonInvalidSpec ||
+			!strings.Contains(c.Message, "spec.rotation.overlap 2h0m0s must be shorter than spec.rotation.interval 1h0m0s") {
+			t.Errorf("Stalled = %+v, want True, InvalidSpec naming the overlap and the interval", c)
+		}
 	})
 
 	t.Run("no interval and no previous key: no requeue", func(t *testing.T) {
@@ -398,7 +402,7 @@ func TestWebhookSecretReconcileInvalidSpecWarnsOnce(t *testing.T) {
 	}
 
 	// Fixed: Ready, and nothing more to warn about.
-	f.update(ws, func(ws *hooklinev1.WebhookSecret) { ws.Spec.Rotation.Interval = whDur(time.Hour) })
+	f.update(ws, func(ws *hooklinev1.WebhookSecret) { ws.Spec.Rotation.Interval = whDur(2 * time.Hour) })
 	f.reconcile(ws)
 	f.wantReady("fixed", ws, 1)
 	f.wantReasons("fixed", hooklinev1.ReasonKeyCreated)

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/rules"
 )
 
 // Field indexes this controller adds, so a change to a Secret or ConfigMap
@@ -83,12 +84,12 @@ func (r *WebhookSubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error
 	ctx := context.Background()
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &hooklinev1.WebhookSubscription{}, indexSubscriptionReferencedSecrets, func(o client.Object) []string {
-		return subscriptionReferencedNames(&o.(*hooklinev1.WebhookSubscription).Spec, subscriptionRefSecret)
+		return subscriptionReferencedNames(&o.(*hooklinev1.WebhookSubscription).Spec, rules.KindSecret)
 	}); err != nil {
 		return fmt.Errorf("indexing subscriptions by referenced Secret: %w", err)
 	}
 	if err := idx.IndexField(ctx, &hooklinev1.WebhookSubscription{}, indexSubscriptionReferencedConfigMaps, func(o client.Object) []string {
-		return subscriptionReferencedNames(&o.(*hooklinev1.WebhookSubscription).Spec, subscriptionRefConfigMap)
+		return subscriptionReferencedNames(&o.(*hooklinev1.WebhookSubscription).Spec, rules.KindConfigMap)
 	}); err != nil {
 		return fmt.Errorf("indexing subscriptions by referenced ConfigMap: %w", err)
 	}
@@ -250,8 +251,8 @@ func (r *WebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.
 // or done=false to go on.
 
 func (r *WebhookSubscriptionReconciler) checkSpec(_ context.Context, sub *hooklinev1.WebhookSubscription, _ types.NamespacedName) (outcome, bool, error) {
-	if err := validateSubscriptionSpec(&sub.Spec); err != nil {
-		return outcome{phase: phaseStalled, reason: hooklinev1.ReasonInvalidSpec, message: err.Error()}, true, nil
+	if r := rules.CheckSpec(&sub.Spec); r != nil {
+		return refusalOutcome(r), true, nil
 	}
 	return outcome{}, false, nil
 }
@@ -295,8 +296,8 @@ func (r *WebhookSubscriptionReconciler) checkWebhookSecret(ctx context.Context, 
 // cached), once per object, and checks that the keys are there.
 func (r *WebhookSubscriptionReconciler) checkReferencedObjects(ctx context.Context, sub *hooklinev1.WebhookSubscription, _ types.NamespacedName) (outcome, bool, error) {
 	keysOf := map[subscriptionObjectID]sets.Set[string]{}
-	for _, ref := range subscriptionObjectRefList(&sub.Spec) {
-		id := subscriptionObjectID{ref.kind, ref.name}
+	for _, ref := range rules.References(&sub.Spec) {
+		id := subscriptionObjectID{ref.Kind, ref.Name}
 		keys, seen := keysOf[id]
 		if !seen {
 			var found bool
@@ -306,12 +307,12 @@ func (r *WebhookSubscriptionReconciler) checkReferencedObjects(ctx context.Conte
 				return outcome{}, false, err
 			}
 			if !found {
-				return subscriptionRefOutcome(ref, false, ""), true, nil
+				return refusalOutcome(rules.MissingReference(ref, false, "")), true, nil
 			}
 			keysOf[id] = keys
 		}
-		if k := subscriptionMissingKey(ref, keys.Has); k != "" {
-			return subscriptionRefOutcome(ref, true, k), true, nil
+		if k := rules.MissingKey(ref, keys.Has); k != "" {
+			return refusalOutcome(rules.MissingReference(ref, true, k)), true, nil
 		}
 	}
 	return outcome{}, false, nil
@@ -327,7 +328,7 @@ type subscriptionObjectID struct{ kind, name string }
 func (r *WebhookSubscriptionReconciler) referencedKeys(ctx context.Context, namespace string, id subscriptionObjectID) (keys sets.Set[string], found bool, err error) {
 	key := types.NamespacedName{Namespace: namespace, Name: id.name}
 	switch id.kind {
-	case subscriptionRefConfigMap:
+	case rules.KindConfigMap:
 		cm := &corev1.ConfigMap{}
 		if err = r.APIReader.Get(ctx, key, cm); err == nil {
 			keys = sets.KeySet(cm.Data).Union(sets.KeySet(cm.BinaryData))

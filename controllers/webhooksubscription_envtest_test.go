@@ -445,41 +445,6 @@ func TestWebhookSubscriptionWaitsForReferencedSecrets(t *testing.T) {
 	}
 }
 
-func TestWebhookSubscriptionInvalidSpecStalls(t *testing.T) {
-	ns := newNamespace(t)
-	whsubAvailableDispatcher(t, ns, "d", nil)
-	whsubWebhookSecret(t, ns, "s")
-	// Admission does not compile the filter's CEL.
-	sub := whsubSubscription(t, ns, "bad-filter", func(s *hooklinev1.WebhookSubscription) {
-		s.Spec.Filter = `event.tpye == "order.created"`
-	})
-
-	got := whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonInvalidSpec)
-	waitForKstatus(t, sub, status.FailedStatus)
-	if msg := whsubCondition(t, got, hooklinev1.ConditionStalled).Message; msg != `spec.filter: line 1, column 6: event has no key "tpye" (keys: id, type, time, data)` {
-		t.Errorf("Stalled message = %q", msg)
-	}
-	eventually(t, whsubTimeout, func() (bool, string) {
-		n := len(whsubWarnings(t, sub, hooklinev1.ReasonInvalidSpec))
-		return n == 1, fmt.Sprintf("%d InvalidSpec warnings, want 1", n)
-	})
-
-	whsubUpdate(t, sub, func(s *hooklinev1.WebhookSubscription) { s.Spec.Filter = `event.type + ".v1"` })
-	eventually(t, whsubTimeout, func() (bool, string) {
-		got = whsubWaitFor(t, sub, metav1.ConditionFalse, hooklinev1.ReasonInvalidSpec)
-		msg := whsubCondition(t, got, hooklinev1.ConditionStalled).Message
-		return strings.HasPrefix(msg, "spec.filter: ") && strings.Contains(msg, "must be a bool expression"), fmt.Sprintf("Stalled message = %q", msg)
-	})
-	// A new problem is news: a second event.
-	eventually(t, whsubTimeout, func() (bool, string) {
-		n := len(whsubWarnings(t, sub, hooklinev1.ReasonInvalidSpec))
-		return n == 2, fmt.Sprintf("%d InvalidSpec warnings, want 2", n)
-	})
-
-	whsubUpdate(t, sub, func(s *hooklinev1.WebhookSubscription) { s.Spec.Filter = `event.type == "order.created"` })
-	whsubAcceptAndWaitForReady(t, sub, hooklinev1.ReasonSucceeded)
-}
-
 func TestWebhookSubscriptionDefaultDispatcher(t *testing.T) {
 	ns := newNamespace(t)
 	whsubWebhookSecret(t, ns, "s")

@@ -1,12 +1,10 @@
 package controllers
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"slices"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -14,205 +12,43 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
-	"github.com/hookline/hookline/internal/endpoint"
-	"github.com/hookline/hookline/internal/eventtype"
-	"github.com/hookline/hookline/internal/filter"
+	"github.com/hookline/hookline/internal/rules"
 )
 
-// validateSubscriptionSpec checks the rules admission enforces with CEL and
-// patterns, for API servers that could not check them. Plain http is left to
-// the dispatcher's policy. The error names the offending field.
-func validateSubscriptionSpec(spec *hooklinev1.WebhookSubscriptionSpec) error {
-	if err := endpoint.ValidateURL(spec.URL, true); err != nil {
-		return fmt.Errorf("spec.url: %w", err)
+// refusalOutcome is the outcome of a refusal by the rules package:
+// Stalled or in progress as the rules map its reason.
+func refusalOutcome(r *rules.Refusal) outcome {
+	p := phaseProgressing
+	if r.Stalled() {
+		p = phaseStalled
 	}
-	if len(spec.EventTypes) == 0 {
-		return errors.New("spec.eventTypes: at least one event type pattern is required")
-	}
-	for i, p := range spec.EventTypes {
-		if err := eventtype.ValidatePattern(p); err != nil {
-			return fmt.Errorf("spec.eventTypes[%d]: %w", i, err)
-		}
-	}
-	if spec.Filter != "" {
-		if _, err := filter.Compile(spec.Filter); err != nil {
-			return fmt.Errorf("spec.filter: %w", err)
-		}
-	}
-	if spec.Signing.SecretRef.Namespace != "" {
-		return errors.New("spec.signing.secretRef.namespace: must not be set: a subscription only uses secrets in its own namespace")
-	}
-	fromSecrets := 0
-	for i, h := range spec.Headers {
-		if h.ValueFrom != nil {
-			fromSecrets++
-		}
-		if (h.Value != nil) == (h.ValueFrom != nil) {
-			return fmt.Errorf("spec.headers[%d]: set exactly one of value and valueFrom", i)
-		}
-		if subscriptionReservedHeader(h.Name) {
-			return fmt.Errorf("spec.headers[%d].name: %q is set by Hookline and cannot be overridden", i, h.Name)
-		}
-	}
-	if fromSecrets > subscriptionMaxSecretHeaders {
-		return fmt.Errorf("spec.headers: at most %d headers may take their value from a Secret", subscriptionMaxSecretHeaders)
-	}
-	if tls := spec.TLS; tls != nil && tls.CA != nil && (tls.CA.SecretKeyRef != nil) == (tls.CA.ConfigMapKeyRef != nil) {
-		return errors.New("spec.tls.ca: set exactly one of secretKeyRef and configMapKeyRef")
-	}
-	if a := spec.Auth; a != nil && (a.Basic != nil) == (a.OAuth2 != nil) {
-		return errors.New("spec.auth: set exactly one of basic and oauth2")
-	}
-	d := &spec.Delivery
-	for _, b := range []struct {
-		path     string
-		value    *metav1.Duration
-		min, max time.Duration
-	}{
-		{"spec.delivery.timeout", d.Timeout, time.Second, 5 * time.Minute},
-		{"spec.delivery.retry.maxAge", d.Retry.MaxAge, time.Minute, 720 * time.Hour},
-		{"spec.delivery.retry.initialBackoff", d.Retry.InitialBackoff, 100 * time.Millisecond, time.Hour},
-		{"spec.delivery.retry.maxBackoff", d.Retry.MaxBackoff, time.Second, 24 * time.Hour},
-		{"spec.delivery.suspendAfter", d.SuspendAfter, time.Minute, 720 * time.Hour},
-	} {
-		if b.value != nil && (b.value.Duration < b.min || b.value.Duration > b.max) {
-			return fmt.Errorf("%s: must be between %s and %s", b.path, subscriptionBound(b.min), subscriptionBound(b.max))
-		}
-	}
-	if d.Retry.InitialBackoff != nil && d.Retry.MaxBackoff != nil && d.Retry.InitialBackoff.Duration > d.Retry.MaxBackoff.Duration {
-		return errors.New("spec.delivery.retry: initialBackoff must not exceed maxBackoff")
-	}
-	return nil
+	return outcome{phase: p, reason: r.Reason, message: r.Message}
 }
 
-// subscriptionMaxSecretHeaders is how many headers may take their value from
-// a Secret. It keeps the Secrets a subscription names within what the
-// admission policy can authorize: every authorization check has a fixed CEL
-// cost, and the policy's budget allows about two dozen.
-const subscriptionMaxSecretHeaders = 8
-
-// subscriptionReservedHeader says whether Hookline sets the header itself: the
-// signature scheme's webhook-* headers and those the HTTP client owns.
-func subscriptionReservedHeader(name string) bool {
-	n := strings.ToLower(name)
-	return strings.HasPrefix(n, "webhook-") ||
-		slices.Contains([]string{"content-type", "content-length", "host", "user-agent", "transfer-encoding", "connection"}, n)
-}
-
-// subscriptionBound prints a bound as the schema's messages do: 5m, not 5m0s.
-func subscriptionBound(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
-
-// subscriptionObjectRef is a Secret or ConfigMap key a subscription needs, with the
-// field that names it.
-type subscriptionObjectRef struct {
-	// kind is "Secret" or "ConfigMap".
-	kind string
-	name string
-	// keys that must be present.
-	keys []string
-	// field is the spec path of the reference, for messages.
-	field string
-}
-
-const (
-	subscriptionRefSecret    = "Secret"
-	subscriptionRefConfigMap = "ConfigMap"
-)
-
-// subscriptionObjectRefList lists the Secrets and ConfigMaps the subscription's
-// headers and TLS settings read, all in its own namespace.
-func subscriptionObjectRefList(spec *hooklinev1.WebhookSubscriptionSpec) []subscriptionObjectRef {
-	var refs []subscriptionObjectRef
-	for i, h := range spec.Headers {
-		if h.ValueFrom != nil {
-			r := h.ValueFrom.SecretKeyRef
-			refs = append(refs, subscriptionObjectRef{subscriptionRefSecret, r.Name, []string{r.Key}, fmt.Sprintf("spec.headers[%d].valueFrom.secretKeyRef", i)})
-		}
-	}
-	if tls := spec.TLS; tls != nil {
-		if ca := tls.CA; ca != nil {
-			if r := ca.SecretKeyRef; r != nil {
-				refs = append(refs, subscriptionObjectRef{subscriptionRefSecret, r.Name, []string{r.Key}, "spec.tls.ca.secretKeyRef"})
-			}
-			if r := ca.ConfigMapKeyRef; r != nil {
-				refs = append(refs, subscriptionObjectRef{subscriptionRefConfigMap, r.Name, []string{r.Key}, "spec.tls.ca.configMapKeyRef"})
-			}
-		}
-		if r := tls.ClientCertificateSecretRef; r != nil {
-			refs = append(refs, subscriptionObjectRef{subscriptionRefSecret, r.Name, []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey}, "spec.tls.clientCertificateSecretRef"})
-		}
-	}
-	if auth := spec.Auth; auth != nil {
-		if b := auth.Basic; b != nil {
-			refs = append(refs, subscriptionObjectRef{subscriptionRefSecret, b.SecretRef.Name, []string{corev1.BasicAuthUsernameKey, corev1.BasicAuthPasswordKey}, "spec.auth.basic.secretRef"})
-		}
-		if o := auth.OAuth2; o != nil {
-			refs = append(refs, subscriptionObjectRef{subscriptionRefSecret, o.ClientSecretRef.Name, []string{o.ClientSecretRef.Key}, "spec.auth.oauth2.clientSecretRef"})
-		}
-	}
-	return refs
-}
-
-// subscriptionReferencedNames returns the distinct names of the objects of kind the
-// subscription references, for the field indexes.
+// subscriptionReferencedNames returns the distinct names of the objects of
+// kind (rules.KindSecret or rules.KindConfigMap) the subscription
+// references, for the field indexes.
 func subscriptionReferencedNames(spec *hooklinev1.WebhookSubscriptionSpec, kind string) []string {
 	var names []string
-	for _, r := range subscriptionObjectRefList(spec) {
-		if r.kind == kind && !slices.Contains(names, r.name) {
-			names = append(names, r.name)
+	for _, r := range rules.References(spec) {
+		if r.Kind == kind && !slices.Contains(names, r.Name) {
+			names = append(names, r.Name)
 		}
 	}
 	return names
 }
 
-// subscriptionMissingKey returns the first of ref's keys absent from present, or "".
-func subscriptionMissingKey(ref subscriptionObjectRef, present func(key string) bool) string {
-	for _, k := range ref.keys {
-		if !present(k) {
-			return k
-		}
-	}
-	return ""
-}
-
-// subscriptionRefOutcome is the outcome for a referenced Secret or ConfigMap that
-// is missing (found false) or lacks the key the spec names. It names the
-// object, the field and that key: never a value, nor the keys the object
-// has.
-func subscriptionRefOutcome(ref subscriptionObjectRef, found bool, key string) outcome {
-	msg := fmt.Sprintf("%s %s, referenced by %s, not found", ref.kind, ref.name, ref.field)
-	if found {
-		msg = fmt.Sprintf("%s %s, referenced by %s, has no key %q", ref.kind, ref.name, ref.field, key)
-	}
-	return outcome{phase: phaseProgressing, reason: hooklinev1.ReasonReferenceNotFound, message: msg}
-}
-
-// subscriptionDispatcherOutcome decides whether a subscription may attach to d: the
-// namespace must be admitted, an http URL needs plain HTTP allowed, and d
-// must be Ready. It returns false when attaching is fine.
+// subscriptionDispatcherOutcome decides whether a subscription in ns may
+// attach to d, by the rules the dispatcher applies too (the namespace must be
+// admitted, an http URL needs plain HTTP allowed), and whether d is Ready.
+// It returns false when attaching is fine.
 func subscriptionDispatcherOutcome(spec *hooklinev1.WebhookSubscriptionSpec, d *hooklinev1.WebhookDispatcher, ns *corev1.Namespace) (outcome, bool) {
 	key := types.NamespacedName{Namespace: d.Namespace, Name: d.Name}
 	admitted, err := admitsNamespace(d, ns)
-	if err != nil {
-		return outcome{phase: phaseStalled, reason: hooklinev1.ReasonNamespaceNotAllowed,
-			message: fmt.Sprintf("dispatcher %s cannot admit subscriptions: %v", key, err)}, true
-	}
-	if !admitted {
-		return outcome{phase: phaseStalled, reason: hooklinev1.ReasonNamespaceNotAllowed,
-			message: fmt.Sprintf("dispatcher %s does not admit subscriptions from namespace %s", key, ns.Name)}, true
-	}
-	if err := endpoint.ValidateURL(spec.URL, d.Spec.Egress.AllowPlainHTTP); errors.Is(err, endpoint.ErrPlainHTTP) {
-		return outcome{phase: phaseStalled, reason: hooklinev1.ReasonURLNotAllowed,
-			message: fmt.Sprintf("spec.url uses plain http, which dispatcher %s does not allow: use https, or set spec.egress.allowPlainHTTP on the dispatcher", key)}, true
+	if r := rules.CheckDispatcher(ns.Name, spec, rules.Dispatcher{
+		Key: key.String(), Admits: admitted, AdmitErr: err, AllowPlainHTTP: d.Spec.Egress.AllowPlainHTTP,
+	}); r != nil {
+		return refusalOutcome(r), true
 	}
 	if ready := meta.FindStatusCondition(d.Status.Conditions, hooklinev1.ConditionReady); ready == nil || ready.Status != metav1.ConditionTrue {
 		msg := fmt.Sprintf("dispatcher %s is not Ready", key)
@@ -294,7 +130,7 @@ func subscriptionDeliveryOutcome(sub *hooklinev1.WebhookSubscription, dispatcher
 	accepted := current(hooklinev1.ConditionAccepted)
 	if accepted != nil && accepted.Status == metav1.ConditionFalse {
 		p := phaseProgressing
-		if subscriptionNotAcceptedStalls(accepted.Reason) {
+		if rules.Stalls(accepted.Reason) {
 			p = phaseStalled
 		}
 		return outcome{phase: p, reason: accepted.Reason,
@@ -326,18 +162,6 @@ func subscriptionDeliveryOutcome(sub *hooklinev1.WebhookSubscription, dispatcher
 	return ready
 }
 
-// subscriptionNotAcceptedStalls says whether the dispatcher's reason for not
-// serving a subscription needs someone to change a spec (the
-// subscription's, or the dispatcher's admission or egress policy), rather
-// than waiting for something to appear.
-func subscriptionNotAcceptedStalls(reason string) bool {
-	switch reason {
-	case hooklinev1.ReasonInvalidSpec, hooklinev1.ReasonURLNotAllowed, hooklinev1.ReasonNamespaceNotAllowed, hooklinev1.ReasonFilterInvalid:
-		return true
-	}
-	return false
-}
-
 // subscriptionConditionMessage is c's message, or fallback when it has none.
 func subscriptionConditionMessage(c *metav1.Condition, fallback string) string {
 	if c.Message != "" {
@@ -347,13 +171,15 @@ func subscriptionConditionMessage(c *metav1.Condition, fallback string) string {
 }
 
 // subscriptionStatus is the status this controller applies: its own
-// conditions merged with the current ones, the generation they describe
-// and the resolved dispatcher. The dispatcher's conditions and delivery
-// block are left out; another field manager owns them.
+// conditions merged with the current ones, the generation they describe,
+// the resolved dispatcher and the event types as kubectl get shows them.
+// The dispatcher's conditions and delivery block are left out; another
+// field manager owns them.
 func subscriptionStatus(sub *hooklinev1.WebhookSubscription, out outcome, dispatcher string, now metav1.Time) hooklinev1.WebhookSubscriptionStatus {
 	return hooklinev1.WebhookSubscriptionStatus{
 		ObservedGeneration: sub.Generation,
 		Conditions:         mergeConditions(sub.Status.Conditions, summaryConditions(out), summaryTypes, sub.Generation, now),
 		Dispatcher:         dispatcher,
+		EventTypes:         strings.Join(sub.Spec.EventTypes, ", "),
 	}
 }

@@ -1,7 +1,7 @@
 package controllers
 
 import (
-	"fmt"
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/internal/rules"
 )
 
 func validSubscriptionSpec() hooklinev1.WebhookSubscriptionSpec {
@@ -25,92 +26,7 @@ func validSubscriptionSpec() hooklinev1.WebhookSubscriptionSpec {
 	}
 }
 
-func TestValidateSubscriptionSpec(t *testing.T) {
-	dur := func(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d} }
-	secretHeader := &hooklinev1.HeaderValueSource{SecretKeyRef: hooklinev1.SecretKeyReference{Name: "auth", Key: "token"}}
-	tests := []struct {
-		name   string
-		mutate func(*hooklinev1.WebhookSubscriptionSpec)
-		// wantErr is a substring of the error, or "" for a valid spec.
-		wantErr string
-	}{
-		{"valid", func(*hooklinev1.WebhookSubscriptionSpec) {}, ""},
-		{"http is left to the dispatcher", func(s *hooklinev1.WebhookSubscriptionSpec) { s.URL = "http://receiver.svc/hooks" }, ""},
-		{"valid filter, headers, TLS and delivery", func(s *hooklinev1.WebhookSubscriptionSpec) {
-			s.Filter = `event.data.amount > 100`
-			s.Headers = []hooklinev1.Header{{Name: "X-Team", Value: ptr.To("a")}, {Name: "Authorization", ValueFrom: secretHeader}}
-			s.TLS = &hooklinev1.TLSSpec{CA: &hooklinev1.CASource{ConfigMapKeyRef: &hooklinev1.SecretKeyReference{Name: "ca", Key: "ca.crt"}}}
-			s.Delivery = hooklinev1.DeliveryPolicy{Timeout: dur(5 * time.Minute), Retry: hooklinev1.RetryPolicy{InitialBackoff: dur(time.Second), MaxBackoff: dur(time.Second)}}
-		}, ""},
-
-		{"relative URL", func(s *hooklinev1.WebhookSubscriptionSpec) { s.URL = "/hooks" }, "spec.url: must be an absolute URL"},
-		{"ftp URL", func(s *hooklinev1.WebhookSubscriptionSpec) { s.URL = "ftp://example.com" }, `spec.url: must use the https or http scheme, not "ftp"`},
-		{"user info", func(s *hooklinev1.WebhookSubscriptionSpec) { s.URL = "https://u:p@example.com" }, "spec.url: must not carry user info"},
-		{"fragment", func(s *hooklinev1.WebhookSubscriptionSpec) { s.URL = "https://example.com/#x" }, "spec.url: must not carry a fragment"},
-		{"no event types", func(s *hooklinev1.WebhookSubscriptionSpec) { s.EventTypes = nil }, "spec.eventTypes: at least one"},
-		{"bad pattern", func(s *hooklinev1.WebhookSubscriptionSpec) { s.EventTypes = []string{"ok", "a..b"} }, "spec.eventTypes[1]: event type pattern \"a..b\": empty segment at position 2"},
-		{"tail wildcard not last", func(s *hooklinev1.WebhookSubscriptionSpec) { s.EventTypes = []string{"a.>.b"} }, `spec.eventTypes[0]: event type pattern "a.>.b": ">" must be the last segment`},
-		{"overlong segment", func(s *hooklinev1.WebhookSubscriptionSpec) { s.EventTypes = []string{strings.Repeat("x", 65)} }, "spec.eventTypes[0]: event type pattern"},
-		{"filter does not compile", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Filter = "event.type ==" }, "spec.filter: line 1, column 14: Syntax error"},
-		{"filter not bool", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Filter = `event.type` }, "spec.filter: must be a bool expression"},
-		{"filter unknown key", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Filter = `event.kind == "x"` }, `spec.filter: line 1, column 6: event has no key "kind"`},
-		{"secret in another namespace", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Signing.SecretRef.Namespace = "other" }, "spec.signing.secretRef.namespace: must not be set"},
-		{"header with both sources", func(s *hooklinev1.WebhookSubscriptionSpec) {
-			s.Headers = []hooklinev1.Header{{Name: "X-A", Value: ptr.To("a"), ValueFrom: secretHeader}}
-		}, "spec.headers[0]: set exactly one of value and valueFrom"},
-		{"header with no source", func(s *hooklinev1.WebhookSubscriptionSpec) {
-			s.Headers = []hooklinev1.Header{{Name: "X-A", Value: ptr.To("a")}, {Name: "X-B"}}
-		}, "spec.headers[1]: set exactly one of value and valueFrom"},
-		{"reserved header", func(s *hooklinev1.WebhookSubscriptionSpec) {
-			s.Headers = []hooklinev1.Header{{Name: "Webhook-Signature", Value: ptr.To("v1,x")}}
-		}, `spec.headers[0].name: "Webhook-Signature" is set by Hookline`},
-		{"eight headers from Secrets", func(s *hooklinev1.WebhookSubscriptionSpec) {
-			for i := range 8 {
-				s.Headers = append(s.Headers, hooklinev1.Header{Name: fmt.Sprintf("X-H%d", i), ValueFrom: secretHeader})
-			}
-			s.Headers = append(s.Headers, hooklinev1.Header{Name: "X-Static", Value: ptr.To("v")})
-		}, ""},
-		{"nine headers from Secrets", func(s *hooklinev1.WebhookSubscriptionSpec) {
-			for i := range 9 {
-				s.Headers = append(s.Headers, hooklinev1.Header{Name: fmt.Sprintf("X-H%d", i), ValueFrom: secretHeader})
-			}
-		}, "spec.headers: at most 8 headers may take their value from a Secret"},
-		{"host header", func(s *hooklinev1.WebhookSubscriptionSpec) {
-			s.Headers = []hooklinev1.Header{{Name: "HOST", Value: ptr.To("x")}}
-		}, "cannot be overridden"},
-		{"CA from both", func(s *hooklinev1.WebhookSubscriptionSpec) {
-			ref := &hooklinev1.SecretKeyReference{Name: "ca", Key: "ca.crt"}
-			s.TLS = &hooklinev1.TLSSpec{CA: &hooklinev1.CASource{SecretKeyRef: ref, ConfigMapKeyRef: ref}}
-		}, "spec.tls.ca: set exactly one of secretKeyRef and configMapKeyRef"},
-		{"CA from neither", func(s *hooklinev1.WebhookSubscriptionSpec) { s.TLS = &hooklinev1.TLSSpec{CA: &hooklinev1.CASource{}} }, "spec.tls.ca: set exactly one"},
-		{"zero timeout", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Delivery.Timeout = dur(0) }, "spec.delivery.timeout: must be between 1s and 5m"},
-		{"long timeout", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Delivery.Timeout = dur(10 * time.Minute) }, "spec.delivery.timeout: must be between 1s and 5m"},
-		{"short max age", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Delivery.Retry.MaxAge = dur(time.Second) }, "spec.delivery.retry.maxAge: must be between 1m and 720h"},
-		{"tiny initial backoff", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Delivery.Retry.InitialBackoff = dur(time.Millisecond) }, "spec.delivery.retry.initialBackoff: must be between 100ms and 1h"},
-		{"huge max backoff", func(s *hooklinev1.WebhookSubscriptionSpec) { s.Delivery.Retry.MaxBackoff = dur(48 * time.Hour) }, "spec.delivery.retry.maxBackoff: must be between 1s and 24h"},
-		{"initial above max backoff", func(s *hooklinev1.WebhookSubscriptionSpec) {
-			s.Delivery.Retry.InitialBackoff, s.Delivery.Retry.MaxBackoff = dur(time.Minute), dur(30*time.Second)
-		}, "spec.delivery.retry: initialBackoff must not exceed maxBackoff"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			spec := validSubscriptionSpec()
-			tt.mutate(&spec)
-			err := validateSubscriptionSpec(&spec)
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatalf("validateSubscriptionSpec = %v, want nil", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("validateSubscriptionSpec = %v, want an error containing %q", err, tt.wantErr)
-			}
-		})
-	}
-}
-
-func TestSubscriptionObjectRefs(t *testing.T) {
+func TestSubscriptionReferencedNames(t *testing.T) {
 	spec := validSubscriptionSpec()
 	spec.Headers = []hooklinev1.Header{
 		{Name: "X-Static", Value: ptr.To("v")},
@@ -121,45 +37,14 @@ func TestSubscriptionObjectRefs(t *testing.T) {
 		CA:                         &hooklinev1.CASource{ConfigMapKeyRef: &hooklinev1.SecretKeyReference{Name: "bundle", Key: "ca.crt"}},
 		ClientCertificateSecretRef: &hooklinev1.LocalObjectReference{Name: "client-cert"},
 	}
-	want := []subscriptionObjectRef{
-		{subscriptionRefSecret, "auth", []string{"token"}, "spec.headers[1].valueFrom.secretKeyRef"},
-		{subscriptionRefSecret, "auth", []string{"api-key"}, "spec.headers[2].valueFrom.secretKeyRef"},
-		{subscriptionRefConfigMap, "bundle", []string{"ca.crt"}, "spec.tls.ca.configMapKeyRef"},
-		{subscriptionRefSecret, "client-cert", []string{"tls.crt", "tls.key"}, "spec.tls.clientCertificateSecretRef"},
-	}
-	if diff := cmp.Diff(want, subscriptionObjectRefList(&spec), cmp.AllowUnexported(subscriptionObjectRef{})); diff != "" {
-		t.Errorf("refs (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff([]string{"auth", "client-cert"}, subscriptionReferencedNames(&spec, subscriptionRefSecret)); diff != "" {
+	if diff := cmp.Diff([]string{"auth", "client-cert"}, subscriptionReferencedNames(&spec, rules.KindSecret)); diff != "" {
 		t.Errorf("Secret names (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"bundle"}, subscriptionReferencedNames(&spec, subscriptionRefConfigMap)); diff != "" {
+	if diff := cmp.Diff([]string{"bundle"}, subscriptionReferencedNames(&spec, rules.KindConfigMap)); diff != "" {
 		t.Errorf("ConfigMap names (-want +got):\n%s", diff)
 	}
-	if got := subscriptionReferencedNames(ptr.To(validSubscriptionSpec()), subscriptionRefSecret); len(got) != 0 {
+	if got := subscriptionReferencedNames(ptr.To(validSubscriptionSpec()), rules.KindSecret); len(got) != 0 {
 		t.Errorf("a spec without references indexes %v", got)
-	}
-
-	// Missing objects and keys are waited for, and named without values.
-	cert := want[3]
-	if k := subscriptionMissingKey(cert, func(k string) bool { return k == "tls.crt" }); k != "tls.key" {
-		t.Errorf("missing key = %q, want tls.key", k)
-	}
-	if k := subscriptionMissingKey(cert, func(string) bool { return true }); k != "" {
-		t.Errorf("missing key = %q, want none", k)
-	}
-	for _, tt := range []struct {
-		found bool
-		key   string
-		want  string
-	}{
-		{false, "", "Secret client-cert, referenced by spec.tls.clientCertificateSecretRef, not found"},
-		{true, "tls.key", `Secret client-cert, referenced by spec.tls.clientCertificateSecretRef, has no key "tls.key"`},
-	} {
-		o := subscriptionRefOutcome(cert, tt.found, tt.key)
-		if o.phase != phaseProgressing || o.reason != hooklinev1.ReasonReferenceNotFound || o.message != tt.want {
-			t.Errorf("subscriptionRefOutcome = %+v, want Progressing ReferenceNotFound %q", o, tt.want)
-		}
 	}
 }
 
@@ -269,7 +154,8 @@ func TestSubscriptionReadyOutcome(t *testing.T) {
 func TestSubscriptionStatus(t *testing.T) {
 	t0 := metav1.NewTime(time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC))
 	t1 := metav1.NewTime(t0.Add(time.Minute))
-	sub := &hooklinev1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Generation: 3}}
+	sub := &hooklinev1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Generation: 3},
+		Spec: hooklinev1.WebhookSubscriptionSpec{EventTypes: []string{"order.>", "invoice.*.paid"}}}
 	sub.Status = hooklinev1.WebhookSubscriptionStatus{
 		ObservedGeneration: 2,
 		Dispatcher:         "team-a/d",
@@ -285,6 +171,8 @@ func TestSubscriptionStatus(t *testing.T) {
 	want := hooklinev1.WebhookSubscriptionStatus{
 		ObservedGeneration: 3,
 		Dispatcher:         "team-a/d",
+		// As written, for kubectl get's column.
+		EventTypes: "order.>, invoice.*.paid",
 		// Only this controller's conditions, and no delivery block: the
 		// dispatcher owns those and the apply leaves them alone.
 		Conditions: []metav1.Condition{
@@ -442,5 +330,46 @@ func TestSubscriptionDispatcherConditionsChanged(t *testing.T) {
 	}
 	if subscriptionDispatcherConditionsChanged.Create(event.CreateEvent{Object: &hooklinev1.WebhookSubscription{}}) {
 		t.Error("passes creations, which the generation predicate already does")
+	}
+}
+
+// TestSubscriptionCheckSpec covers what the controller reports for a spec
+// the API server admitted although the rules refuse it: an API server
+// without the admission webhook or without the CRD's newer rules.
+func TestSubscriptionCheckSpec(t *testing.T) {
+	r := &WebhookSubscriptionReconciler{}
+	for _, tt := range []struct {
+		name       string
+		filter     string
+		url        string
+		wantReason string
+		wantMsg    string
+	}{
+		{"unknown key", `event.tpye == "order.created"`, "", hooklinev1.ReasonFilterInvalid,
+			`spec.filter: Invalid value: line 1, column 6: event has no key "tpye" (keys: id, type, time, data)`},
+		{"port out of range", "", "https://example.com:99999/hooks", hooklinev1.ReasonInvalidSpec,
+			"spec.url: Invalid value: port must be a number from 1 to 65535"},
+		{"valid", `event.type == "order.created"`, "", "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sub := &hooklinev1.WebhookSubscription{Spec: validSubscriptionSpec()}
+			sub.Spec.Filter = tt.filter
+			if tt.url != "" {
+				sub.Spec.URL = tt.url
+			}
+			o, done, err := r.checkSpec(context.Background(), sub, types.NamespacedName{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantReason == "" {
+				if done {
+					t.Fatalf("checkSpec = %+v, want to go on", o)
+				}
+				return
+			}
+			if !done || o.phase != phaseStalled || o.reason != tt.wantReason || o.message != tt.wantMsg {
+				t.Errorf("checkSpec = %+v (done %v), want Stalled %s %q", o, done, tt.wantReason, tt.wantMsg)
+			}
+		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/test/testenv"
 )
 
 // statusGate holds every status write of a subscription in one namespace
@@ -23,6 +24,8 @@ import (
 type statusGate struct {
 	prefix string
 	want   int
+	// giveUp is when the test gives up waiting for the gate to open.
+	giveUp time.Time
 
 	mu       sync.Mutex
 	inFlight int
@@ -42,12 +45,12 @@ func (g *statusGate) wrap(rt http.RoundTripper) http.RoundTripper {
 			close(g.open)
 		}
 		g.mu.Unlock()
-		// Held at most long enough for the test to give up first; a
-		// gate never opened must not wedge the manager's shutdown.
+		// Held until the test gives up at the latest; a gate never
+		// opened must not wedge the manager's shutdown.
 		select {
 		case <-g.open:
 		case <-req.Context().Done():
-		case <-time.After(2 * whsubTimeout):
+		case <-time.After(time.Until(g.giveUp)):
 		}
 		g.mu.Lock()
 		g.inFlight--
@@ -81,13 +84,14 @@ func TestSubscriptionsReconcileConcurrently(t *testing.T) {
 	gate := &statusGate{
 		prefix: "/apis/" + hooklinev1.GroupVersion.String() + "/namespaces/" + ns + "/webhooksubscriptions/",
 		want:   workers,
+		giveUp: testenv.GiveUpAt(t),
 		open:   make(chan struct{}),
 	}
 	startNamespacedManager(t, ns, gate.wrap, workers)
 
 	select {
 	case <-gate.open:
-	case <-time.After(whsubTimeout):
+	case <-time.After(time.Until(testenv.GiveUpAt(t))):
 		t.Fatalf("at most %d subscription status writes were in flight together, want %d", gate.mostInFlight(), workers)
 	}
 	for _, sub := range subs {

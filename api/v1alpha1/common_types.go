@@ -110,6 +110,12 @@ const (
 	LabelLeaseRole = "hookline.dev/lease-role"
 	// LeaseRoleInstance marks a Lease that announces one running instance.
 	LeaseRoleInstance = "instance"
+	// AnnotationIngestURL, on an instance Lease, is the URL at which that
+	// instance's ingest API is reachable from outside the cluster network,
+	// when it is run with --advertise-ingest-url (a dispatcher run as a
+	// local process, as the playground does). kubectl hookline uses it when
+	// the dispatcher has no Ready pod to port-forward to.
+	AnnotationIngestURL = "hookline.dev/ingest-url"
 )
 
 // Annotations understood by the controllers.
@@ -158,22 +164,28 @@ const (
 
 // LocalObjectReference names an object in the same namespace.
 type LocalObjectReference struct {
-	// Name of the referenced object.
+	// Name of the referenced object: an object name of at most 253
+	// lower-case letters, digits, '-' and '.', starting and ending with a
+	// letter or digit.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="must be a valid object name: at most 253 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
 	Name string `json:"name"`
 }
 
 // SecretKeyReference selects one key of a Secret in the same namespace.
 type SecretKeyReference struct {
-	// Name of the Secret, in the same namespace as the referring object.
+	// Name of the Secret (or ConfigMap), in the same namespace as the
+	// referring object: an object name of at most 253 lower-case letters,
+	// digits, '-' and '.', starting and ending with a letter or digit.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="must be a valid object name: at most 253 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
 	Name string `json:"name"`
 
-	// Key within the Secret's data.
+	// Key within the Secret's data: letters, digits, '-', '_' and '.'.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253

@@ -52,6 +52,10 @@ const (
 	// ReasonReplayed is the Event reason of a replay of dead-lettered
 	// deliveries.
 	ReasonReplayed = "Replayed"
+	// ReasonDeadLettered is the Event reason of deliveries given up on
+	// after their last attempt: one Event per series of them, counted in
+	// its series.
+	ReasonDeadLettered = "DeadLettered"
 	// ReasonNotSuspended means deliveries are not held.
 	ReasonNotSuspended = "NotSuspended"
 )

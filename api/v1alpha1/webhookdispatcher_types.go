@@ -7,10 +7,10 @@ import (
 )
 
 // WebhookDispatcherSpec declares a pool of dispatcher instances.
-// +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas <= 1 || has(self.queue) && has(self.queue.external)",message="the embedded queue serves one replica: set replicas to 1 or use queue.external"
+// +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas <= 1 || has(self.queue) && has(self.queue.external)",message="the embedded queue serves one replica: set replicas to 1 or use queue.external",fieldPath=".replicas"
 type WebhookDispatcherSpec struct {
-	// Replicas is the number of dispatcher instances. The embedded queue
-	// serves one; more need queue.external.
+	// Replicas is the number of dispatcher instances, from 0 to 100. The
+	// embedded queue serves one; more need queue.external.
 	// +optional
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=0
@@ -29,8 +29,11 @@ type WebhookDispatcherSpec struct {
 	// +listType=atomic
 	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
 
-	// Resources of the dispatcher container.
+	// Resources of the dispatcher container. Requests and limits of cpu,
+	// memory and ephemeral-storage, where set, must be positive quantities.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="!has(self.requests) || (!('cpu' in self.requests) || (type(self.requests['cpu']) == string ? quantity(self.requests['cpu']).isGreaterThan(quantity('0')) : self.requests['cpu'] > 0)) && (!('memory' in self.requests) || (type(self.requests['memory']) == string ? quantity(self.requests['memory']).isGreaterThan(quantity('0')) : self.requests['memory'] > 0)) && (!('ephemeral-storage' in self.requests) || (type(self.requests['ephemeral-storage']) == string ? quantity(self.requests['ephemeral-storage']).isGreaterThan(quantity('0')) : self.requests['ephemeral-storage'] > 0))",message="cpu, memory and ephemeral-storage requests must be positive quantities",fieldPath=".requests"
+	// +kubebuilder:validation:XValidation:rule="!has(self.limits) || (!('cpu' in self.limits) || (type(self.limits['cpu']) == string ? quantity(self.limits['cpu']).isGreaterThan(quantity('0')) : self.limits['cpu'] > 0)) && (!('memory' in self.limits) || (type(self.limits['memory']) == string ? quantity(self.limits['memory']).isGreaterThan(quantity('0')) : self.limits['memory'] > 0)) && (!('ephemeral-storage' in self.limits) || (type(self.limits['ephemeral-storage']) == string ? quantity(self.limits['ephemeral-storage']).isGreaterThan(quantity('0')) : self.limits['ephemeral-storage'] > 0))",message="cpu, memory and ephemeral-storage limits must be positive quantities",fieldPath=".limits"
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 
 	// NodeSelector pins dispatcher pods to nodes, for example those with
@@ -108,8 +111,10 @@ type QueueSpec struct {
 // once set: it becomes the StatefulSet's volume claim template.
 // +kubebuilder:validation:XValidation:rule="self == oldSelf",message="the embedded queue's volume cannot change once created: StatefulSet volume claims are immutable; create a new dispatcher to move"
 type EmbeddedQueue struct {
-	// Size of the volume claim. Defaults to 1Gi.
+	// Size of the volume claim, a positive quantity such as 10Gi. Defaults
+	// to 1Gi.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="type(self) == string ? quantity(self).isGreaterThan(quantity('0')) : self > 0",message="must be a positive quantity such as 1Gi"
 	Size *resource.Quantity `json:"size,omitempty"`
 
 	// StorageClassName of the volume claim. Defaults to the cluster's
@@ -148,21 +153,24 @@ type ExternalQueue struct {
 // denied unless allowed here.
 type EgressPolicy struct {
 	// AllowedCIDRs are address ranges deliveries may reach even though they
-	// are denied by default, for example in-cluster receivers.
+	// are denied by default, for example in-cluster receivers. A CIDR in
+	// IPv4-mapped IPv6 form ("::ffff:10.0.0.0/104", at least /96) means the
+	// IPv4 range it maps ("10.0.0.0/8").
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=64
-	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c))",message="every entry must be a CIDR such as 10.0.0.0/8 or fd00::/8"
+	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c) || c.matches('^::[fF]{4}:[0-9]{1,3}([.][0-9]{1,3}){3}/[0-9]{1,3}$') && isIP(c.substring(7).split('/')[0]) && int(c.split('/')[1]) >= 96 && int(c.split('/')[1]) <= 128)",message="every entry must be a CIDR such as 10.0.0.0/8, fd00::/8 or ::ffff:10.0.0.0/104"
 	AllowedCIDRs []string `json:"allowedCIDRs,omitempty"`
 
 	// DeniedCIDRs are further address ranges deliveries must never reach.
-	// They win over AllowedCIDRs.
+	// They win over AllowedCIDRs. IPv4-mapped IPv6 CIDRs mean the IPv4
+	// range they map, as in AllowedCIDRs.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=64
-	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c))",message="every entry must be a CIDR such as 203.0.113.0/24"
+	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c) || c.matches('^::[fF]{4}:[0-9]{1,3}([.][0-9]{1,3}){3}/[0-9]{1,3}$') && isIP(c.substring(7).split('/')[0]) && int(c.split('/')[1]) >= 96 && int(c.split('/')[1]) <= 128)",message="every entry must be a CIDR such as 203.0.113.0/24"
 	DeniedCIDRs []string `json:"deniedCIDRs,omitempty"`
 
 	// AllowPlainHTTP permits http:// subscription URLs. Off by default:
@@ -170,10 +178,23 @@ type EgressPolicy struct {
 	// +optional
 	AllowPlainHTTP bool `json:"allowPlainHTTP,omitempty"`
 
-	// ProxyURL sends deliveries through an HTTP(S) proxy.
+	// ProxyURL sends deliveries through an HTTP(S) proxy. It has the rules
+	// of a subscription's spec.url: absolute, http or https, an ASCII host
+	// name (punycode for international names) or an IP address in
+	// canonical form, a port from 1 to 65535 if any, no user info and no
+	// fragment.
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="must be an absolute http:// or https:// URL"
+	// +kubebuilder:validation:XValidation:rule="isURL(self)",message="must be an absolute URL such as https://example.com/hooks"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() in ['https', 'http']",message="must be an absolute URL with the https or http scheme"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getHostname() != ''",message="must name a host"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@')",message="must not carry user info: proxy credentials are not supported"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('#')",message="must not carry a fragment"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || self.matches('^[A-Za-z][A-Za-z0-9+.-]*://([[][^]/?#]*[]]|[A-Za-z0-9_-]{1,63}([.][A-Za-z0-9_-]{1,63})*[.]?)(:[0-9]*)?([/?#]|$)') && !self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#:[]{254}')",message="host must be an ASCII host name (write international names in punycode, xn--...) or an IP address: labels of letters, digits, '-' and '_', 1 to 63 characters each, 253 in all"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || !self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[[]') || isIP(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').substring(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').indexOf('[') + 1, self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').size() - 1)) && ip.isCanonical(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').substring(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').indexOf('[') + 1, self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').size() - 1))",message="an IP address host must be written in canonical form, such as 192.0.2.1 or [2001:db8::1], without zone, leading zeros, or IPv4-mapped form"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || !self.matches('^[A-Za-z][A-Za-z0-9+.-]*://([^/?#:[]*[.])?([0-9]+|0[xX][0-9A-Fa-f]*)[.]?(:[0-9]*)?([/?#]|$)') || isIP(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#:]*').substring(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#:]*').indexOf('//') + 2))",message="an IP address host must be written in canonical form, such as 192.0.2.1 or [2001:db8::1], without zone, leading zeros, or IPv4-mapped form"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || !self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*:[0-9]+([/?#]|$)') || self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*:[0-9]{1,5}([/?#]|$)') && int(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*').substring(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*').lastIndexOf(':') + 1)) >= 1 && int(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*').substring(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*').lastIndexOf(':') + 1)) <= 65535",message="port must be a number from 1 to 65535"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''",message="must be an absolute http:// or https:// URL"
 	ProxyURL string `json:"proxyURL,omitempty"`
 }
 

@@ -44,6 +44,7 @@ type WebhookSecretSpec struct {
 }
 
 // RotationPolicy says when keys rotate and how long the previous key stays.
+// +kubebuilder:validation:XValidation:rule="!has(self.interval) || !has(self.overlap) || !self.interval.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.overlap.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.overlap) < duration(self.interval)",message="overlap must be shorter than interval: otherwise more than two keys would have to sign at once (the overlap defaults to 24h; set it below the interval)",fieldPath=".overlap"
 type RotationPolicy struct {
 	// Interval between automatic rotations, for example "720h". At least
 	// 1h and at most 8760h (one year). Unset: rotate only on request.
@@ -54,7 +55,8 @@ type RotationPolicy struct {
 
 	// Overlap is how long the previous key keeps signing after a rotation,
 	// so receivers can move to the new key without losing a delivery.
-	// Zero removes the previous key at once. At most 720h.
+	// Zero removes the previous key at once. At most 720h, and shorter than
+	// Interval when Interval is set.
 	// +optional
 	// +kubebuilder:default="24h"
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h"

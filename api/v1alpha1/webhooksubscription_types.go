@@ -29,9 +29,13 @@ const AnnotationReplay = "hookline.dev/replay"
 // WebhookSubscriptionSpec declares one endpoint and the events it receives.
 type WebhookSubscriptionSpec struct {
 	// URL receives the deliveries as HTTP POSTs with JSON bodies. It must
-	// be absolute, use https (or http where the dispatcher allows plain
-	// HTTP), and carry no user info or fragment: put credentials in
-	// headers from a Secret.
+	// be absolute, at most 2048 characters, use https (or http where the
+	// dispatcher allows plain HTTP), and carry no user info or fragment:
+	// put credentials in headers from a Secret. The host is an ASCII host
+	// name (write international names in punycode, xn--...) of labels of
+	// letters, digits, '-' and '_', or an IP address in canonical form
+	// (192.0.2.1, [2001:db8::1]; no zone, leading zeros, short or
+	// IPv4-mapped forms); a port, if any, is from 1 to 65535.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
@@ -40,6 +44,10 @@ type WebhookSubscriptionSpec struct {
 	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getHostname() != ''",message="must name a host"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@')",message="must not carry user info: put credentials in headers from a Secret"
 	// +kubebuilder:validation:XValidation:rule="!self.contains('#')",message="must not carry a fragment"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || self.matches('^[A-Za-z][A-Za-z0-9+.-]*://([[][^]/?#]*[]]|[A-Za-z0-9_-]{1,63}([.][A-Za-z0-9_-]{1,63})*[.]?)(:[0-9]*)?([/?#]|$)') && !self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#:[]{254}')",message="host must be an ASCII host name (write international names in punycode, xn--...) or an IP address: labels of letters, digits, '-' and '_', 1 to 63 characters each, 253 in all"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || !self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[[]') || isIP(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').substring(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').indexOf('[') + 1, self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').size() - 1)) && ip.isCanonical(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').substring(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').indexOf('[') + 1, self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').size() - 1))",message="an IP address host must be written in canonical form, such as 192.0.2.1 or [2001:db8::1], without zone, leading zeros, or IPv4-mapped form"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || !self.matches('^[A-Za-z][A-Za-z0-9+.-]*://([^/?#:[]*[.])?([0-9]+|0[xX][0-9A-Fa-f]*)[.]?(:[0-9]*)?([/?#]|$)') || isIP(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#:]*').substring(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#:]*').indexOf('//') + 2))",message="an IP address host must be written in canonical form, such as 192.0.2.1 or [2001:db8::1], without zone, leading zeros, or IPv4-mapped form"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || !self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*:[0-9]+([/?#]|$)') || self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*:[0-9]{1,5}([/?#]|$)') && int(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*').substring(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*').lastIndexOf(':') + 1)) >= 1 && int(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*').substring(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*').lastIndexOf(':') + 1)) <= 65535",message="port must be a number from 1 to 65535"
 	URL string `json:"url"`
 
 	// EventTypes selects events by type. Types are segments joined by
@@ -74,8 +82,11 @@ type WebhookSubscriptionSpec struct {
 
 	// Headers added to every delivery, with literal values or values from
 	// Secret keys in the same namespace (at most 8 of them from Secrets).
-	// Headers the signature scheme uses (webhook-*), content-type,
-	// content-length, host and user-agent cannot be set.
+	// Headers the signature scheme uses (webhook-*), those the sender sets
+	// (content-type, user-agent) and those of the connection and the
+	// message framing (connection, content-length, host, keep-alive,
+	// proxy-connection, te, trailer, transfer-encoding, upgrade) cannot be
+	// set, in any case.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
@@ -113,17 +124,21 @@ type WebhookSubscriptionSpec struct {
 
 // DispatcherReference names a WebhookDispatcher.
 type DispatcherReference struct {
-	// Name of the WebhookDispatcher.
+	// Name of the WebhookDispatcher: at most 41 lower-case letters, digits
+	// and '-', starting with a letter and ending with a letter or digit.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.size() <= 41 && self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="must be a valid WebhookDispatcher name: at most 41 lower-case letters, digits and '-', starting with a letter and ending with a letter or digit"
 	Name string `json:"name"`
 
 	// Namespace of the WebhookDispatcher. Defaults to the subscription's
-	// namespace when Name is set.
+	// namespace when Name is set. A namespace name: at most 63 lower-case
+	// letters, digits and '-', starting and ending with a letter or digit.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="must be a valid namespace name: at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit"
 	Namespace string `json:"namespace,omitempty"`
 }
 
@@ -141,10 +156,13 @@ type SigningSpec struct {
 // namespace.
 // +kubebuilder:validation:XValidation:rule="!has(self.__namespace__)",message="namespace must not be set: a subscription only uses secrets in its own namespace"
 type WebhookSecretReference struct {
-	// Name of the WebhookSecret.
+	// Name of the WebhookSecret: an object name of at most 253 lower-case
+	// letters, digits, '-' and '.', starting and ending with a letter or
+	// digit.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="must be a valid object name: at most 253 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
 	Name string `json:"name"`
 
 	// Namespace is refused; it exists only so that a cross-namespace
@@ -155,18 +173,23 @@ type WebhookSecretReference struct {
 
 // Header is one HTTP header added to deliveries.
 // +kubebuilder:validation:XValidation:rule="has(self.value) != has(self.valueFrom)",message="set exactly one of value and valueFrom"
-// +kubebuilder:validation:XValidation:rule="!self.name.lowerAscii().startsWith('webhook-') && !(self.name.lowerAscii() in ['content-type', 'content-length', 'host', 'user-agent', 'transfer-encoding', 'connection'])",message="this header is set by Hookline and cannot be overridden"
+// +kubebuilder:validation:XValidation:rule="!self.name.lowerAscii().startsWith('webhook-') && !(self.name.lowerAscii() in ['connection', 'content-length', 'content-type', 'host', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'user-agent'])",message="this header is set by Hookline and cannot be overridden"
 type Header struct {
-	// Name of the header.
+	// Name of the header: an HTTP token (letters, digits and
+	// !#$%&'*+-.^_`|~), at most 256 characters.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:Pattern=`^[!#$%&'*+.^_|~0-9A-Za-z-]+$`
 	Name string `json:"name"`
 
-	// Value of the header.
+	// Value of the header: at most 4096 characters, without control
+	// characters (CR, LF, tab, NUL and the other C0 and C1 controls). A
+	// value from a Secret must follow the same rule, or the subscription
+	// waits until the Secret is fixed.
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:XValidation:rule=`!self.matches(r'\p{Cc}')`,message="must not contain control characters such as CR, LF, tab or NUL"
 	Value *string `json:"value,omitempty"`
 
 	// ValueFrom takes the value from a Secret key in the same namespace.
@@ -227,13 +250,24 @@ type BasicAuth struct {
 
 // OAuth2ClientCredentials configures the OAuth2 client credentials grant.
 type OAuth2ClientCredentials struct {
-	// TokenURL is the authorization server's token endpoint. It must be
-	// https (or http where the dispatcher allows plain HTTP); requests to
-	// it pass the same egress policy as deliveries.
+	// TokenURL is the authorization server's token endpoint, with the rules
+	// of spec.url: absolute, https (or http where the dispatcher allows
+	// plain HTTP), an ASCII host name (punycode for international names) or
+	// an IP address in canonical form, a port from 1 to 65535 if any, no
+	// user info and no fragment. Requests to it pass the same egress policy
+	// as deliveries.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['https', 'http'] && url(self).getHostname() != ''",message="must be an absolute https:// URL"
+	// +kubebuilder:validation:XValidation:rule="isURL(self)",message="must be an absolute URL such as https://example.com/hooks"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() in ['https', 'http']",message="must be an absolute URL with the https or http scheme"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getHostname() != ''",message="must name a host"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@')",message="must not carry user info: put the client credentials in clientID and clientSecretRef"
+	// +kubebuilder:validation:XValidation:rule="!self.contains('#')",message="must not carry a fragment"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || self.matches('^[A-Za-z][A-Za-z0-9+.-]*://([[][^]/?#]*[]]|[A-Za-z0-9_-]{1,63}([.][A-Za-z0-9_-]{1,63})*[.]?)(:[0-9]*)?([/?#]|$)') && !self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#:[]{254}')",message="host must be an ASCII host name (write international names in punycode, xn--...) or an IP address: labels of letters, digits, '-' and '_', 1 to 63 characters each, 253 in all"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || !self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[[]') || isIP(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').substring(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').indexOf('[') + 1, self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').size() - 1)) && ip.isCanonical(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').substring(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').indexOf('[') + 1, self.find('^[A-Za-z][A-Za-z0-9+.-]*://[[][^]/?#]*[]]').size() - 1))",message="an IP address host must be written in canonical form, such as 192.0.2.1 or [2001:db8::1], without zone, leading zeros, or IPv4-mapped form"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || !self.matches('^[A-Za-z][A-Za-z0-9+.-]*://([^/?#:[]*[.])?([0-9]+|0[xX][0-9A-Fa-f]*)[.]?(:[0-9]*)?([/?#]|$)') || isIP(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#:]*').substring(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#:]*').indexOf('//') + 2))",message="an IP address host must be written in canonical form, such as 192.0.2.1 or [2001:db8::1], without zone, leading zeros, or IPv4-mapped form"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || !self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*:[0-9]+([/?#]|$)') || self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*:[0-9]{1,5}([/?#]|$)') && int(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*').substring(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*').lastIndexOf(':') + 1)) >= 1 && int(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*').substring(self.find('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*').lastIndexOf(':') + 1)) <= 65535",message="port must be a number from 1 to 65535"
 	TokenURL string `json:"tokenURL"`
 
 	// ClientID identifies the client to the authorization server.
@@ -428,10 +462,18 @@ type DeliveryStatus struct {
 	// +optional
 	Failed int64 `json:"failed,omitempty"`
 
-	// DeadLettered counts events given up on after the last attempt; they
-	// are kept for replay.
+	// DeadLettered counts every event given up on after its last attempt,
+	// replayed since or not: it only grows. Replayable says how many of
+	// them are still kept for replay.
 	// +optional
 	DeadLettered int64 `json:"deadLettered,omitempty"`
+
+	// Replayable is the number of dead-lettered events the dead-letter
+	// store keeps for this subscription, which a replay queues again. A
+	// replayed event leaves the store (and is counted again if it is
+	// dead-lettered again); kept events expire after 14 days.
+	// +optional
+	Replayable int64 `json:"replayable,omitempty"`
 
 	// Backlog is the number of events waiting for delivery.
 	// +optional
@@ -498,6 +540,11 @@ type WebhookSubscriptionStatus struct {
 	// +optional
 	Dispatcher string `json:"dispatcher,omitempty"`
 
+	// EventTypes is spec.eventTypes as written, joined with ", ", for the
+	// EVENT TYPES column of kubectl get (a column shows a list as JSON).
+	// +optional
+	EventTypes string `json:"eventTypes,omitempty"`
+
 	// Delivery health, written by the dispatcher.
 	// +optional
 	Delivery *DeliveryStatus `json:"delivery,omitempty"`
@@ -510,7 +557,7 @@ type WebhookSubscriptionStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=whsub;whsubscription,categories=hookline
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.url`
-// +kubebuilder:printcolumn:name="Event Types",type=string,JSONPath=`.spec.eventTypes`
+// +kubebuilder:printcolumn:name="Event Types",type=string,JSONPath=`.status.eventTypes`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
 // +kubebuilder:printcolumn:name="Healthy",type=string,JSONPath=`.status.conditions[?(@.type=="EndpointHealthy")].status`

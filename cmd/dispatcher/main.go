@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
@@ -48,6 +49,7 @@ func run() error {
 		queueMaxAge, dedupWindow              time.Duration
 		producerAuth                          string
 		ingestAddr, healthAddr, metricsAddr   string
+		advertiseIngestURL                    string
 		maxEventBytes                         int64
 		statusInterval, shutdownGrace         time.Duration
 		logLevel                              string
@@ -78,6 +80,7 @@ func run() error {
 	flag.StringVar(&producerAuth, "producer-authentication", string(hooklinev1.ProducerAuthServiceAccountToken),
 		"ServiceAccountToken checks producers' bearer tokens (TokenReview, audience \"hookline\") and their RBAC (create webhookevents); None disables it, for local development only.")
 	flag.StringVar(&ingestAddr, "ingest-bind-address", ":8080", "Address of the ingest API.")
+	flag.StringVar(&advertiseIngestURL, "advertise-ingest-url", "", "URL at which clients outside the cluster reach the ingest API, announced on the instance Lease for kubectl hookline; for a dispatcher run as a local process (in a pod, kubectl hookline port-forwards instead).")
 	flag.StringVar(&healthAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz; empty disables.")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":9090", "Address of /metrics; empty disables.")
 	flag.Int64Var(&maxEventBytes, "max-event-bytes", 1<<20, "Largest request body the ingest API accepts.")
@@ -131,6 +134,12 @@ func run() error {
 		return fmt.Errorf("--producer-authentication: %q is neither ServiceAccountToken nor None", producerAuth)
 	}
 
+	if advertiseIngestURL != "" {
+		if u, err := url.Parse(advertiseIngestURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--advertise-ingest-url %q is not an http:// or https:// URL", advertiseIngestURL)
+		}
+	}
+
 	var deadLetterMaxBytes int64
 	if dataDir != "" {
 		b, err := embeddedBounds(dataDir)
@@ -180,6 +189,7 @@ func run() error {
 		Kube:       cfg,
 		Queue:      q,
 		IngestAddr: ingestAddr, HealthAddr: healthAddr, MetricsAddr: metricsAddr,
+		AdvertiseIngestURL: advertiseIngestURL,
 		MaxEventBytes:      maxEventBytes,
 		StatusInterval:     statusInterval,
 		CheckpointInterval: checkpointInterval,

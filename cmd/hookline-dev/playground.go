@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -37,8 +38,6 @@ const (
 	// stopGrace is how long a child may take to stop before it is killed;
 	// the dispatcher is given a shorter shutdown grace than this.
 	stopGrace = 20 * time.Second
-	// settleTimeout bounds each wait for the cluster to reach a state.
-	settleTimeout = 2 * time.Minute
 	// logTail is how many lines of each log are shown when a step fails.
 	logTail = 25
 )
@@ -55,8 +54,8 @@ type playgroundRun struct {
 	env        *envtest.Environment
 	admin      client.Client
 	kube       kubernetes.Interface
-	manager    *playground.Process
-	dispatcher *playground.Process
+	manager    *playground.Supervised
+	dispatcher *playground.Supervised
 	addrs      playground.DispatcherAddresses
 	tokenFile  string
 }
@@ -89,7 +88,7 @@ func (p *playgroundRun) step(format string, args ...any) {
 func (p *playgroundRun) run(ctx context.Context) (err error) {
 	p.printf("Hookline playground, from the sources in %s\n", p.root)
 
-	p.step("Getting kube-apiserver and etcd (hack/envtest.sh; the first run builds them, about ten minutes)")
+	p.step("Getting kube-apiserver and etcd (hack/envtest.sh: the first run builds them from source, 10 to 25 minutes on two cores)")
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		if assets, err = playground.EnvtestAssets(ctx, p.root, p.out, p.clock); err != nil {
@@ -98,9 +97,9 @@ func (p *playgroundRun) run(ctx context.Context) (err error) {
 	}
 	p.printf("  using %s\n", assets)
 
-	p.step("Building the manager and the dispatcher (go build -o %s/ ./cmd/manager ./cmd/dispatcher)", p.relative(p.binDir))
+	p.step("Building the manager and the dispatcher (go build -o %s/ ./cmd/manager ./cmd/dispatcher; minutes the first time, seconds later)", p.relative(p.binDir))
 	start := p.clock.Now()
-	managerBin, dispatcherBin, err := playground.BuildBinaries(ctx, p.root, p.binDir, p.out)
+	managerBin, dispatcherBin, err := playground.BuildBinaries(ctx, p.root, p.binDir, p.out, p.clock)
 	if err != nil {
 		return err
 	}
@@ -174,11 +173,7 @@ func (p *playgroundRun) run(ctx context.Context) (err error) {
 
 	p.step("Waiting for the deliveries to show in the subscriptions' status")
 	if err := p.waitSettled(ctx); err != nil {
-		if ctx.Err() != nil {
-			return err
-		}
-		// The playground is still worth exploring; say what is missing.
-		p.printf("  the status is not what was expected yet: %v\n  see %s and %s\n", err, p.manager.LogPath, p.dispatcher.LogPath)
+		return err
 	}
 	p.printf("\n$ kubectl get whsub -n %s\n", playground.DemoNamespace)
 	if err := p.printSubscriptions(ctx); err != nil {
@@ -186,7 +181,8 @@ func (p *playgroundRun) run(ctx context.Context) (err error) {
 	}
 
 	p.printReady()
-	p.watchChildren(ctx)
+	// The manager and the dispatcher are restarted should they die.
+	<-ctx.Done()
 	return nil
 }
 
@@ -258,8 +254,8 @@ func (p *playgroundRun) startControlPlane(assets string) (stop func() error, err
 		return stop, fmt.Errorf("starting kube-apiserver and etcd (see %s): %w", p.logPath("apiserver"), err)
 	}
 	p.kubeconfig = filepath.Join(p.dir, "kubeconfig")
-	if err := os.WriteFile(p.kubeconfig, p.env.KubeConfig, 0o600); err != nil {
-		return stop, fmt.Errorf("writing the admin kubeconfig: %w", err)
+	if err := writeKubeconfig(p.kubeconfig, p.env.KubeConfig, playground.DemoNamespace); err != nil {
+		return stop, err
 	}
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, hooklinev1.AddToScheme} {
@@ -274,6 +270,23 @@ func (p *playgroundRun) startControlPlane(assets string) (stop func() error, err
 		return stop, fmt.Errorf("creating the admin clientset: %w", err)
 	}
 	return stop, nil
+}
+
+// writeKubeconfig writes the admin kubeconfig raw to path with ns as its
+// context's namespace, so kubectl and kubectl hookline work on the demo
+// without -n.
+func writeKubeconfig(path string, raw []byte, ns string) error {
+	cfg, err := clientcmd.Load(raw)
+	if err != nil {
+		return fmt.Errorf("reading the admin kubeconfig: %w", err)
+	}
+	if ctx := cfg.Contexts[cfg.CurrentContext]; ctx != nil {
+		ctx.Namespace = ns
+	}
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		return fmt.Errorf("writing the admin kubeconfig: %w", err)
+	}
+	return nil
 }
 
 // serviceAccountKubeconfig writes a kubeconfig whose client certificate
@@ -302,16 +315,18 @@ func (p *playgroundRun) startManager(ctx context.Context, bin string) error {
 	if err != nil {
 		return err
 	}
-	p.manager, err = playground.StartProcess("manager", p.logPath("manager"), bin,
-		"--kubeconfig="+kubeconfig,
+	p.manager, err = playground.Supervise("manager", p.logPath("manager"), bin, []string{
+		"--kubeconfig=" + kubeconfig,
 		"--leader-elect=false",
-		"--operator-namespace="+playground.OperatorNamespace,
+		"--operator-namespace=" + playground.OperatorNamespace,
 		// Nothing runs the StatefulSet the manager renders: the dispatcher
 		// runs as a local process instead.
 		"--dispatcher-image=ghcr.io/hookline/hookline:dev",
 		"--health-probe-bind-address=0",
 		"--metrics-bind-address=0",
-	)
+		// No API server calls a webhook outside a cluster.
+		"--webhook-port=0",
+	}, p.out, p.clock)
 	if err != nil {
 		return err
 	}
@@ -342,38 +357,33 @@ func (p *playgroundRun) startDispatcher(ctx context.Context, bin string) error {
 		return err
 	}
 	dataDir := filepath.Join(p.dir, "dispatcher-data")
-	// Port 0: the dispatcher picks free ports and logs them, which races
-	// nothing else on the machine.
-	p.dispatcher, err = playground.StartProcess("dispatcher", p.logPath("dispatcher"), bin,
-		"--kubeconfig="+kubeconfig,
-		"--dispatcher-name="+playground.DispatcherName,
-		"--dispatcher-namespace="+playground.OperatorNamespace,
-		"--instance="+playground.DispatcherName+"-0",
-		"--data-dir="+dataDir,
-		"--ingest-bind-address=127.0.0.1:0",
-		"--health-probe-bind-address=127.0.0.1:0",
-		"--metrics-bind-address=127.0.0.1:0",
+	// The ports are picked once: a restarted dispatcher listens where the
+	// first one did, so the printed URLs stay right.
+	addrs, err := playground.FreeLocalAddrs(3)
+	if err != nil {
+		return err
+	}
+	p.addrs = playground.DispatcherAddresses{Ingest: addrs[0], Health: addrs[1], Metrics: addrs[2]}
+	p.dispatcher, err = playground.Supervise("dispatcher", p.logPath("dispatcher"), bin, []string{
+		"--kubeconfig=" + kubeconfig,
+		"--dispatcher-name=" + playground.DispatcherName,
+		"--dispatcher-namespace=" + playground.OperatorNamespace,
+		"--instance=" + playground.DispatcherName + "-0",
+		"--data-dir=" + dataDir,
+		"--ingest-bind-address=" + p.addrs.Ingest,
+		"--health-probe-bind-address=" + p.addrs.Health,
+		"--metrics-bind-address=" + p.addrs.Metrics,
+		// No pod to port-forward to: kubectl hookline finds the ingest
+		// API through the address the instance announces.
+		"--advertise-ingest-url=http://" + p.addrs.Ingest,
 		// Status a second after a delivery, for a quick feedback loop.
 		"--status-interval=1s",
 		"--shutdown-grace=5s",
-	)
+	}, p.out, p.clock)
 	if err != nil {
 		return err
 	}
 	p.printf("  dispatcher: pid %d, log %s, queue in %s\n", p.dispatcher.PID(), p.dispatcher.LogPath, dataDir)
-	if err := p.waitFor(ctx, "the dispatcher to listen", func(context.Context) error {
-		data, err := os.ReadFile(p.dispatcher.LogPath)
-		if err != nil {
-			return fmt.Errorf("reading the dispatcher log: %w", err)
-		}
-		var ok bool
-		if p.addrs, ok = playground.ParseDispatcherStart(data); !ok {
-			return errors.New("the dispatcher has not logged its addresses yet")
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
 	if err := p.waitFor(ctx, "the dispatcher to be ready", func(ctx context.Context) error {
 		return httpOK(ctx, "http://"+p.addrs.Health+"/readyz")
 	}); err != nil {
@@ -433,7 +443,8 @@ func (p *playgroundRun) createSubscriptions(ctx context.Context, receiverURL str
 
 func (p *playgroundRun) publish(ctx context.Context) error {
 	sa, role, binding := playground.Producer()
-	for _, o := range []client.Object{sa, role, binding} {
+	opSA, opRole, opBinding := playground.Operator()
+	for _, o := range []client.Object{sa, role, binding, opSA, opRole, opBinding} {
 		if err := p.admin.Create(ctx, o); err != nil {
 			return fmt.Errorf("creating %T %s: %w", o, o.GetName(), err)
 		}
@@ -500,43 +511,31 @@ func (p *playgroundRun) printSubscriptions(ctx context.Context) error {
 
 func (p *playgroundRun) printReady() {
 	ingest := "http://" + p.addrs.Ingest
+	var examples strings.Builder
+	for _, e := range playground.PluginExamples() {
+		fmt.Fprintf(&examples, "    %s\n        # %s\n", e.Command, e.Shows)
+	}
 	p.printf(`
 Playground ready
-  kubeconfig:  export KUBECONFIG=%[1]s
-               kubectl get hookline -A; kubectl describe whsub flaky -n %[4]s
+  kubeconfig:  export KUBECONFIG=%[1]s   (namespace %[4]s)
+               kubectl get hookline -A; kubectl describe whsub flaky
   ingest API:  %[2]s
   publish an event as ServiceAccount %[4]s/%[5]s:
     curl -i -X POST %[2]s/v1/namespaces/%[4]s/events \
       -H "Authorization: Bearer $(cat %[3]s)" \
       -H 'Content-Type: application/json' \
       -d '{"type":"order.created","data":{"order":1003,"total":99}}'
-  logs:        %[6]s
+  kubectl hookline (make plugin, then put bin/ on the PATH):
+%[9]s  logs:        %[6]s
                %[7]s
+The manager and the dispatcher are restarted if they die (try kill -9 on the dispatcher: nothing published is lost).
 Deliveries are printed as they arrive. Ctrl-C stops everything and removes %[8]s
 `, p.kubeconfig, ingest, p.tokenFile, playground.DemoNamespace, playground.ProducerName,
-		p.manager.LogPath, p.dispatcher.LogPath, p.dir)
+		p.manager.LogPath, p.dispatcher.LogPath, p.dir, examples.String())
 }
 
-// watchChildren waits for ctx to end, saying so should the manager or the
-// dispatcher exit on its own meanwhile.
-func (p *playgroundRun) watchChildren(ctx context.Context) {
-	manager, dispatcher := p.manager.Done(), p.dispatcher.Done()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-manager:
-			manager = nil
-			p.printf("The manager exited unexpectedly (%v); its log:\n%s", p.manager.ExitError(), tail(p.manager.LogPath, logTail))
-		case <-dispatcher:
-			dispatcher = nil
-			p.printf("The dispatcher exited unexpectedly (%v); its log:\n%s", p.dispatcher.ExitError(), tail(p.dispatcher.LogPath, logTail))
-		}
-	}
-}
-
-// stop stops proc, if it was started.
-func (p *playgroundRun) stop(proc *playground.Process) error {
+// stop stops proc, if it was started, and keeps it from being restarted.
+func (p *playgroundRun) stop(proc *playground.Supervised) error {
 	if proc == nil {
 		return nil
 	}
@@ -544,36 +543,29 @@ func (p *playgroundRun) stop(proc *playground.Process) error {
 	return proc.Stop(stopGrace)
 }
 
-// waitFor polls check until it succeeds, ctx ends, settleTimeout passes,
-// or the manager or dispatcher exits, which no wait can survive.
+// waitFor polls check until it succeeds or ctx ends. It has no deadline:
+// a slow machine only takes longer, and every playground.QuietInterval a
+// line says what is awaited and what is missing, so Ctrl-C is an informed
+// choice. The manager and the dispatcher are restarted should they die
+// meanwhile, so a wait survives that too.
 func (p *playgroundRun) waitFor(ctx context.Context, what string, check func(context.Context) error) error {
-	waitCtx, cancel := context.WithTimeout(ctx, settleTimeout)
-	defer cancel()
+	start := p.clock.Now()
+	lastSaid := start
 	var last error
-	err := wait.PollUntilContextCancel(waitCtx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		for _, proc := range []*playground.Process{p.manager, p.dispatcher} {
-			if proc == nil {
-				continue
-			}
-			select {
-			case <-proc.Done():
-				return false, fmt.Errorf("the %s exited (%v); see %s", proc.Name, proc.ExitError(), proc.LogPath)
-			default:
-			}
+	err := wait.PollUntilContextCancel(ctx, 250*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		if last = check(ctx); last == nil {
+			return true, nil
 		}
-		last = check(ctx)
-		return last == nil, nil
+		if p.clock.Since(lastSaid) >= playground.QuietInterval {
+			lastSaid = p.clock.Now()
+			p.printf("  still waiting for %s (%s so far): %v\n", what, p.clock.Since(start).Truncate(time.Second), last)
+		}
+		return false, nil
 	})
-	switch {
-	case err == nil:
-		return nil
-	case ctx.Err() != nil:
-		return fmt.Errorf("waiting for %s: %w", what, ctx.Err())
-	case last != nil && waitCtx.Err() != nil:
-		return fmt.Errorf("waiting for %s: not within %s: %w", what, settleTimeout, last)
-	default:
+	if err != nil {
 		return fmt.Errorf("waiting for %s: %w", what, err)
 	}
+	return nil
 }
 
 // hasCondition reads obj afresh and reports nil once its condition typ has

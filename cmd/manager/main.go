@@ -3,6 +3,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,13 +17,16 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/controllers"
+	"github.com/hookline/hookline/internal/admission"
 	"github.com/hookline/hookline/internal/version"
 )
 
@@ -55,7 +59,16 @@ type config struct {
 	// side; a kubeQPS of 0 sets no such limit.
 	kubeQPS   float64
 	kubeBurst int
-	zap       zap.Options
+	// webhookPort serves the validating admission webhook; 0 turns it off.
+	webhookPort int
+	// webhookCertDir holds tls.crt and tls.key written by cert-manager; when
+	// empty, the manager keeps its own CA and certificate in
+	// webhookCertSecret.
+	webhookCertDir    string
+	webhookCertSecret string
+	webhookService    string
+	webhookConfig     string
+	zap               zap.Options
 }
 
 // parseFlags reads args into a config with fs, which must not have these
@@ -73,6 +86,11 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	fs.IntVar(&c.subscriptionWorkers, "subscription-workers", controllers.DefaultSubscriptionWorkers, "How many WebhookSubscriptions are reconciled at once; each reconcile mostly waits for one status write to the API server.")
 	fs.Float64Var(&c.kubeQPS, "kube-api-qps", 0, "Requests per second the manager may send to the API server on average; 0 sets no limit in the manager and leaves it to the API server's priority and fairness.")
 	fs.IntVar(&c.kubeBurst, "kube-api-burst", 0, "Requests the manager may send at once above --kube-api-qps; 0 means twice --kube-api-qps. Needs --kube-api-qps.")
+	fs.IntVar(&c.webhookPort, "webhook-port", 9443, "Port of the validating admission webhook, which refuses WebhookSubscriptions whose filter does not compile; 0 turns it off.")
+	fs.StringVar(&c.webhookCertDir, "webhook-cert-dir", "", "Directory holding the webhook's tls.crt and tls.key (from cert-manager); when empty the manager generates a CA and a certificate itself, keeps them in --webhook-cert-secret and injects the CA into --webhook-configuration.")
+	fs.StringVar(&c.webhookCertSecret, "webhook-cert-secret", "hookline-webhook-tls", "Secret, in the operator's namespace, where the manager keeps the webhook's CA and certificate.")
+	fs.StringVar(&c.webhookService, "webhook-service", "hookline-webhook", "Service, in the operator's namespace, through which the API server calls the webhook: the certificate's DNS names.")
+	fs.StringVar(&c.webhookConfig, "webhook-configuration", "hookline-validating-webhook", "ValidatingWebhookConfiguration that receives the CA bundle.")
 	fs.BoolVar(&c.showVersion, "version", false, "Print the version and exit.")
 	c.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -95,6 +113,9 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	}
 	if c.leaderElectionNS == "" {
 		c.leaderElectionNS = c.operatorNamespace
+	}
+	if c.webhookPort < 0 || c.webhookPort > 65535 {
+		return config{}, fmt.Errorf("--webhook-port must be from 1 to 65535, or 0 to turn the webhook off, got %d", c.webhookPort)
 	}
 	return c, nil
 }
@@ -140,7 +161,12 @@ func run() error {
 		return fmt.Errorf("loading the kubeconfig: %w", err)
 	}
 	c.rateLimit(cfg)
+	webhookServer, keeper, err := c.webhookServer(cfg, scheme)
+	if err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		WebhookServer:           webhookServer,
 		Scheme:                  scheme,
 		Cache:                   controllers.CacheOptions(),
 		Metrics:                 metricsOptions(c.metricsAddr, c.metricsSecure),
@@ -166,6 +192,17 @@ func run() error {
 	}); err != nil {
 		return err
 	}
+	if webhookServer != nil {
+		admission.Register(mgr.GetWebhookServer())
+		if keeper != nil {
+			if err := mgr.Add(keeper); err != nil {
+				return fmt.Errorf("adding the webhook certificate keeper: %w", err)
+			}
+			if err := mgr.AddReadyzCheck("webhook-certificate", keeper.Loaded); err != nil {
+				return fmt.Errorf("adding the webhook certificate check: %w", err)
+			}
+		}
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding the health check: %w", err)
 	}
@@ -185,6 +222,37 @@ func run() error {
 		return fmt.Errorf("running the manager: %w", err)
 	}
 	return nil
+}
+
+// webhookServer is the admission webhook's server, nil when it is turned
+// off, with the keeper of its certificate unless cert-manager provides it.
+func (c config) webhookServer(cfg *rest.Config, scheme *runtime.Scheme) (webhook.Server, *admission.CertKeeper, error) {
+	if c.webhookPort == 0 {
+		return nil, nil, nil
+	}
+	if c.webhookCertDir != "" {
+		return webhook.NewServer(webhook.Options{Port: c.webhookPort, CertDir: c.webhookCertDir}), nil, nil
+	}
+	// The keeper reads Secrets straight from the API server: the manager's
+	// cache keeps no Secret contents.
+	cl, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating the webhook certificate client: %w", err)
+	}
+	keeper := &admission.CertKeeper{
+		Client:               cl,
+		Secret:               types.NamespacedName{Namespace: c.operatorNamespace, Name: c.webhookCertSecret},
+		WebhookConfiguration: c.webhookConfig,
+		DNSNames: []string{
+			c.webhookService + "." + c.operatorNamespace + ".svc",
+			c.webhookService + "." + c.operatorNamespace + ".svc.cluster.local",
+		},
+		Clock: clock.RealClock{},
+	}
+	server := webhook.NewServer(webhook.Options{Port: c.webhookPort, TLSOpts: []func(*tls.Config){func(t *tls.Config) {
+		t.GetCertificate = keeper.GetCertificate
+	}}})
+	return server, keeper, nil
 }
 
 // metricsOptions serves metrics over HTTPS with authentication and

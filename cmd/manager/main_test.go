@@ -27,6 +27,9 @@ func TestParseFlags(t *testing.T) {
 			if c.operatorNamespace != "hookline-system" || c.leaderElectionNS != "hookline-system" {
 				t.Errorf("namespaces = %q, %q, want hookline-system for both", c.operatorNamespace, c.leaderElectionNS)
 			}
+			if c.webhookPort != 9443 || c.webhookCertDir != "" || c.webhookCertSecret != "hookline-webhook-tls" || c.webhookService != "hookline-webhook" || c.webhookConfig != "hookline-validating-webhook" {
+				t.Errorf("webhook settings = %d %q %q %q %q, want the defaults config/webhook and the chart use", c.webhookPort, c.webhookCertDir, c.webhookCertSecret, c.webhookService, c.webhookConfig)
+			}
 		}},
 		{name: "workers and limits", args: []string{"--subscription-workers=32", "--kube-api-qps=200", "--kube-api-burst=300"}, check: func(t *testing.T, c config) {
 			if c.subscriptionWorkers != 32 || c.kubeQPS != 200 || c.kubeBurst != 300 {
@@ -45,6 +48,12 @@ func TestParseFlags(t *testing.T) {
 		{name: "infinite qps", args: []string{"--kube-api-qps=+Inf"}, wantErr: "--kube-api-qps must be a positive number, or 0 for no limit in the manager, got +Inf"},
 		{name: "negative burst", args: []string{"--kube-api-qps=50", "--kube-api-burst=-1"}, wantErr: "--kube-api-burst must be positive, or 0 for twice --kube-api-qps, got -1"},
 		{name: "burst without qps", args: []string{"--kube-api-burst=100"}, wantErr: "--kube-api-burst needs --kube-api-qps: without it the manager sets no limit"},
+		{name: "webhook off", args: []string{"--webhook-port=0"}, check: func(t *testing.T, c config) {
+			if c.webhookPort != 0 {
+				t.Errorf("webhook port = %d, want 0", c.webhookPort)
+			}
+		}},
+		{name: "webhook port out of range", args: []string{"--webhook-port=70000"}, wantErr: "--webhook-port must be from 1 to 65535, or 0 to turn the webhook off, got 70000"},
 		{name: "leader election namespace", args: []string{"--operator-namespace=ops", "--leader-election-namespace=elect"}, check: func(t *testing.T, c config) {
 			if c.operatorNamespace != "ops" || c.leaderElectionNS != "elect" {
 				t.Errorf("namespaces = %q, %q, want ops, elect", c.operatorNamespace, c.leaderElectionNS)

@@ -158,7 +158,7 @@ func runHealthCheck(t *testing.T, script string, obj map[string]any) health {
 			t.Fatalf("opening the Lua library %q: %v", lib.name, err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // against a script that loops; far above any run
 	defer cancel()
 	l.SetContext(ctx)
 	l.SetGlobal("obj", toLua(t, l, obj))

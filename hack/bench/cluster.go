@@ -31,6 +31,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -81,7 +82,7 @@ func startCluster(ctx context.Context, root, dir string, inProcess bool, progres
 		}
 	}()
 	fmt.Fprintln(progress, "Building cmd/manager and cmd/dispatcher")
-	managerBin, dispatcherBin, err := playground.BuildBinaries(ctx, root, filepath.Join(dir, "bin"), progress)
+	managerBin, dispatcherBin, err := playground.BuildBinaries(ctx, root, filepath.Join(dir, "bin"), progress, clock.RealClock{})
 	if err != nil {
 		return c, err
 	}
@@ -130,6 +131,7 @@ func startCluster(ctx context.Context, root, dir string, inProcess bool, progres
 		"--dispatcher-image=registry.example/hookline:bench",
 		"--health-probe-bind-address=0",
 		"--metrics-bind-address=0",
+		"--webhook-port=0",
 	)
 	return c, err
 }

@@ -143,8 +143,16 @@ func waitCount(ctx context.Context, c *atomic.Int64, n int64, timeout time.Durat
 	}
 }
 
+// boundedWaits is whether poll gives up after its timeout: a benchmark run
+// must end, but the smoke test, on a machine of any speed, waits as long as
+// it takes (its test binary's -timeout is the guard).
+var boundedWaits = true
+
 // poll calls check every interval until it returns nil or timeout passes.
 func poll(ctx context.Context, timeout, interval time.Duration, what string, check func(context.Context) error) error {
+	if !boundedWaits {
+		timeout = 100 * 365 * 24 * time.Hour
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {

@@ -3,7 +3,6 @@ package main
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -26,6 +25,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/hookline/hookline/test/testenv"
 )
 
 // file is one entry of an image's flattened file system.
@@ -97,7 +98,7 @@ func TestBuildImage(t *testing.T) {
 	bundlePath, bundle := testCABundle(t)
 	out := filepath.Join(t.TempDir(), "out", "hookline-image.tar")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	// Level 0 stores the layers in gzip's framing without compressing:
 	// the race detector slows compress/flate tenfold, and what is checked

@@ -73,7 +73,7 @@ func TestEveryCommandHelpHasAnExample(t *testing.T) {
 	if seen != 7 {
 		t.Errorf("walked %d commands, want the root and its 6 commands", seen)
 	}
-	if r := run(t, "", "--help"); !strings.Contains(r.stdout, "3  a verification failed, or a test delivery did not succeed") ||
+	if r := run(t, "", "--help"); !strings.Contains(r.stdout, "3  a verification failed, a test delivery did not succeed, or replayed\n     deliveries were dead-lettered again") ||
 		!strings.Contains(r.stdout, "4  timed out waiting") {
 		t.Errorf("the root help does not document the exit codes:\n%s", r.stdout)
 	}
@@ -93,7 +93,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"send", "--to", "billing", "--id", "x"}, "--id does not apply to a test delivery"},
 		{[]string{"send", "extra", "--type", "a.b"}, "takes no arguments"},
 		{[]string{"status", "a", "b"}, "at most one SUBSCRIPTION"},
-		{[]string{"status", "-o", "wide"}, `-o "wide" is not one of table, json, yaml`},
+		{[]string{"status", "-o", "name"}, `-o "name" is not one of table, wide, json, yaml`},
 		{[]string{"status", "billing", "-A"}, "cannot be combined with -A"},
 		{[]string{"rotate"}, "needs a WEBHOOKSECRET name"},
 		{[]string{"rotate", "a", "--timeout", "0s"}, "--timeout must be positive"},

@@ -15,8 +15,9 @@ const (
 	ExitError = 1
 	// ExitUsage: the command line is wrong (unknown flag, bad value).
 	ExitUsage = 2
-	// ExitFailed: a verification found the request invalid, or a test
-	// delivery did not succeed.
+	// ExitFailed: a verification found the request invalid, a test
+	// delivery did not succeed, or replayed deliveries were dead-lettered
+	// again.
 	ExitFailed = 3
 	// ExitTimeout: waiting for a rotation or a replay ran out of time.
 	ExitTimeout = 4

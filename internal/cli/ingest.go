@@ -44,7 +44,7 @@ type ingestFlags struct {
 }
 
 func (f *ingestFlags) add(fs *pflag.FlagSet) {
-	fs.StringVar(&f.url, "ingest-url", "", "URL of the dispatcher's ingest API, such as http://default-dispatcher.hookline-system:8080 in the cluster or http://127.0.0.1:8080 for a local dispatcher; without it, a port-forward to a Ready pod of --dispatcher is opened")
+	fs.StringVar(&f.url, "ingest-url", "", "URL of the dispatcher's ingest API, such as http://default-dispatcher.hookline-system:8080 in the cluster or http://127.0.0.1:8080 for a local dispatcher; without it, a port-forward to a Ready pod of --dispatcher is opened, or, for a dispatcher running outside pods (as in make dev), the URL its instance announces is used")
 	fs.StringVar(&f.dispatcher, "dispatcher", defaultDispatcher, "WebhookDispatcher NAMESPACE/NAME to port-forward to when --ingest-url is not set (for a subscription: the dispatcher it is attached to)")
 	fs.StringVar(&f.tokenFile, "token-file", "", "File holding the bearer token for the ingest API: a ServiceAccount token with audience hookline")
 	fs.StringVar(&f.serviceAccount, "service-account", "", "Request a 10-minute token with audience hookline for this ServiceAccount of the namespace, with the kubeconfig's credentials")
@@ -58,10 +58,11 @@ type ingestClient struct {
 	http  *http.Client
 }
 
-// connectIngest finds the credentials and the address: --ingest-url, or a
-// port-forward to the dispatcher named by --dispatcher, else by fallback
-// (which may return "" for the default). closeFn ends the port-forward, if
-// any.
+// connectIngest finds the address and the credentials: --ingest-url, or a
+// port-forward to a Ready pod of the dispatcher named by --dispatcher, else
+// by fallback (which may return "" for the default), or, when that
+// dispatcher has no pod, the ingest URL one of its instances announces.
+// closeFn ends the port-forward, if any.
 func (a *app) connectIngest(ctx context.Context, fs *pflag.FlagSet, f *ingestFlags, ns string, fallback func() (string, error)) (c *ingestClient, closeFn func(), err error) {
 	var base string
 	if f.url != "" {
@@ -71,14 +72,12 @@ func (a *app) connectIngest(ctx context.Context, fs *pflag.FlagSet, f *ingestFla
 		}
 		base = strings.TrimSuffix(u.String(), "/")
 	}
-	token, err := a.ingestToken(ctx, f, ns)
-	if err != nil {
-		return nil, nil, err
-	}
-	c = &ingestClient{token: token, http: &http.Client{}}
 	if base != "" {
-		c.base, c.where = base, base
-		return c, func() {}, nil
+		token, err := a.ingestToken(ctx, f, ns, base)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &ingestClient{base: base, where: base, token: token, http: &http.Client{}}, func() {}, nil
 	}
 	ref := f.dispatcher
 	if !changed(fs, "dispatcher") && fallback != nil {
@@ -95,20 +94,37 @@ func (a *app) connectIngest(ctx context.Context, fs *pflag.FlagSet, f *ingestFla
 		return nil, nil, usageErrorf("--dispatcher %q must be NAMESPACE/NAME, for example %s", ref, defaultDispatcher)
 	}
 	base, stop, err := a.portForward(ctx, dns, dname)
+	if noPod, ok := errors.AsType[*noPodError](err); ok {
+		// A dispatcher run as a local process (the playground) has no pod,
+		// but may announce where its ingest API is reachable.
+		announced, found := a.announcedIngestURL(ctx, dns, dname)
+		if !found {
+			return nil, nil, noPod
+		}
+		token, err := a.ingestToken(ctx, f, ns, announced)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &ingestClient{base: announced, where: "dispatcher " + ref + " at " + announced, token: token, http: &http.Client{}}, func() {}, nil
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	c.base = base
-	c.where = "dispatcher " + ref + " (port-forward)"
-	return c, stop, nil
+	token, err := a.ingestToken(ctx, f, ns, "")
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return &ingestClient{base: base, where: "dispatcher " + ref + " (port-forward)", token: token, http: &http.Client{}}, stop, nil
 }
 
 // ingestToken picks the bearer token: --token-file, a token requested for
 // --service-account, or the kubeconfig's own bearer token. The last only
-// goes through a port-forward, to the cluster's own dispatcher: a URL given
-// by --ingest-url could be anyone's, and the kubeconfig's token may be
-// worth far more than publishing rights.
-func (a *app) ingestToken(ctx context.Context, f *ingestFlags, ns string) (string, error) {
+// goes through a port-forward (direct is empty), to the cluster's own
+// dispatcher: a URL given by --ingest-url, or announced on a Lease, could
+// be anyone's, and the kubeconfig's token may be worth far more than
+// publishing rights.
+func (a *app) ingestToken(ctx context.Context, f *ingestFlags, ns, direct string) (string, error) {
 	switch {
 	case f.tokenFile != "":
 		raw, err := os.ReadFile(f.tokenFile)
@@ -123,8 +139,8 @@ func (a *app) ingestToken(ctx context.Context, f *ingestFlags, ns string) (strin
 	case f.serviceAccount != "":
 		return a.requestToken(ctx, ns, f.serviceAccount)
 	}
-	if f.url != "" {
-		return "", fmt.Errorf("no credentials for %s: pass --token-file FILE with a ServiceAccount token for audience %s, or --service-account NAME to request one for a ServiceAccount of namespace %s (the kubeconfig's own token is only sent through a port-forward)", f.url, ingestAudience, ns)
+	if direct != "" {
+		return "", fmt.Errorf("no credentials for %s: pass --token-file FILE with a ServiceAccount token for audience %s, or --service-account NAME to request one for a ServiceAccount of namespace %s (the kubeconfig's own token is only sent through a port-forward)", direct, ingestAudience, ns)
 	}
 	// Without a kubeconfig there is simply no token to take from it.
 	if cfg, err := a.restConfig(); err == nil {

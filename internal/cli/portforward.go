@@ -32,7 +32,7 @@ func (a *app) portForward(ctx context.Context, ns, name string) (string, func(),
 		return "", nil, apiError(err, "webhookdispatcher "+ref, "name an existing one with --dispatcher NAMESPACE/NAME, or pass --ingest-url")
 	}
 	if d.Status.Selector == "" {
-		return "", nil, fmt.Errorf("webhookdispatcher %s reports no pod selector yet; check kubectl get webhookdispatcher %s -n %s, or pass --ingest-url", ref, name, ns)
+		return "", nil, &noPodError{fmt.Sprintf("webhookdispatcher %s reports no pod selector yet; check kubectl get webhookdispatcher %s -n %s, or pass --ingest-url", ref, name, ns)}
 	}
 	kube, err := a.kubeClient()
 	if err != nil {
@@ -44,7 +44,7 @@ func (a *app) portForward(ctx context.Context, ns, name string) (string, func(),
 	}
 	pod := readyPod(pods.Items)
 	if pod == "" {
-		return "", nil, fmt.Errorf("no Ready pod of webhookdispatcher %s; check kubectl get pods -n %s -l %s, or pass --ingest-url", ref, ns, d.Status.Selector)
+		return "", nil, &noPodError{fmt.Sprintf("no Ready pod of webhookdispatcher %s; check kubectl get pods -n %s -l %s, or pass --ingest-url", ref, ns, d.Status.Selector)}
 	}
 
 	cfg, err := a.restConfig()

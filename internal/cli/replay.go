@@ -37,10 +37,12 @@ func newReplayCommand(a *app) *cobra.Command {
 webhook-id, the deliveries that were given up on (dead-lettered) within the
 window: from --since ago until --until ago (now by default). Then, unless
 --no-wait, report progress every second from the subscription's status
-(the backlog, and the deliveries and failed attempts counted since the
-command started) until the replayed deliveries are settled and the backlog
-is back to 0, or --timeout. Status is written every few seconds, so
-progress moves in steps.
+(the backlog, and the deliveries, failed attempts and dead letters counted
+since the command started) until the replayed deliveries are settled and
+the backlog is back to 0, or --timeout. Status is written every few
+seconds, so progress moves in steps. When replayed deliveries were
+dead-lettered again (the endpoint still fails), it says so and exits with
+3; they are kept for another replay.
 
 It calls the dispatcher's ingest API (same connection and credential
 options as send); the token's user needs update on the subscription.`,
@@ -156,10 +158,13 @@ func (a *app) waitReplayed(ctx context.Context, ns, name string, before *hooklin
 		}
 		p := replayProgress(before, deliveryOf(sub), n)
 		if p.done {
-			fmt.Fprintf(a.out, "done: backlog 0, delivered +%d, failed +%d\n", p.delivered, p.failed)
+			fmt.Fprintf(a.out, "done: backlog 0, delivered +%d, failed +%d, dead-lettered again +%d\n", p.delivered, p.failed, p.deadLettered)
+			if p.deadLettered > 0 {
+				return deadLetteredAgain(sub, p.deadLettered, n)
+			}
 			return nil
 		}
-		fmt.Fprintf(a.out, "waiting: backlog %d, delivered +%d, failed +%d\n", p.backlog, p.delivered, p.failed)
+		fmt.Fprintf(a.out, "waiting: backlog %d, delivered +%d, failed +%d, dead-lettered again +%d\n", p.backlog, p.delivered, p.failed, p.deadLettered)
 		if !a.clock.Now().Before(deadline) {
 			return timeoutErrorf("timed out after %s with a backlog of %d; deliveries go on: follow them with kubectl hookline status %s -n %s", timeout, p.backlog, name, ns)
 		}
@@ -167,21 +172,36 @@ func (a *app) waitReplayed(ctx context.Context, ns, name string, before *hooklin
 }
 
 type progress struct {
-	backlog, delivered, failed int64
-	done                       bool
+	backlog, delivered, failed, deadLettered int64
+	done                                     bool
 }
 
 // replayProgress compares the delivery status before and now: each of the
 // n replayed deliveries ends delivered or dead-lettered again.
 func replayProgress(before, now *hooklinev1.DeliveryStatus, n int64) progress {
 	p := progress{
-		backlog:   now.Backlog,
-		delivered: now.Delivered - before.Delivered,
-		failed:    now.Failed - before.Failed,
+		backlog:      now.Backlog,
+		delivered:    now.Delivered - before.Delivered,
+		failed:       now.Failed - before.Failed,
+		deadLettered: now.DeadLettered - before.DeadLettered,
 	}
-	settled := p.delivered + (now.DeadLettered - before.DeadLettered)
-	p.done = now.Backlog == 0 && settled >= n
+	p.done = now.Backlog == 0 && p.delivered+p.deadLettered >= n
 	return p
+}
+
+// deadLetteredAgain is the outcome of a replay whose deliveries were given
+// up on again (exit 3): the endpoint still fails, and says how.
+func deadLetteredAgain(sub *hooklinev1.WebhookSubscription, again, n int64) error {
+	why := "the endpoint still fails"
+	if f := deliveryOf(sub).LastFailure; f != nil {
+		what := f.Class
+		if f.StatusCode != 0 {
+			what = fmt.Sprintf("HTTP %d", f.StatusCode)
+		}
+		why += " (last: " + what + ")"
+	}
+	return &exitError{code: ExitFailed, msg: fmt.Sprintf("%d of the %d replayed %s dead-lettered again: %s; they are kept for replay: fix the endpoint, then run kubectl hookline replay %s -n %s again",
+		again, n, plural(int(n), "delivery was", "deliveries were"), why, sub.Name, sub.Namespace)}
 }
 
 func (a *app) readSubscription(ctx context.Context, ns, name string) (*hooklinev1.WebhookSubscription, error) {

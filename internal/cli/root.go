@@ -54,7 +54,8 @@ Exit codes:
   0  success
   1  error (the API refused, could not be reached, an object is missing, ...)
   2  usage error (unknown flag, missing or bad argument)
-  3  a verification failed, or a test delivery did not succeed
+  3  a verification failed, a test delivery did not succeed, or replayed
+     deliveries were dead-lettered again
   4  timed out waiting (rotate, replay)`
 
 // NewCommand returns the root command of kubectl hookline.

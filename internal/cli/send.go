@@ -51,7 +51,9 @@ counting it in status, and reports the endpoint's answer and the keys that
 signed it. It exits with 3 when the delivery did not succeed.
 
 The ingest API is --ingest-url, else a port-forward to a Ready pod of
---dispatcher (for --to: the dispatcher the subscription is attached to).
+--dispatcher (for --to: the dispatcher the subscription is attached to),
+else, for a dispatcher running outside pods (as in make dev), the URL its
+instance announces.
 The bearer token is --token-file, else a 10-minute token requested for
 --service-account, else the kubeconfig's own bearer token.`,
 		Example: `  # Publish as the ServiceAccount checkout of namespace shop

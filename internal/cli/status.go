@@ -36,11 +36,11 @@ type StatusRow struct {
 	Ready string `json:"ready"`
 	// Healthy is the status of the EndpointHealthy condition, as Ready.
 	Healthy string `json:"healthy"`
-	// Reason is Ready's reason, or the more specific reason of the failure
-	// behind it (for example DeliveryFailing, EgressDenied,
-	// SustainedFailure).
+	// Reason is Ready's reason, as kubectl get shows it (for example
+	// Succeeded, EndpointUnhealthy, Suspended, EndpointGone).
 	Reason string `json:"reason"`
-	// Message explains Reason.
+	// Message explains Reason: Ready's message, which names the failure
+	// behind it.
 	Message string `json:"message"`
 	// LastSuccessTime is when a delivery last succeeded; null if never.
 	LastSuccessTime *metav1.Time `json:"lastSuccessTime"`
@@ -48,8 +48,12 @@ type StatusRow struct {
 	LastFailure *StatusFailure `json:"lastFailure"`
 	// Backlog is the number of events waiting for delivery.
 	Backlog int64 `json:"backlog"`
-	// DeadLettered counts the deliveries given up on.
+	// DeadLettered counts every delivery given up on after its last
+	// attempt, replayed since or not.
 	DeadLettered int64 `json:"deadLettered"`
+	// Replayable is how many dead-lettered deliveries are still kept for
+	// replay.
+	Replayable int64 `json:"replayable"`
 	// Delivered counts the events delivered.
 	Delivered int64 `json:"delivered"`
 	// Failed counts the failed attempts.
@@ -83,25 +87,31 @@ type statusOptions struct {
 func newStatusCommand(a *app) *cobra.Command {
 	o := &statusOptions{}
 	cmd := &cobra.Command{
-		Use:   "status [SUBSCRIPTION] [-A] [-o table|json|yaml]",
+		Use:   "status [SUBSCRIPTION] [-A] [-o table|wide|json|yaml]",
 		Short: "Show the delivery health of subscriptions",
 		Long: `Show the delivery health of the subscriptions of a namespace (all of them
 with -A, or one): whether they are Ready and their endpoint healthy, when a
 delivery last succeeded and last failed (with the error class or HTTP
-status), the reason, the backlog waiting for delivery, the deliveries given
-up on (dead-lettered, kept for replay) and whether deliveries are held.
+status), Ready's reason (as kubectl get shows it), the backlog waiting for
+delivery, the deliveries ever given up on (DEAD-LETTERED), how many of
+those are still kept for replay (REPLAYABLE), and whether deliveries are
+held. -o wide adds the events delivered, the failed attempts and the
+dispatcher.
 
 -o json and -o yaml print the same rows as objects:
   {"items": [{"namespace", "name", "ready", "healthy", "reason", "message",
     "lastSuccessTime", "lastFailure": {"time", "statusCode", "class",
-    "message"}, "backlog", "deadLettered", "delivered", "failed",
-    "suspended", "dispatcher"}]}
+    "message"}, "backlog", "deadLettered", "replayable", "delivered",
+    "failed", "suspended", "dispatcher"}]}
 This shape is stable; it is not the WebhookSubscription object.`,
 		Example: `  # The subscriptions of namespace shop
   kubectl hookline status -n shop
 
   # One subscription, with the messages of its conditions
   kubectl hookline status billing -n shop
+
+  # With the counts of deliveries and failed attempts
+  kubectl hookline status -n shop -o wide
 
   # Every namespace, as JSON
   kubectl hookline status -A -o json`,
@@ -113,9 +123,9 @@ This shape is stable; it is not the WebhookSubscription object.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch o.output {
-			case "table", "json", "yaml":
+			case "table", "wide", "json", "yaml":
 			default:
-				return usageErrorf("-o %q is not one of table, json, yaml", o.output)
+				return usageErrorf("-o %q is not one of table, wide, json, yaml", o.output)
 			}
 			if o.allNamespaces && len(args) == 1 {
 				return usageErrorf("a SUBSCRIPTION name cannot be combined with -A; pass -n NAMESPACE instead")
@@ -124,7 +134,7 @@ This shape is stable; it is not the WebhookSubscription object.`,
 		},
 	}
 	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "List the subscriptions of every namespace")
-	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "Output format: table, json or yaml")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "Output format: table, wide, json or yaml")
 	return cmd
 }
 
@@ -187,7 +197,7 @@ func (a *app) status(cmd *cobra.Command, o *statusOptions, args []string) error 
 		}
 		return nil
 	}
-	if err := printStatusTable(a.out, rows, o.allNamespaces, now); err != nil {
+	if err := printStatusTable(a.out, rows, o.allNamespaces, o.output == "wide", now); err != nil {
 		return err
 	}
 	if len(args) == 1 {
@@ -214,46 +224,29 @@ func statusRowOf(sub *hooklinev1.WebhookSubscription) StatusRow {
 		row.Healthy = string(healthy.Status)
 	}
 	row.Suspended = sub.Spec.Suspend || (suspended != nil && suspended.Status == metav1.ConditionTrue)
-	row.Reason, row.Message = failureReason(ready, healthy, suspended, row.Reason, row.Message)
 	if d := sub.Status.Delivery; d != nil {
 		row.LastSuccessTime = d.LastSuccessTime
 		if f := d.LastFailure; f != nil {
 			row.LastFailure = &StatusFailure{Time: f.Time, StatusCode: f.StatusCode, Class: f.Class, Message: f.Message}
 		}
-		row.Backlog, row.DeadLettered = d.Backlog, d.DeadLettered
+		row.Backlog, row.DeadLettered, row.Replayable = d.Backlog, d.DeadLettered, d.Replayable
 		row.Delivered, row.Failed = d.Delivered, d.Failed
 	}
 	return row
 }
 
-// failureReason replaces Ready's summary reasons (EndpointUnhealthy,
-// Suspended, EndpointGone) with the reason of the condition behind them,
-// which says what actually happened; other reasons are kept.
-func failureReason(ready, healthy, suspended *metav1.Condition, reason, message string) (string, string) {
-	if ready == nil || ready.Status == metav1.ConditionTrue && ready.Reason != hooklinev1.ReasonSuspended {
-		return reason, message
-	}
-	switch {
-	case ready.Reason == hooklinev1.ReasonEndpointUnhealthy && healthy != nil && healthy.Status == metav1.ConditionFalse:
-		return healthy.Reason, healthy.Message
-	case (ready.Reason == hooklinev1.ReasonSuspended || ready.Reason == hooklinev1.ReasonEndpointGone) &&
-		suspended != nil && suspended.Status == metav1.ConditionTrue:
-		return suspended.Reason, suspended.Message
-	}
-	return reason, message
-}
-
 // printStatusTable writes rows as kubectl does: upper-case headers, columns
-// aligned with spaces.
-func printStatusTable(w io.Writer, rows []StatusRow, withNamespace bool, now time.Time) error {
+// aligned with spaces; wide adds the counts of deliveries and failed
+// attempts, and the dispatcher.
+func printStatusTable(w io.Writer, rows []StatusRow, withNamespace, wide bool, now time.Time) error {
 	tw := printers.GetNewTabWriter(w)
-	header := []string{"NAME", "READY", "HEALTHY", "LAST SUCCESS", "LAST FAILURE", "REASON", "BACKLOG", "DEAD-LETTERED", "SUSPENDED"}
+	header := statusHeader(wide)
 	if withNamespace {
 		header = append([]string{"NAMESPACE"}, header...)
 	}
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for _, r := range rows {
-		cells := statusCells(r, now)
+		cells := statusCells(r, wide, now)
 		if withNamespace {
 			cells = append([]string{r.Namespace}, cells...)
 		}
@@ -265,8 +258,16 @@ func printStatusTable(w io.Writer, rows []StatusRow, withNamespace bool, now tim
 	return nil
 }
 
+// statusHeader is the table's header, NAMESPACE aside.
+func statusHeader(wide bool) []string {
+	if wide {
+		return []string{"NAME", "READY", "HEALTHY", "LAST SUCCESS", "LAST FAILURE", "REASON", "BACKLOG", "DELIVERED", "FAILED ATTEMPTS", "DEAD-LETTERED", "REPLAYABLE", "SUSPENDED", "DISPATCHER"}
+	}
+	return []string{"NAME", "READY", "HEALTHY", "LAST SUCCESS", "LAST FAILURE", "REASON", "BACKLOG", "DEAD-LETTERED", "REPLAYABLE", "SUSPENDED"}
+}
+
 // statusCells are the table cells of a row, NAMESPACE aside.
-func statusCells(r StatusRow, now time.Time) []string {
+func statusCells(r StatusRow, wide bool, now time.Time) []string {
 	lastSuccess := "never"
 	if r.LastSuccessTime != nil {
 		lastSuccess = age(now, r.LastSuccessTime.Time)
@@ -285,7 +286,7 @@ func statusCells(r StatusRow, now time.Time) []string {
 			lastFailure += " (" + strings.Join(what, " ") + ")"
 		}
 	}
-	return []string{
+	cells := []string{
 		r.Name,
 		orDefault(r.Ready, "-"),
 		orDefault(r.Healthy, "-"),
@@ -293,9 +294,19 @@ func statusCells(r StatusRow, now time.Time) []string {
 		lastFailure,
 		orDefault(r.Reason, "-"),
 		strconv.FormatInt(r.Backlog, 10),
-		strconv.FormatInt(r.DeadLettered, 10),
-		strconv.FormatBool(r.Suspended),
 	}
+	if wide {
+		cells = append(cells, strconv.FormatInt(r.Delivered, 10), strconv.FormatInt(r.Failed, 10))
+	}
+	cells = append(cells,
+		strconv.FormatInt(r.DeadLettered, 10),
+		strconv.FormatInt(r.Replayable, 10),
+		strconv.FormatBool(r.Suspended),
+	)
+	if wide {
+		cells = append(cells, orDefault(r.Dispatcher, "-"))
+	}
+	return cells
 }
 
 // printDetails adds, for a single subscription, the messages the table has

@@ -43,7 +43,7 @@ func TestStatusRows(t *testing.T) {
 	}, &hooklinev1.DeliveryStatus{
 		LastSuccessTime: at(3 * time.Hour),
 		LastFailure:     &hooklinev1.DeliveryFailure{Time: *at(5 * time.Second), StatusCode: 500, Class: "HTTPStatus", Message: "Internal Server Error"},
-		Failed:          3, DeadLettered: 3,
+		Delivered:       40, Failed: 9, DeadLettered: 3, Replayable: 2,
 	})
 	gone := subscription("gone", []metav1.Condition{
 		cond(hooklinev1.ConditionReady, metav1.ConditionFalse, hooklinev1.ReasonEndpointGone, "410"),
@@ -62,15 +62,16 @@ func TestStatusRows(t *testing.T) {
 		sub   *hooklinev1.WebhookSubscription
 		cells []string
 	}{
-		{healthy, []string{"orders", "True", "True", "12s", "never", "Succeeded", "1", "0", "false"}},
-		{failing, []string{"billing", "False", "False", "3h", "5s (HTTPStatus 500)", "DeliveryFailing", "0", "3", "false"}},
-		{gone, []string{"gone", "False", "-", "never", "2m (TLSError)", "EndpointGone", "0", "0", "true"}},
-		{paused, []string{"paused", "True", "-", "never", "never", "SuspendedBySpec", "0", "0", "true"}},
-		{fresh, []string{"fresh", "-", "-", "never", "never", "-", "0", "0", "false"}},
-		{waiting, []string{"waiting", "False", "-", "never", "never", "SecretNotFound", "0", "0", "false"}},
+		// The reason is Ready's, as kubectl get whsub shows it.
+		{healthy, []string{"orders", "True", "True", "12s", "never", "Succeeded", "1", "0", "0", "false"}},
+		{failing, []string{"billing", "False", "False", "3h", "5s (HTTPStatus 500)", "EndpointUnhealthy", "0", "3", "2", "false"}},
+		{gone, []string{"gone", "False", "-", "never", "2m (TLSError)", "EndpointGone", "0", "0", "0", "true"}},
+		{paused, []string{"paused", "True", "-", "never", "never", "Suspended", "0", "0", "0", "true"}},
+		{fresh, []string{"fresh", "-", "-", "never", "never", "-", "0", "0", "0", "false"}},
+		{waiting, []string{"waiting", "False", "-", "never", "never", "SecretNotFound", "0", "0", "0", "false"}},
 	} {
 		t.Run(tc.sub.Name, func(t *testing.T) {
-			got := statusCells(statusRowOf(tc.sub), testNow)
+			got := statusCells(statusRowOf(tc.sub), false, testNow)
 			if len(got) != len(tc.cells) {
 				t.Fatalf("cells %q, want %q", got, tc.cells)
 			}
@@ -83,26 +84,38 @@ func TestStatusRows(t *testing.T) {
 		})
 	}
 
-	if row := statusRowOf(failing); row.Message != "3 attempts failed in a row, last: HTTP 500" {
-		t.Errorf("the message of a failing subscription is %q, want EndpointHealthy's", row.Message)
+	if row := statusRowOf(failing); row.Message != "deliveries fail" {
+		t.Errorf("the message of a failing subscription is %q, want Ready's", row.Message)
 	}
 
 	var buf bytes.Buffer
 	rows := []StatusRow{statusRowOf(healthy), statusRowOf(failing)}
-	if err := printStatusTable(&buf, rows, true, testNow); err != nil {
+	if err := printStatusTable(&buf, rows, true, false, testNow); err != nil {
 		t.Fatal(err)
 	}
 	want := "" +
-		"NAMESPACE   NAME      READY   HEALTHY   LAST SUCCESS   LAST FAILURE          REASON            BACKLOG   DEAD-LETTERED   SUSPENDED\n" +
-		"shop        orders    True    True      12s            never                 Succeeded         1         0               false\n" +
-		"shop        billing   False   False     3h             5s (HTTPStatus 500)   DeliveryFailing   0         3               false\n"
+		"NAMESPACE   NAME      READY   HEALTHY   LAST SUCCESS   LAST FAILURE          REASON              BACKLOG   DEAD-LETTERED   REPLAYABLE   SUSPENDED\n" +
+		"shop        orders    True    True      12s            never                 Succeeded           1         0               0            false\n" +
+		"shop        billing   False   False     3h             5s (HTTPStatus 500)   EndpointUnhealthy   0         3               2            false\n"
 	if buf.String() != want {
 		t.Errorf("table:\n%s\nwant:\n%s", buf.String(), want)
 	}
 
 	buf.Reset()
+	if err := printStatusTable(&buf, rows, false, true, testNow); err != nil {
+		t.Fatal(err)
+	}
+	want = "" +
+		"NAME      READY   HEALTHY   LAST SUCCESS   LAST FAILURE          REASON              BACKLOG   DELIVERED   FAILED ATTEMPTS   DEAD-LETTERED   REPLAYABLE   SUSPENDED   DISPATCHER\n" +
+		"orders    True    True      12s            never                 Succeeded           1         7           0                 0               0            false       hookline-system/default\n" +
+		"billing   False   False     3h             5s (HTTPStatus 500)   EndpointUnhealthy   0         40          9                 3               2            false       hookline-system/default\n"
+	if buf.String() != want {
+		t.Errorf("wide table:\n%s\nwant:\n%s", buf.String(), want)
+	}
+
+	buf.Reset()
 	printDetails(&buf, statusRowOf(failing))
-	if want := "\nDeliveryFailing: 3 attempts failed in a row, last: HTTP 500\nLast failure (2026-11-29T19:59:55Z): Internal Server Error\n"; buf.String() != want {
+	if want := "\nEndpointUnhealthy: deliveries fail\nLast failure (2026-11-29T19:59:55Z): Internal Server Error\n"; buf.String() != want {
 		t.Errorf("details %q, want %q", buf.String(), want)
 	}
 }
@@ -117,7 +130,7 @@ func TestStatusJSONShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `{"items":[{"namespace":"shop","name":"billing","ready":"True","healthy":"True","reason":"Succeeded","message":"",` +
-		`"lastSuccessTime":"2026-11-29T19:59:00Z","lastFailure":null,"backlog":0,"deadLettered":0,"delivered":2,"failed":0,` +
+		`"lastSuccessTime":"2026-11-29T19:59:00Z","lastFailure":null,"backlog":0,"deadLettered":0,"replayable":0,"delivered":2,"failed":0,` +
 		`"suspended":false,"dispatcher":"hookline-system/default"}]}`
 	if string(out) != want {
 		t.Errorf("JSON\n%s\nwant\n%s", out, want)
@@ -148,7 +161,7 @@ func TestReplayProgress(t *testing.T) {
 		{"both delivered", hooklinev1.DeliveryStatus{Delivered: 12, Failed: 4, DeadLettered: 2},
 			progress{delivered: 2, done: true}},
 		{"one dead-lettered again", hooklinev1.DeliveryStatus{Delivered: 11, Failed: 5, DeadLettered: 3},
-			progress{delivered: 1, failed: 1, done: true}},
+			progress{delivered: 1, failed: 1, deadLettered: 1, done: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := replayProgress(before, &tc.now, 2); got != tc.want {

@@ -319,6 +319,11 @@ func invalidReason(err error, header http.Header, keys []receiver.Key, tolerance
 		return time.Unix(secs, 0)
 	}
 	switch {
+	case errors.Is(err, receiver.ErrWrongKeyKind):
+		// The SDK's message names the kinds: "the request is signed with
+		// Ed25519 (v1a), the keys given are HMAC-SHA256".
+		_, detail, _ := strings.Cut(err.Error(), receiver.ErrWrongKeyKind.Error()+": ")
+		return fmt.Sprintf("the keys given are of the wrong kind for the signatures present: %s; pass the key that signs them (--key whpk_... for Ed25519, whsec_... for HMAC-SHA256, or --secret WEBHOOKSECRET)", detail)
 	case errors.Is(err, receiver.ErrNoMatchingSignature):
 		ids := make([]string, 0, len(keys))
 		for _, k := range keys {

@@ -157,6 +157,12 @@ func TestVerifyCommand(t *testing.T) {
 			"invalid: no signature matches the keys given (tried " + current.ID() + ", " + previous.ID() + ")\n"},
 		{"another key", good, []string{"--key", previous.Encoded()}, ExitFailed,
 			"invalid: no signature matches the keys given (tried " + previous.ID() + ")\n"},
+		{"Ed25519-signed, checked with an HMAC key", signedCapture("order-1042", body, 3, ed), []string{"--key", current.Encoded()}, ExitFailed,
+			"invalid: the keys given are of the wrong kind for the signatures present: the request is signed with Ed25519 (v1a), the keys given are HMAC-SHA256; " +
+				"pass the key that signs them (--key whpk_... for Ed25519, whsec_... for HMAC-SHA256, or --secret WEBHOOKSECRET)\n"},
+		{"HMAC-signed, checked with an Ed25519 public key", good, []string{"--key", ed.PublicKey()}, ExitFailed,
+			"invalid: the keys given are of the wrong kind for the signatures present: the request is signed with HMAC-SHA256 (v1), the keys given are Ed25519; " +
+				"pass the key that signs them (--key whpk_... for Ed25519, whsec_... for HMAC-SHA256, or --secret WEBHOOKSECRET)\n"},
 		{"too old", signedCapture("order-1042", body, 7*60+12, current), []string{"--key", current.Encoded()}, ExitFailed,
 			"invalid: timestamp 7m12s too old (tolerance 5m)\n"},
 		{"too old for a tighter tolerance", good, []string{"--key", current.Encoded(), "--tolerance", "2s"}, ExitFailed,

@@ -20,8 +20,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/net/http/httpguts"
 	"k8s.io/utils/clock"
 
+	"github.com/hookline/hookline/internal/rules"
 	"github.com/hookline/hookline/internal/version"
 )
 
@@ -418,52 +420,16 @@ func checkHeader(h http.Header) string {
 }
 
 // validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+func validHeaderName(s string) bool { return httpguts.ValidHeaderFieldName(s) }
 
 // validHeaderValue refuses control characters other than tab, which could
 // end the header early and inject others.
-func validHeaderValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
+func validHeaderValue(s string) bool { return httpguts.ValidHeaderFieldValue(s) }
 
-// framingHeaders describe the connection or the message framing, which
-// the transport owns; HTTP/2 even refuses some of them.
-var framingHeaders = map[string]bool{
-	"Host":              true,
-	"Content-Length":    true,
-	"Transfer-Encoding": true,
-	"Connection":        true,
-	"Keep-Alive":        true,
-	"Proxy-Connection":  true,
-	"Te":                true,
-	"Trailer":           true,
-	"Upgrade":           true,
-}
-
+// reservedHeader says whether the sender owns a header: the one list of
+// internal/rules, which the CRD and the controller refuse too.
 func reservedHeader(canonical string) bool {
-	return strings.HasPrefix(canonical, "Webhook-") ||
-		canonical == "Content-Type" ||
-		canonical == "User-Agent" ||
-		framingHeaders[canonical]
+	return rules.IsReservedHeader(canonical)
 }
 
 // classify turns a transport error into a class and a message. The

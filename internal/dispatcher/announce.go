@@ -72,7 +72,8 @@ func (d *Dispatcher) renewLease(ctx context.Context, name string) error {
 		spec.AcquireTime = &now
 		_, err = leases.Create(ctx, &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: d.opts.Namespace,
-				Labels: map[string]string{hooklinev1.LabelDispatcher: d.opts.Name, hooklinev1.LabelLeaseRole: hooklinev1.LeaseRoleInstance}},
+				Labels:      map[string]string{hooklinev1.LabelDispatcher: d.opts.Name, hooklinev1.LabelLeaseRole: hooklinev1.LeaseRoleInstance},
+				Annotations: advertised(nil, d.opts.AdvertiseIngestURL)},
 			Spec: spec,
 		}, metav1.CreateOptions{})
 		return err
@@ -86,8 +87,23 @@ func (d *Dispatcher) renewLease(ctx context.Context, name string) error {
 		spec.AcquireTime = l.Spec.AcquireTime
 	}
 	l.Spec = spec
+	l.Annotations = advertised(l.Annotations, d.opts.AdvertiseIngestURL)
 	_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
 	return err
+}
+
+// advertised sets, or removes when url is empty, the ingest URL annotation
+// of an instance Lease's annotations.
+func advertised(annotations map[string]string, url string) map[string]string {
+	if url == "" {
+		delete(annotations, hooklinev1.AnnotationIngestURL)
+		return annotations
+	}
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[hooklinev1.AnnotationIngestURL] = url
+	return annotations
 }
 
 // leadStatus takes part in electing the one instance that writes status,

@@ -57,6 +57,10 @@ type Options struct {
 	// picks a free port (see the Addr methods), "" disables the server
 	// (never the ingest one).
 	IngestAddr, HealthAddr, MetricsAddr string
+	// AdvertiseIngestURL, when set, is announced on the instance Lease
+	// (annotation hookline.dev/ingest-url) as where clients outside the
+	// cluster reach the ingest API.
+	AdvertiseIngestURL string
 
 	MaxEventBytes  int64         // default 1 MiB
 	StatusInterval time.Duration // default 10s
@@ -181,6 +185,8 @@ type Dispatcher struct {
 	deliverCtx    context.Context
 	cancelDeliver context.CancelFunc
 
+	// deadLetters writes the DeadLettered Event series.
+	deadLetters *deadLetterEvents
 	// queueFull wakes observeQueue when ingest found the queue full;
 	// queueFullEvents limits the Events saying so.
 	queueFull       chan struct{}
@@ -221,8 +227,9 @@ func New(opts Options) (*Dispatcher, error) {
 	d.instances.Store(1)
 	d.liveSet.Store(&map[string]bool{opts.Instance: true})
 	d.subs = newSubscriptions(d)
+	d.deadLetters = newDeadLetterEvents(kube.EventsV1(), opts.Clock, opts.Instance, d.log)
 	d.deliverer = &deliverer{clock: opts.Clock, log: d.log, sender: d.sender, bodies: newSharedBodies(), metrics: d.metrics,
-		queue: opts.Queue, events: func() events.EventRecorder { return d.events }}
+		queue: opts.Queue, events: func() events.EventRecorder { return d.events }, deadLetters: d.deadLetters}
 	d.mover = newMover(opts.Queue, opts.Clock, d.log.With("component", "mover"))
 	d.router = newRouter(opts.Queue, d.mover)
 	d.checkpoints = newCheckpointer(opts.Queue, d.router, opts.Instance, opts.CheckpointInterval, opts.Clock, d.log.With("component", "checkpoint"))
@@ -345,6 +352,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	g.Go(func() error { d.announce(gctx); return nil })
 	g.Go(func() error { d.leadStatus(gctx); return nil })
 	g.Go(func() error { d.observeQueue(gctx); return nil })
+	g.Go(func() error { d.deadLetters.run(gctx); return nil })
 	g.Go(func() error {
 		<-gctx.Done()
 		d.shutdown(servers)

@@ -14,9 +14,8 @@ import (
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/delivery"
-	"github.com/hookline/hookline/internal/egress"
-	"github.com/hookline/hookline/internal/endpoint"
 	"github.com/hookline/hookline/internal/report"
+	"github.com/hookline/hookline/internal/rules"
 )
 
 // refusal is why a subscription cannot be served, as its Accepted condition
@@ -25,8 +24,11 @@ type refusal struct {
 	reason, msg string
 }
 
-func refuseRef(format string, args ...any) *refusal {
-	return &refusal{hooklinev1.ReasonReferenceNotFound, fmt.Sprintf(format, args...)}
+// refuseRef is the refusal for a referenced object that is missing (found
+// false) or lacks key, in the words of the rules package.
+func refuseRef(kind, field, name string, found bool, key string) *refusal {
+	r := rules.MissingReference(rules.Reference{Kind: kind, Name: name, Field: field}, found, key)
+	return &refusal{r.Reason, r.Message}
 }
 
 // refs reads the Secrets and ConfigMaps one subscription names, recording
@@ -50,11 +52,11 @@ func (r refs) secret(name string) *corev1.Secret {
 func (r refs) secretKey(field, name, key string) ([]byte, *refusal) {
 	sec := r.secret(name)
 	if sec == nil {
-		return nil, refuseRef("%s: Secret %s not found", field, name)
+		return nil, refuseRef(rules.KindSecret, field, name, false, "")
 	}
 	v, ok := sec.Data[key]
 	if !ok {
-		return nil, refuseRef("%s: Secret %s has no key %q", field, name, key)
+		return nil, refuseRef(rules.KindSecret, field, name, true, key)
 	}
 	return v, nil
 }
@@ -64,7 +66,7 @@ func (r refs) configMapKey(field, name, key string) ([]byte, *refusal) {
 	r.used[refKey{kindConfigMap, k}] = true
 	cm := r.s.refs.configMap(r.ctx, k, r.user)
 	if cm == nil {
-		return nil, refuseRef("%s: ConfigMap %s not found", field, name)
+		return nil, refuseRef(rules.KindConfigMap, field, name, false, "")
 	}
 	if v, ok := cm.Data[key]; ok {
 		return []byte(v), nil
@@ -72,7 +74,7 @@ func (r refs) configMapKey(field, name, key string) ([]byte, *refusal) {
 	if v, ok := cm.BinaryData[key]; ok {
 		return v, nil
 	}
-	return nil, refuseRef("%s: ConfigMap %s has no key %q", field, name, key)
+	return nil, refuseRef(rules.KindConfigMap, field, name, true, key)
 }
 
 // tlsIdentity reads spec.tls: the CA bundle and the client certificate.
@@ -107,8 +109,9 @@ func (r refs) tlsIdentity(spec *hooklinev1.TLSSpec) (delivery.TLSIdentity, *refu
 
 // authenticator reads spec.auth. An OAuth2 authenticator is kept from prev
 // while its settings and secret are unchanged, so its cached token is too.
-func (r refs) authenticator(spec *hooklinev1.EndpointAuth, client *http.Client, allowPlainHTTP bool, policy *egress.Policy,
-	prev *deliveryState) (delivery.Authenticator, string, *refusal) {
+// The token URL has passed rules.CheckDispatcher, with the dispatcher's
+// egress policy, in desired.
+func (r refs) authenticator(spec *hooklinev1.EndpointAuth, client *http.Client, prev *deliveryState) (delivery.Authenticator, string, *refusal) {
 	if spec == nil {
 		return nil, "", nil
 	}
@@ -127,12 +130,6 @@ func (r refs) authenticator(spec *hooklinev1.EndpointAuth, client *http.Client, 
 	o := spec.OAuth2
 	if o == nil {
 		return nil, "", nil
-	}
-	if err := endpoint.ValidateURL(o.TokenURL, allowPlainHTTP); err != nil {
-		return nil, "", &refusal{hooklinev1.ReasonURLNotAllowed, fmt.Sprintf("spec.auth.oauth2.tokenURL: %v", err)}
-	}
-	if err := policy.CheckURL(o.TokenURL); err != nil {
-		return nil, "", &refusal{hooklinev1.ReasonURLNotAllowed, fmt.Sprintf("spec.auth.oauth2.tokenURL: %v", err)}
 	}
 	secret, bad := r.secretKey("spec.auth.oauth2.clientSecretRef", o.ClientSecretRef.Name, o.ClientSecretRef.Key)
 	if bad != nil {

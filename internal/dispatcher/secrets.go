@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/keys"
@@ -155,6 +156,7 @@ func (w *refWatcher) start(ctx context.Context, key refKey) *refWatch {
 		}
 	}
 	inf := cache.NewSharedIndexInformer(lw, example, 10*time.Minute, cache.Indexers{})
+	_ = inf.SetWatchErrorHandlerWithContext(quietWatchErrors(clock.RealClock{}))
 	notify := func(any) { w.onChange(key) }
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    notify,

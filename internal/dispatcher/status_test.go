@@ -26,7 +26,7 @@ var statusTestTime = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 // openQueue opens an embedded queue in a temporary directory.
 func openQueue(tb testing.TB) *queue.Queue {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	q, err := queue.Open(ctx, queue.Config{DispatcherNamespace: "hookline-system", DispatcherName: "default",
 		DataDir: tb.TempDir(), Logger: slog.New(slog.DiscardHandler)})

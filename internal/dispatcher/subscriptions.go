@@ -24,11 +24,11 @@ import (
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/delivery"
-	"github.com/hookline/hookline/internal/endpoint"
 	"github.com/hookline/hookline/internal/eventtype"
 	"github.com/hookline/hookline/internal/filter"
 	"github.com/hookline/hookline/internal/queue"
 	"github.com/hookline/hookline/internal/report"
+	"github.com/hookline/hookline/internal/rules"
 )
 
 var (
@@ -476,7 +476,6 @@ func (s *subscriptions) drop(key string) error {
 	}
 	s.refs.release(key, nil)
 	s.d.metrics.forget(sv.key.Namespace, sv.key.Name)
-	s.d.deliverer.deadLetterEvents.Delete(sv.key)
 	s.d.log.Info("No longer serving a subscription", "subscription", key)
 	return nil
 }
@@ -625,6 +624,10 @@ func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubs
 		st.patternList = nil
 		return refuse(hooklinev1.ReasonInvalidSpec, "spec.eventTypes: %v", err)
 	}
+	// The rules the controller and the admission webhook apply too.
+	if r := rules.SpecRefusal(rules.ValidateSpec(spec)); r != nil {
+		return refuse(r.Reason, "%s", r.Message)
+	}
 	d, err := s.dispatcher()
 	if err != nil || d == nil {
 		return refuse(hooklinev1.ReasonDispatcherNotFound, "Dispatcher %s is not readable by its own instance", s.self)
@@ -633,26 +636,25 @@ func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubs
 	if o, ok, _ := s.nsInf.GetStore().GetByKey(sub.Namespace); ok {
 		nsLabels = o.(*corev1.Namespace).Labels
 	}
-	if ok, err := d.AdmitsNamespace(sub.Namespace, nsLabels); err != nil || !ok {
-		return refuse(hooklinev1.ReasonNamespaceNotAllowed, "Dispatcher %s does not admit subscriptions from namespace %s", s.self, sub.Namespace)
-	}
-	if err := endpoint.ValidateURL(spec.URL, d.Spec.Egress.AllowPlainHTTP); err != nil {
-		return refuse(hooklinev1.ReasonURLNotAllowed, "spec.url: %v", err)
-	}
 	policy, err := s.d.egress.update(d.Spec.Egress)
 	if err != nil {
 		return refuse(hooklinev1.ReasonInvalidSpec, "Dispatcher %s %v", s.self, err)
 	}
-	if err := policy.CheckURL(spec.URL); err != nil {
-		return refuse(hooklinev1.ReasonURLNotAllowed, "spec.url: %v", err)
+	admits, admitErr := d.AdmitsNamespace(sub.Namespace, nsLabels)
+	if r := rules.CheckDispatcher(sub.Namespace, spec, rules.Dispatcher{Key: s.self, Admits: admits, AdmitErr: admitErr,
+		AllowPlainHTTP: d.Spec.Egress.AllowPlainHTTP, CheckURL: policy.CheckURL}); r != nil {
+		return refuse(r.Reason, "%s", r.Message)
 	}
 	if spec.Filter != "" {
 		// Compiled once per generation: the subscription is synced again
 		// on every status write, and a spec change makes a new generation.
 		if prev != nil && prev.filter != nil && prev.generation == sub.Generation && prev.filter.String() == spec.Filter {
 			st.filter = prev.filter
-		} else if st.filter, err = filter.Compile(spec.Filter); err != nil {
-			return refuse(hooklinev1.ReasonFilterInvalid, "spec.filter: %v", err)
+		} else if f, ferr := rules.ValidateFilter(spec.Filter); ferr != nil {
+			r := rules.FilterRefusal(ferr)
+			return refuse(r.Reason, "%s", r.Message)
+		} else {
+			st.filter = f
 		}
 	}
 	ws, err := s.webhookSecret(sub.Namespace, spec.Signing.SecretRef.Name)
@@ -677,11 +679,17 @@ func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubs
 			st.target.Header.Add(h.Name, *h.Value)
 		case h.ValueFrom != nil:
 			ref := h.ValueFrom.SecretKeyRef
-			v, bad := r.secretKey(fmt.Sprintf("spec.headers[%d].valueFrom", i), ref.Name, ref.Key)
+			field := fmt.Sprintf("spec.headers[%d].valueFrom.secretKeyRef", i)
+			v, bad := r.secretKey(field, ref.Name, ref.Key)
 			if bad != nil {
 				return refuse(bad.reason, "%s", bad.msg)
 			}
-			st.target.Header.Add(h.Name, strings.TrimSpace(string(v)))
+			value := strings.TrimSpace(string(v))
+			if err := rules.ValidateHeaderValue(value); err != nil {
+				bad := rules.InvalidReferencedValue(rules.Reference{Kind: rules.KindSecret, Name: ref.Name, Field: field}, ref.Key, err)
+				return refuse(bad.Reason, "%s", bad.Message)
+			}
+			st.target.Header.Add(h.Name, value)
 		}
 	}
 
@@ -696,7 +704,7 @@ func (s *subscriptions) desired(ctx context.Context, sub *hooklinev1.WebhookSubs
 		}
 		st.target.Client, st.tlsIdentity = client, id
 	}
-	if st.target.Auth, st.authFingerprint, bad = r.authenticator(spec.Auth, client, d.Spec.Egress.AllowPlainHTTP, policy, prev); bad != nil {
+	if st.target.Auth, st.authFingerprint, bad = r.authenticator(spec.Auth, client, prev); bad != nil {
 		return refuse(bad.reason, "%s", bad.msg)
 	}
 	st.origin = s.origin(d)

@@ -30,8 +30,8 @@ type deliverer struct {
 	queue   *queue.Queue
 	// events records Kubernetes Events; set when the dispatcher runs.
 	events func() events.EventRecorder
-
-	deadLetterEvents sync.Map // report.Key -> *throttle
+	// deadLetters writes the DeadLettered Event series.
+	deadLetters *deadLetterEvents
 }
 
 func (d *deliverer) attempt(ctx context.Context, key report.Key, st *deliveryState, it *item) attempt {
@@ -186,23 +186,11 @@ func (t *throttle) allow(now time.Time) (ok bool, heldBack int) {
 }
 
 func (d *deliverer) deadLetterEvent(key report.Key, st *deliveryState, id string, attempts int, res delivery.Result, dec delivery.Decision) {
-	rec := d.events()
-	if rec == nil {
+	if d.deadLetters == nil {
 		return
 	}
-	v, _ := d.deadLetterEvents.LoadOrStore(key, &throttle{})
-	ok, more := v.(*throttle).allow(d.clock.Now())
-	if !ok {
-		return
-	}
-	note := fmt.Sprintf("Event %s dead-lettered after %d attempts: %s", id, attempts, dec.Reason)
-	if res.Message != "" {
-		note += " (last: " + res.Message + ")"
-	}
-	if more > 0 {
-		note += fmt.Sprintf("; %d more dead-lettered in the last minute", more)
-	}
-	rec.Eventf(st.obj, nil, "Warning", "DeadLettered", "Deliver", "%s", truncateNote(note))
+	// Counted in the subscription's DeadLettered Event series (events.go).
+	d.deadLetters.record(key, st.obj, deadLetterNote(id, attempts, dec.Reason, res.Message))
 }
 
 func truncateNote(s string) string {

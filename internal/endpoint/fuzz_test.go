@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -48,6 +49,18 @@ func FuzzValidateURL(f *testing.F) {
 			}
 			if u.Hostname() == "" || u.User != nil || strings.Contains(raw, "#") || userInfoRE.MatchString(raw) {
 				t.Fatalf("accepted %q (host %q, user info %v)", raw, u.Hostname(), u.User != nil)
+			}
+			// The host a resolver sees is ASCII, so it cannot be mapped to
+			// an address the check never saw, and the port can be dialled.
+			for _, r := range u.Hostname() {
+				if r >= utf8.RuneSelf {
+					t.Fatalf("accepted %q with the non-ASCII host %q", raw, u.Hostname())
+				}
+			}
+			if p := u.Port(); p != "" {
+				if n, perr := strconv.Atoi(p); perr != nil || n < 1 || n > 65535 {
+					t.Fatalf("accepted %q with port %q", raw, p)
+				}
 			}
 		}
 

@@ -3,7 +3,6 @@ package ingest
 import (
 	"bytes"
 	"cmp"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hookline/hookline/internal/eventid"
 	"github.com/hookline/hookline/internal/eventtype"
 )
 
@@ -31,8 +31,8 @@ import (
 // So most bytes of a batch are read once, and an event's data is copied
 // only when whitespace must be taken out of it.
 
-// MaxIDLength is the longest event id accepted.
-const MaxIDLength = 128
+// MaxIDLength is the longest event id accepted (internal/eventid).
+const MaxIDLength = eventid.MaxLength
 
 // maxEcho bounds how much of a client-supplied string is repeated in an
 // error message, so that a megabyte of garbage is not sent back.
@@ -145,145 +145,13 @@ func syntaxError(data []byte) error {
 	return errors.New("malformed JSON")
 }
 
-// scanDocument reports whether data is exactly one JSON value, as
-// encoding/json reads it (RFC 8259, at most maxNestingDepth levels of
-// nesting), in valid UTF-8. It is the one pass that checks a request body;
-// the methods of document rely on it. The arrays and objects nested at most
-// indexDepth deep are noted in the document.
-func scanDocument(data []byte, indexDepth int) (document, bool) {
-	doc := document{data: data}
-	if indexDepth > 0 {
-		doc.containers = make([]container, 0, 8+len(data)/512)
-	}
-	var stackBuf [32]frame // deep enough for most documents
-	stack := stackBuf[:0]  // the containers open
-	spaces := 0            // runs of whitespace seen
-	skip := func(i int) int {
-		j := skipSpace(data, i)
-		if j != i {
-			spaces++
-		}
-		return j
-	}
-	// key checks an object key and its colon, from i at the key's
-	// opening quote, and returns the index after the colon.
-	key := func(i int) (int, bool) {
-		if i == len(data) || data[i] != '"' {
-			return i, false
-		}
-		i, ok := scanString(data, i)
-		if !ok {
-			return i, false
-		}
-		i = skip(i)
-		if i == len(data) || data[i] != ':' {
-			return i, false
-		}
-		return i + 1, true
-	}
-	pop := func(end int) {
-		f := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if f.index >= 0 {
-			doc.containers[f.index].end = end
-			doc.containers[f.index].spaced = spaces != f.spaces
-		}
-	}
-	i := 0
-	var ok bool
-	for {
-		// A value starts at i, possibly after whitespace.
-		i = skip(i)
-		if i == len(data) {
-			return doc, false
-		}
-		switch c := data[i]; c {
-		case '{', '[':
-			if len(stack) == maxNestingDepth {
-				return doc, false
-			}
-			f := frame{open: c, index: -1, spaces: spaces}
-			if len(stack) < indexDepth {
-				f.index = len(doc.containers)
-				doc.containers = append(doc.containers, container{start: i})
-			}
-			stack = append(stack, f)
-			i = skip(i + 1)
-			if i < len(data) && data[i] == closer(c) {
-				i++
-				pop(i)
-				break
-			}
-			if c == '{' {
-				if i, ok = key(i); !ok {
-					return doc, false
-				}
-			}
-			continue
-		case '"':
-			if i, ok = scanString(data, i); !ok {
-				return doc, false
-			}
-		case 't':
-			if i, ok = scanLiteral(data, i, "true"); !ok {
-				return doc, false
-			}
-		case 'f':
-			if i, ok = scanLiteral(data, i, "false"); !ok {
-				return doc, false
-			}
-		case 'n':
-			if i, ok = scanLiteral(data, i, "null"); !ok {
-				return doc, false
-			}
-		default:
-			if i, ok = scanNumber(data, i); !ok {
-				return doc, false
-			}
-		}
-		// A value ends at i: close the containers it ends, up to the
-		// first that holds another value.
-		for {
-			i = skip(i)
-			if len(stack) == 0 {
-				doc.spaced = spaces > 0
-				return doc, i == len(data)
-			}
-			if i == len(data) {
-				return doc, false
-			}
-			open := stack[len(stack)-1].open
-			if data[i] == closer(open) {
-				i++
-				pop(i)
-				continue
-			}
-			if data[i] != ',' {
-				return doc, false
-			}
-			i = skip(i + 1)
-			if open == '{' {
-				if i, ok = key(i); !ok {
-					return doc, false
-				}
-			}
-			break
-		}
-	}
-}
-
 // frame is a container being scanned.
 type frame struct {
-	open   byte // '{' or '['
-	index  int  // in the document's containers; -1 when too deep to be noted
-	spaces int  // runs of whitespace seen before it opened
+	index  int // in the document's containers; -1 when too deep to be noted
+	spaces int // runs of whitespace seen before it opened
 }
 
-// closer is the delimiter that closes open, '{' or '['.
-func closer(open byte) byte {
-	// '}' and ']' follow '{' and '[' by two in ASCII.
-	return open + 2
-}
+// isSpace says whether c is JSON whitespace.
 
 func isSpace(c byte) bool {
 	return c == ' ' || c == '\n' || c == '\r' || c == '\t'
@@ -310,124 +178,7 @@ var plainStringByte = func() (t [256]bool) {
 	return t
 }()
 
-// scanString checks the string starting at data[i], its opening quote, and
-// returns the index after its closing quote.
-func scanString(data []byte, i int) (int, bool) {
-	i++
-	for {
-		i = skipPlainWords(data, i)
-		for i < len(data) && plainStringByte[data[i]] {
-			i++
-		}
-		if i == len(data) {
-			return i, false
-		}
-		switch c := data[i]; {
-		case c == '"':
-			return i + 1, true
-		case c == '\\':
-			if i+1 == len(data) {
-				return i, false
-			}
-			switch data[i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i += 2
-			case 'u':
-				if i+6 > len(data) {
-					return i, false
-				}
-				for _, h := range data[i+2 : i+6] {
-					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
-						return i, false
-					}
-				}
-				i += 6
-			default:
-				return i, false
-			}
-		case c < 0x20:
-			return i, false
-		default: // the first byte of a multi-byte UTF-8 sequence, or not UTF-8
-			r, size := utf8.DecodeRune(data[i:])
-			if r == utf8.RuneError && size == 1 {
-				return i, false
-			}
-			i += size
-		}
-	}
-}
-
-// skipPlainWords returns the index of the first 8-byte word at or after i
-// that holds a byte that does not stand for itself in a JSON string. It
-// tests a word at a time, which makes long strings, most of a body, cheap.
-func skipPlainWords(data []byte, i int) int {
-	const (
-		ones = 0x0101010101010101
-		high = 0x8080808080808080 // the high bit of every byte
-	)
-	for i+8 <= len(data) {
-		w := binary.LittleEndian.Uint64(data[i:])
-		// A byte of x is zero where x-ones borrows into a high bit
-		// that x lacks; a byte is below 0x20 likewise. Bytes of 0x80
-		// and above are not ASCII.
-		quote := w ^ (ones * '"')
-		backslash := w ^ (ones * '\\')
-		special := (quote-ones)&^quote | (backslash-ones)&^backslash | (w-ones*0x20)&^w | w
-		if special&high != 0 {
-			return i
-		}
-		i += 8
-	}
-	return i
-}
-
-// scanLiteral checks that lit (true, false or null) starts at data[i].
-func scanLiteral(data []byte, i int, lit string) (int, bool) {
-	if len(data)-i < len(lit) || string(data[i:i+len(lit)]) != lit {
-		return i, false
-	}
-	return i + len(lit), true
-}
-
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-// scanNumber checks the number starting at data[i] and returns the index
-// after it: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-func scanNumber(data []byte, i int) (int, bool) {
-	digits := func(i int) (int, bool) {
-		if i == len(data) || !isDigit(data[i]) {
-			return i, false
-		}
-		for i < len(data) && isDigit(data[i]) {
-			i++
-		}
-		return i, true
-	}
-	if data[i] == '-' {
-		i++
-	}
-	var ok bool
-	if i < len(data) && data[i] == '0' {
-		i++
-	} else if i, ok = digits(i); !ok {
-		return i, false
-	}
-	if i < len(data) && data[i] == '.' {
-		if i, ok = digits(i + 1); !ok {
-			return i, false
-		}
-	}
-	if i < len(data) && (data[i] == 'e' || data[i] == 'E') {
-		i++
-		if i < len(data) && (data[i] == '+' || data[i] == '-') {
-			i++
-		}
-		if i, ok = digits(i); !ok {
-			return i, false
-		}
-	}
-	return i, true
-}
 
 // stringEnd returns the index after the string starting at data[i], a
 // value of a checked document.
@@ -745,28 +496,19 @@ func appendCompact(dst, raw []byte) []byte {
 	return append(dst, raw[start:]...)
 }
 
-// validateID reports why id is not an acceptable event id. Ids become part
-// of a NATS message id and an HTTP header, hence the narrow alphabet.
+// validateID reports why id is not an acceptable event id, by the one rule
+// of internal/eventid, with the field's path and the id (shortened) when a
+// character is refused.
 func validateID(path, id string) error {
-	if id == "" {
-		return fmt.Errorf("%sid: must not be empty", path)
+	err := eventid.Validate(id)
+	if err == nil {
+		return nil
 	}
-	if len(id) > MaxIDLength {
-		return fmt.Errorf("%sid: is %d characters long, maximum is %d", path, len(id), MaxIDLength)
+	var bad *eventid.InvalidCharError
+	if errors.As(err, &bad) {
+		return fmt.Errorf("%sid: %s: %w", path, echo(id), err)
 	}
-	for i := 0; i < len(id); i++ {
-		if !validIDByte(id[i]) {
-			r, _ := utf8.DecodeRuneInString(id[i:])
-			return fmt.Errorf("%sid: %s: invalid character %q at position %d, allowed are A-Z a-z 0-9 and . _ ~ : -",
-				path, echo(id), r, i+1)
-		}
-	}
-	return nil
-}
-
-func validIDByte(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		c == '.' || c == '_' || c == '~' || c == ':' || c == '-'
+	return fmt.Errorf("%sid: %w", path, err)
 }
 
 // validateType reports why t is not an acceptable event type.

@@ -152,3 +152,17 @@ func BenchmarkDecodeSingle(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkScanDocument measures the one validating pass over a batch
+// (docs/benchmarks.md compares it with the hand-written scanner it
+// replaced).
+func BenchmarkScanDocument(b *testing.B) {
+	body := benchBatch(false)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, ok := scanDocument(body, 3); !ok {
+			b.Fatal("the batch does not scan")
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"syscall"
@@ -116,4 +117,26 @@ func ParseDispatcherStart(logs []byte) (DispatcherAddresses, bool) {
 		}
 	}
 	return DispatcherAddresses{}, false
+}
+
+// FreeLocalAddrs returns n distinct free addresses on 127.0.0.1. The
+// playground picks its dispatcher's ports once, so a restarted dispatcher
+// listens where the first one did and the printed URLs stay right.
+func FreeLocalAddrs(n int) ([]string, error) {
+	var addrs []string
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("finding a free port: %w", err)
+		}
+		lns = append(lns, ln)
+		addrs = append(addrs, ln.Addr().String())
+	}
+	return addrs, nil
 }

@@ -36,6 +36,9 @@ const (
 	// ProducerName names the ServiceAccount allowed to publish in
 	// DemoNamespace, and its Role and RoleBinding.
 	ProducerName = "demo-producer"
+	// OperatorName names the ServiceAccount the README's kubectl hookline
+	// examples replay and test-deliver as, and its Role and RoleBinding.
+	OperatorName = "demo-operator"
 	// OrdersSubscription delivers to the verifying receiver.
 	OrdersSubscription = "orders"
 	// FlakySubscription delivers to an endpoint that always fails.
@@ -101,16 +104,40 @@ func Subscriptions(receiverURL string) []*hooklinev1.WebhookSubscription {
 // Role allowing it to create webhookevents in DemoNamespace (what the
 // ingest API's SubjectAccessReview asks) and the RoleBinding granting it.
 func Producer() (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding) {
-	meta := metav1.ObjectMeta{Name: ProducerName, Namespace: DemoNamespace}
-	return &corev1.ServiceAccount{ObjectMeta: meta},
-		&rbacv1.Role{ObjectMeta: meta, Rules: []rbacv1.PolicyRule{{
+	return serviceAccount(ProducerName, rbacv1.PolicyRule{
+		APIGroups: []string{hooklinev1.GroupVersion.Group},
+		Resources: []string{"webhookevents"},
+		Verbs:     []string{"create"},
+	})
+}
+
+// Operator is the ServiceAccount that kubectl hookline's replay and test
+// deliveries run as in the README's examples: the ingest API asks update
+// on the subscription for a replay, and create on webhookevents for a test
+// delivery.
+func Operator() (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding) {
+	return serviceAccount(OperatorName,
+		rbacv1.PolicyRule{
 			APIGroups: []string{hooklinev1.GroupVersion.Group},
 			Resources: []string{"webhookevents"},
 			Verbs:     []string{"create"},
-		}}},
+		},
+		rbacv1.PolicyRule{
+			APIGroups: []string{hooklinev1.GroupVersion.Group},
+			Resources: []string{"webhooksubscriptions"},
+			Verbs:     []string{"update"},
+		})
+}
+
+// serviceAccount is a ServiceAccount of DemoNamespace named name, with a
+// Role of the same name holding rules and the RoleBinding granting it.
+func serviceAccount(name string, rules ...rbacv1.PolicyRule) (*corev1.ServiceAccount, *rbacv1.Role, *rbacv1.RoleBinding) {
+	meta := metav1.ObjectMeta{Name: name, Namespace: DemoNamespace}
+	return &corev1.ServiceAccount{ObjectMeta: meta},
+		&rbacv1.Role{ObjectMeta: meta, Rules: rules},
 		&rbacv1.RoleBinding{ObjectMeta: meta,
-			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: ProducerName},
-			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: ProducerName, Namespace: DemoNamespace}},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: DemoNamespace}},
 		}
 }
 

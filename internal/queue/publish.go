@@ -8,12 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
+	"github.com/hookline/hookline/internal/eventid"
 	"github.com/hookline/hookline/internal/eventtype"
 )
 
@@ -414,22 +414,11 @@ func newEventMsg(ev Event) (*nats.Msg, error) {
 	return m, nil
 }
 
+// validateEventID applies the one rule for event ids (internal/eventid),
+// which ingest applies to producers too.
 func validateEventID(id string) error {
-	if id == "" {
-		return errors.New("event id is empty")
-	}
-	if len(id) > maxEventIDLength {
-		return fmt.Errorf("event id is %d bytes long, maximum is %d", len(id), maxEventIDLength)
-	}
-	for _, r := range id {
-		// Headers are line-based, and leading or trailing blanks would be
-		// trimmed, changing the id.
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
-			return errors.New("event id contains a control character or invalid UTF-8")
-		}
-	}
-	if strings.TrimSpace(id) != id {
-		return errors.New("event id has leading or trailing white space")
+	if err := eventid.Validate(id); err != nil {
+		return fmt.Errorf("event id: %w", err)
 	}
 	return nil
 }

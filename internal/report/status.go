@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -129,6 +130,7 @@ func DeliveryStatus(t Totals, s State) hooklinev1.DeliveryStatus {
 		// when it does, counts were lost (a crash between flush and
 		// publish), and the store's number is the better one.
 		DeadLettered: max(t.DeadLettered, s.DeadLettered),
+		Replayable:   max(s.DeadLettered, 0),
 		Backlog:      max(s.Backlog, 0),
 		LastReplay:   s.LastReplay,
 	}
@@ -303,8 +305,11 @@ func describeFailure(f Failure) string {
 		what = "error"
 	}
 	s := what + " at " + formatTime(f.Time)
-	if f.Message != "" {
-		s += ": " + truncate(f.Message, maxMessage)
+	// The attempt's message may start with what was just said ("HTTP 500:
+	// Internal Server Error"): say it once.
+	msg := strings.TrimPrefix(f.Message, what+": ")
+	if msg != "" && msg != what {
+		s += ": " + truncate(msg, maxMessage)
 	}
 	return s
 }
@@ -370,7 +375,7 @@ func sameStatus(a, b applyStatus) bool {
 func sameDelivery(a, b hooklinev1.DeliveryStatus) bool {
 	if !a.LastAttemptTime.Equal(b.LastAttemptTime) || !a.LastSuccessTime.Equal(b.LastSuccessTime) ||
 		a.ConsecutiveFailures != b.ConsecutiveFailures || a.Delivered != b.Delivered || a.Failed != b.Failed ||
-		a.DeadLettered != b.DeadLettered || a.Backlog != b.Backlog || !a.FailingSince.Equal(b.FailingSince) ||
+		a.DeadLettered != b.DeadLettered || a.Replayable != b.Replayable || a.Backlog != b.Backlog || !a.FailingSince.Equal(b.FailingSince) ||
 		!sameReplay(a.LastReplay, b.LastReplay) {
 		return false
 	}

@@ -198,13 +198,19 @@ func TestDeliveryStatus(t *testing.T) {
 			name:  "backlog and dead letters from the queue",
 			total: Totals{DeadLettered: 2},
 			state: State{Backlog: 40, DeadLettered: 5},
-			want:  `{"deadLettered":5,"backlog":40}`,
+			want:  `{"deadLettered":5,"replayable":5,"backlog":40}`,
 		},
 		{
 			name:  "counted dead letters above the store's",
 			total: Totals{DeadLettered: 7},
 			state: State{DeadLettered: 5, Backlog: -1},
-			want:  `{"deadLettered":7}`,
+			want:  `{"deadLettered":7,"replayable":5}`,
+		},
+		{
+			name:  "replayed dead letters stay counted, no longer replayable",
+			total: Totals{DeadLettered: 8},
+			state: State{DeadLettered: 3},
+			want:  `{"deadLettered":8,"replayable":3}`,
 		},
 	}
 	for _, tt := range tests {
@@ -536,6 +542,25 @@ func TestTruncate(t *testing.T) {
 	for _, tt := range tests {
 		if got := truncate(tt.in, tt.n); got != tt.want {
 			t.Errorf("truncate(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
+	}
+}
+
+// A failure's message says each thing once, though the attempt's own
+// message may start with the status the description gives first.
+func TestDescribeFailure(t *testing.T) {
+	for _, tc := range []struct {
+		f    Failure
+		want string
+	}{
+		{Failure{Time: t0, StatusCode: 500, Class: "HTTPStatus", Message: "HTTP 500: Internal Server Error"}, "HTTP 500 at 2026-06-01T12:00:00Z: Internal Server Error"},
+		{Failure{Time: t0, StatusCode: 503, Class: "HTTPStatus", Message: "HTTP 503"}, "HTTP 503 at 2026-06-01T12:00:00Z"},
+		{Failure{Time: t0, StatusCode: 502, Class: "HTTPStatus", Message: "upstream unavailable"}, "HTTP 502 at 2026-06-01T12:00:00Z: upstream unavailable"},
+		{Failure{Time: t0, Class: "Timeout", Message: "Timeout after 10s"}, "Timeout at 2026-06-01T12:00:00Z: Timeout after 10s"},
+		{Failure{Time: t0, Class: "TLSError", Message: "TLSError: unknown authority"}, "TLSError at 2026-06-01T12:00:00Z: unknown authority"},
+	} {
+		if got := describeFailure(tc.f); got != tc.want {
+			t.Errorf("describeFailure(%+v) = %q, want %q", tc.f, got, tc.want)
 		}
 	}
 }

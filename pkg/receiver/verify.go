@@ -48,7 +48,16 @@ var (
 	ErrNoMatchingSignature = errors.New("no matching signature")
 	// ErrNoKeys: Verify was given no usable key.
 	ErrNoKeys = errors.New("no verification keys")
+	// ErrWrongKeyKind: no signature matches because none of the keys is
+	// of a kind the request's signatures need (HMAC keys, "whsec_", check
+	// v1 signatures; Ed25519 public keys, "whpk_", check v1a ones). It
+	// wraps ErrNoMatchingSignature, so errors.Is finds that too.
+	ErrWrongKeyKind = fmt.Errorf("%w: no key of the kind the signatures need", ErrNoMatchingSignature)
 )
+
+// signatureVersions maps a signature entry's version to the algorithm of
+// the keys that check it.
+var signatureVersions = map[string]Algorithm{"v1": HMACSHA256, "v1a": Ed25519}
 
 const (
 	// MaxIDLength bounds webhook-id.
@@ -142,8 +151,50 @@ func (v Verifier) verify(header http.Header, body []byte, keys []Key) (time.Time
 	if matchAny(entries, keys, id, tsText, body) {
 		return ts, nil
 	}
+	if present, given, wrong := keyKindMismatch(entries, keys); wrong {
+		return time.Time{}, fmt.Errorf("verify webhook: %w: the request is signed with %s, the keys given are %s",
+			ErrWrongKeyKind, strings.Join(present, " and "), strings.Join(given, " and "))
+	}
 	return time.Time{}, fmt.Errorf("verify webhook: %w: %d signature entries checked against %d keys",
 		ErrNoMatchingSignature, len(entries), usable)
+}
+
+// keyKindMismatch says whether no key is of a kind any signature entry
+// needs, with the kinds present and given ("HMAC-SHA256 (v1)", ...), in a
+// stable order. Entries of versions no key kind checks are left out.
+func keyKindMismatch(entries []signatureEntry, keys []Key) (present, given []string, wrong bool) {
+	needed := map[Algorithm]bool{}
+	for _, e := range entries {
+		if alg, ok := signatureVersions[e.version]; ok {
+			needed[alg] = true
+		}
+	}
+	have := map[Algorithm]bool{}
+	for _, k := range keys {
+		if !k.IsZero() {
+			have[k.m.alg] = true
+		}
+	}
+	fits := false
+	for _, alg := range []Algorithm{HMACSHA256, Ed25519} {
+		if needed[alg] {
+			present = append(present, string(alg)+" ("+versionOf(alg)+")")
+			fits = fits || have[alg]
+		}
+		if have[alg] {
+			given = append(given, string(alg))
+		}
+	}
+	return present, given, len(present) > 0 && !fits
+}
+
+func versionOf(alg Algorithm) string {
+	for v, a := range signatureVersions {
+		if a == alg {
+			return v
+		}
+	}
+	return ""
 }
 
 // single returns the one value of a required header.
@@ -158,8 +209,12 @@ func single(header http.Header, name string, repeated error) (string, error) {
 	return values[0], nil
 }
 
-// checkID limits webhook-id to the characters IDs are made of in practice
-// (Hookline's, UUIDs, base64 and prefixed random IDs). The specification
+// checkID limits webhook-id to the characters that Standard Webhooks
+// senders make IDs of: Hookline's (up to 128 of A-Z a-z 0-9 . _ ~ : -, the
+// rule of its ingest API), UUIDs, base64 and prefixed random IDs such as
+// "msg_..."; up to MaxIDLength of A-Z a-z 0-9 and . _ ~ : - + / = @. The
+// SDK verifies any Standard Webhooks sender's deliveries, so it accepts
+// this wider set rather than only Hookline's. The specification
 // warns that the signed content "<id>.<timestamp>.<body>" can be split in
 // more than one way when the ID holds a full stop; Hookline's IDs may, so
 // full stops are accepted, but excluding '{' and whitespace means no split

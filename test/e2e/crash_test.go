@@ -17,6 +17,7 @@ import (
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/queue/queuetest"
+	"github.com/hookline/hookline/test/testenv"
 )
 
 // ledger is what a producer learnt about each event id it published.
@@ -239,7 +240,7 @@ func TestCrashSafety(t *testing.T) {
 // stopped mid-stream and no accepted event is lost.
 func TestExternalQueue(t *testing.T) {
 	c := startCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	urls, stopNode := queuetest.StartCluster(t, 3)
 	const ns = "external"

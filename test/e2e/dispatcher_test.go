@@ -22,6 +22,7 @@ import (
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 	"github.com/hookline/hookline/internal/queue/queuetest"
+	"github.com/hookline/hookline/test/testenv"
 )
 
 // TestDispatcher runs the manager and the dispatcher binary, each with only
@@ -39,7 +40,7 @@ func TestDispatcherExternalQueue(t *testing.T) { dispatcherSuite(t, true) }
 
 func dispatcherSuite(t *testing.T, external bool) {
 	c := startCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	const ns = "team"
 	if err := c.admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {

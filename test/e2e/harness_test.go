@@ -113,6 +113,9 @@ func startCluster(t *testing.T) *cluster {
 		"--dispatcher-image=registry.example/hookline:e2e",
 		"--health-probe-bind-address="+freeAddr(t),
 		"--metrics-bind-address=0",
+		// The webhook is tested against the API server in controllers/;
+		// here no webhook configuration is installed.
+		"--webhook-port=0",
 	)
 	return c
 }
@@ -190,8 +193,8 @@ func (p *process) stop(t *testing.T) {
 		if code := p.cmd.ProcessState.ExitCode(); code != 0 {
 			t.Errorf("%s exited with %d after SIGTERM", p.name, code)
 		}
-	case <-time.After(60 * time.Second):
-		t.Errorf("%s still running 60s after SIGTERM", p.name)
+	case <-time.After(time.Until(testenv.GiveUpAt(t))):
+		t.Errorf("%s still running after SIGTERM", p.name)
 		p.kill()
 	}
 }

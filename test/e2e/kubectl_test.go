@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -116,7 +115,7 @@ func (c *captured) get(id string) []byte {
 // delivering to real HTTP receivers.
 func TestKubectlPlugin(t *testing.T) {
 	c := startCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	const ns = "shop"
 	if err := c.admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
@@ -332,12 +331,12 @@ func TestKubectlPlugin(t *testing.T) {
 		r := kubectl(t, "", "status", "-n", ns)
 		r.ok(t)
 		lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
-		if len(lines) != 4 || !regexp.MustCompile(`^NAME\s+READY\s+HEALTHY\s+LAST SUCCESS\s+LAST FAILURE\s+REASON\s+BACKLOG\s+DEAD-LETTERED\s+SUSPENDED$`).MatchString(lines[0]) {
+		if len(lines) != 4 || !regexp.MustCompile(`^NAME\s+READY\s+HEALTHY\s+LAST SUCCESS\s+LAST FAILURE\s+REASON\s+BACKLOG\s+DEAD-LETTERED\s+REPLAYABLE\s+SUSPENDED$`).MatchString(lines[0]) {
 			t.Fatalf("table:\n%s", r.stdout)
 		}
 		wantRows := map[string]*regexp.Regexp{
-			"orders": regexp.MustCompile(`^orders\s+True\s+True\s+\d+[sm]\s+never\s+Succeeded\s+0\s+0\s+false$`),
-			"broken": regexp.MustCompile(`^broken\s+False\s+False\s+never\s+\d+[sm] \(HTTPStatus 500\)\s+DeliveryFailing\s+0\s+3\s+false$`),
+			"orders": regexp.MustCompile(`^orders\s+True\s+True\s+\d+[sm]\s+never\s+Succeeded\s+0\s+0\s+0\s+false$`),
+			"broken": regexp.MustCompile(`^broken\s+False\s+False\s+never\s+\d+[sm] \(HTTPStatus 500\)\s+EndpointUnhealthy\s+0\s+3\s+3\s+false$`),
 		}
 		for _, line := range lines[1:] {
 			name := strings.Fields(line)[0]
@@ -364,13 +363,13 @@ func TestKubectlPlugin(t *testing.T) {
 			keys = append(keys, k)
 		}
 		slices.Sort(keys)
-		wantKeys := []string{"backlog", "deadLettered", "delivered", "dispatcher", "failed", "healthy", "lastFailure", "lastSuccessTime", "message", "name", "namespace", "ready", "reason", "suspended"}
+		wantKeys := []string{"backlog", "deadLettered", "delivered", "dispatcher", "failed", "healthy", "lastFailure", "lastSuccessTime", "message", "name", "namespace", "ready", "reason", "replayable", "suspended"}
 		if !slices.Equal(keys, wantKeys) {
 			t.Errorf("row fields %v, want %v", keys, wantKeys)
 		}
 		failure, _ := row["lastFailure"].(map[string]any)
 		if row["namespace"] != ns || row["name"] != "broken" || row["ready"] != "False" || row["healthy"] != "False" ||
-			row["reason"] != hooklinev1.ReasonDeliveryFailing || row["deadLettered"] != float64(3) || row["lastSuccessTime"] != nil ||
+			row["reason"] != hooklinev1.ReasonEndpointUnhealthy || row["deadLettered"] != float64(3) || row["replayable"] != float64(3) || row["lastSuccessTime"] != nil ||
 			row["dispatcher"] != operatorNamespace+"/default" || failure["class"] != "HTTPStatus" || failure["statusCode"] != float64(500) {
 			t.Errorf("row %v", row)
 		}
@@ -479,11 +478,11 @@ func TestKubectlPlugin(t *testing.T) {
 		// Failed attempts may still reach status after the replay began,
 		// so only deliveries are counted exactly.
 		if lines[0] != "replayed 2 dead-lettered deliveries of shop/billing" ||
-			!regexp.MustCompile(`^done: backlog 0, delivered \+2, failed \+\d+$`).MatchString(lines[len(lines)-1]) {
+			!regexp.MustCompile(`^done: backlog 0, delivered \+2, failed \+\d+, dead-lettered again \+0$`).MatchString(lines[len(lines)-1]) {
 			t.Errorf("stdout:\n%s", r.stdout)
 		}
 		for _, l := range lines[1 : len(lines)-1] {
-			if !regexp.MustCompile(`^waiting: backlog \d+, delivered \+\d+, failed \+\d+$`).MatchString(l) {
+			if !regexp.MustCompile(`^waiting: backlog \d+, delivered \+\d+, failed \+\d+, dead-lettered again \+\d+$`).MatchString(l) {
 				t.Errorf("progress line %q", l)
 			}
 		}

@@ -57,7 +57,7 @@ func TestManagerWithInstalledRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 
 	scheme := runtime.NewScheme()
@@ -112,6 +112,7 @@ func TestManagerWithInstalledRBAC(t *testing.T) {
 		"--health-probe-bind-address="+probeAddr,
 		"--metrics-bind-address="+metricsAddr,
 		"--metrics-secure",
+		"--webhook-port=0",
 	)
 	mgr.Stdout, mgr.Stderr = &logs, &logs
 	if err := mgr.Start(); err != nil {
@@ -260,8 +261,8 @@ func TestManagerWithInstalledRBAC(t *testing.T) {
 		if err != nil {
 			t.Errorf("manager exited with %v after SIGTERM", err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Errorf("manager still running 30s after SIGTERM")
+	case <-time.After(time.Until(testenv.GiveUpAt(t))):
+		t.Errorf("manager still running after SIGTERM")
 	}
 	if strings.Contains(logs.String(), "forbidden") {
 		t.Errorf("the manager was refused a request with the installed RBAC:\n%s", grepLines(logs.String(), "forbidden"))
@@ -293,16 +294,22 @@ func applyManifests(ctx context.Context, t *testing.T, c client.Client, pattern 
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, check func() error) {
+func waitFor(t *testing.T, expected time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	giveUp := testenv.GiveUpAt(t)
+	logged := false
 	for {
 		err := check()
 		if err == nil {
 			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not met within %s: %v", timeout, err)
+		if !logged && time.Since(start) > expected {
+			t.Logf("still waiting after %s: %v", expected, err)
+			logged = true
+		}
+		if time.Now().After(giveUp) {
+			t.Fatalf("not met after %s: %v", time.Since(start).Round(time.Second), err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/test/testenv"
 )
 
 // TestQueueBound fills a small embedded queue while its subscriptions are
@@ -19,7 +19,7 @@ import (
 // bound, and resuming delivers every accepted event and makes room again.
 func TestQueueBound(t *testing.T) {
 	c := startCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	const ns = "bounded"
 	all, evens := setupTicks(ctx, t, c, ns, nil)

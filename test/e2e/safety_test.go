@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
+	"github.com/hookline/hookline/test/testenv"
 )
 
 // safety is one dispatcher with its producers, for the delivery safety
@@ -112,7 +113,7 @@ func conditionOf(ctx context.Context, t *testing.T, c *cluster, sub *hooklinev1.
 // with the default egress policy.
 func TestDeliverySafety(t *testing.T) {
 	c := startCluster(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	s := &safety{c: c, ctx: ctx, ns: "safety"}
 	if err := c.admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.ns}}); err != nil {

@@ -102,16 +102,18 @@ func mustRender(t *testing.T, values map[string]any, apiVersions ...string) *rel
 
 // valueCases are the values the chart is linted and rendered with.
 var valueCases = map[string]map[string]any{
-	"defaults":               nil,
-	"crds disabled":          {"crds": map[string]any{"enabled": false}},
-	"crds not kept":          {"crds": map[string]any{"keep": false}},
-	"service monitor":        {"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}}},
-	"pdb and network policy": {"pdb": map[string]any{"enabled": true}, "networkPolicy": map[string]any{"enabled": true, "apiServer": map[string]any{"cidrs": []any{"192.0.2.10/32"}, "ports": []any{6443}}}},
-	"custom image":           {"image": map[string]any{"repository": "registry.example/mirror/hookline", "tag": "v9.9.9"}},
-	"no dispatcher":          {"dispatcher": map[string]any{"enabled": false}},
-	"no admission policy":    {"admissionPolicy": map[string]any{"enabled": false}},
-	"no aggregation":         {"rbac": map[string]any{"aggregateToDefaultRoles": false}},
-	"metrics off":            {"metrics": map[string]any{"enabled": false}},
+	"defaults":                nil,
+	"crds disabled":           {"crds": map[string]any{"enabled": false}},
+	"crds not kept":           {"crds": map[string]any{"keep": false}},
+	"service monitor":         {"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}}},
+	"pdb and network policy":  {"pdb": map[string]any{"enabled": true}, "networkPolicy": map[string]any{"enabled": true, "apiServer": map[string]any{"cidrs": []any{"192.0.2.10/32"}, "ports": []any{6443}}}},
+	"custom image":            {"image": map[string]any{"repository": "registry.example/mirror/hookline", "tag": "v9.9.9"}},
+	"no dispatcher":           {"dispatcher": map[string]any{"enabled": false}},
+	"no admission policy":     {"admissionPolicy": map[string]any{"enabled": false}},
+	"webhook by cert-manager": {"webhook": map[string]any{"certManager": map[string]any{"enabled": true}}},
+	"webhook off":             {"webhook": map[string]any{"enabled": false}},
+	"no aggregation":          {"rbac": map[string]any{"aggregateToDefaultRoles": false}},
+	"metrics off":             {"metrics": map[string]any{"enabled": false}},
 	"external queue": {"dispatcher": map[string]any{
 		"replicas": 3,
 		"queue": map[string]any{"external": map[string]any{
@@ -162,11 +164,19 @@ func TestChartDefaults(t *testing.T) {
 		{"ValidatingAdmissionPolicy", "hookline-subscription-references"},
 		{"ValidatingAdmissionPolicyBinding", "hookline-subscription-references"},
 		{"Deployment", "hookline-manager"},
+		{"Service", "hookline-webhook"},
+		{"ValidatingWebhookConfiguration", "hookline-validating-webhook"},
 	} {
 		find(t, rel.objects, want.kind, want.name)
 	}
-	for _, kind := range []string{"ServiceMonitor", "Service", "PodDisruptionBudget", "NetworkPolicy"} {
-		if objs := ofKind(rel.all(), kind); len(objs) > 0 {
+	for _, kind := range []string{"ServiceMonitor", "Service", "PodDisruptionBudget", "NetworkPolicy", "Certificate", "Issuer"} {
+		var objs []*unstructured.Unstructured
+		for _, o := range ofKind(rel.all(), kind) {
+			if o.GetName() != "hookline-webhook" || kind != "Service" {
+				objs = append(objs, o)
+			}
+		}
+		if len(objs) > 0 {
 			t.Errorf("the defaults render the opt-in %s", describe(objs))
 		}
 	}
@@ -391,8 +401,8 @@ func TestChartValues(t *testing.T) {
 					ingressPorts = append(ingressPorts, p.Port.IntVal)
 				}
 			}
-			if !slices.Equal(ingressPorts, []int32{8081, 8443}) {
-				t.Errorf("ingress ports %v, want the probes' 8081 and the metrics' 8443 only", ingressPorts)
+			if !slices.Equal(ingressPorts, []int32{8081, 8443, 9443}) {
+				t.Errorf("ingress ports %v, want the probes' 8081, the metrics' 8443 and the webhook's 9443 only", ingressPorts)
 			}
 			tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
 			port := func(p int) *intstr.IntOrString { v := intstr.FromInt32(int32(p)); return &v }
@@ -718,7 +728,9 @@ func TestChartInstalls(t *testing.T) {
 			}
 			warnings.take()
 			for _, u := range rel.all() {
-				if u.GetKind() != "ServiceMonitor" {
+				// The test API server serves neither the Prometheus
+				// operator's kinds nor cert-manager's.
+				if k := u.GetKind(); k != "ServiceMonitor" && k != "Certificate" && k != "Issuer" {
 					apply(t, u, "helm", true)
 				}
 			}
@@ -752,5 +764,51 @@ func TestPodSecurityWarnings(t *testing.T) {
 	w := warnings.take()
 	if !slices.ContainsFunc(w, func(s string) bool { return strings.Contains(s, "restricted") }) {
 		t.Errorf("a privileged Deployment in a restricted namespace drew the warnings %q, want a Pod Security one", w)
+	}
+}
+
+// TestChartWebhook checks the admission webhook's wiring: the manager's
+// flags, the Service and the configuration, with the manager's own
+// certificate or cert-manager's.
+func TestChartWebhook(t *testing.T) {
+	rel := mustRender(t, nil)
+	d := convert[appsv1.Deployment](t, find(t, rel.objects, "Deployment", "hookline-manager"))
+	args := strings.Join(d.Spec.Template.Spec.Containers[0].Args, " ")
+	for _, want := range []string{"--webhook-port=9443", "--webhook-service=hookline-webhook", "--webhook-cert-secret=hookline-webhook-tls"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("manager args %q lack %s", args, want)
+		}
+	}
+	if strings.Contains(args, "--webhook-cert-dir") {
+		t.Errorf("without cert-manager the manager keeps its own certificate, but args are %q", args)
+	}
+	vwc := find(t, rel.objects, "ValidatingWebhookConfiguration", "hookline-validating-webhook")
+	hooks, _, _ := unstructured.NestedSlice(vwc.Object, "webhooks")
+	if len(hooks) != 1 {
+		t.Fatalf("webhooks = %v, want one", hooks)
+	}
+	hook := hooks[0].(map[string]any)
+	if hook["failurePolicy"] != "Fail" {
+		t.Errorf("failurePolicy = %v, want Fail", hook["failurePolicy"])
+	}
+	if svc, _, _ := unstructured.NestedString(hook, "clientConfig", "service", "name"); svc != "hookline-webhook" {
+		t.Errorf("the webhook calls Service %q, want hookline-webhook", svc)
+	}
+
+	cm := mustRender(t, map[string]any{"webhook": map[string]any{"certManager": map[string]any{"enabled": true}}})
+	d = convert[appsv1.Deployment](t, find(t, cm.objects, "Deployment", "hookline-manager"))
+	if args := strings.Join(d.Spec.Template.Spec.Containers[0].Args, " "); !strings.Contains(args, "--webhook-cert-dir=/var/run/hookline/webhook-certs") {
+		t.Errorf("with cert-manager the manager reads the mounted certificate, but args are %q", args)
+	}
+	find(t, cm.objects, "Certificate", "hookline-webhook")
+	find(t, cm.objects, "Issuer", "hookline-webhook")
+	vwc = find(t, cm.objects, "ValidatingWebhookConfiguration", "hookline-validating-webhook")
+	if got := vwc.GetAnnotations()["cert-manager.io/inject-ca-from"]; got != "hookline-system/hookline-webhook" {
+		t.Errorf("cert-manager.io/inject-ca-from = %q", got)
+	}
+
+	off := mustRender(t, map[string]any{"webhook": map[string]any{"enabled": false}})
+	if objs := ofKind(off.all(), "ValidatingWebhookConfiguration"); len(objs) > 0 {
+		t.Errorf("webhook.enabled=false renders %s", describe(objs))
 	}
 }
