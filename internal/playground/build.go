@@ -85,6 +85,9 @@ func EnvtestAssets(ctx context.Context, root string, out io.Writer, clk clock.Wi
 		return "", fmt.Errorf("running hack/envtest.sh: %w", err)
 	}
 
+	// The script's lines and the progress lines come from different
+	// goroutines.
+	out = &syncWriter{w: out}
 	var mu sync.Mutex
 	last := clk.Now()
 	lines := make(chan struct{})
@@ -145,6 +148,9 @@ func BuildBinaries(ctx context.Context, root, binDir string, out io.Writer, clk 
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return "", "", fmt.Errorf("creating %s: %w", binDir, err)
 	}
+	// The compiler's output and the progress lines come from different
+	// goroutines.
+	out = &syncWriter{w: out}
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", binDir+string(filepath.Separator), "./cmd/manager", "./cmd/dispatcher")
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = out, out
@@ -167,4 +173,16 @@ func BuildBinaries(ctx context.Context, root, binDir string, out io.Writer, clk 
 			fmt.Fprintf(out, "  still compiling the manager and the dispatcher, %s so far...\n", clk.Since(started).Truncate(time.Second))
 		}
 	}
+}
+
+// syncWriter serialises writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
