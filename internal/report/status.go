@@ -14,9 +14,9 @@ import (
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 )
 
-// Totals is the delivery health of one subscription as the status writer
-// keeps it: the status.delivery counts and times, plus what the status has
-// no field for.
+// Totals is the delivery health of one subscription as the dispatcher
+// keeps it in its checkpoints: the status.delivery counts and times, plus
+// what the status has no field for.
 type Totals struct {
 	Delivered, Failed, DeadLettered int64
 	ConsecutiveFailures             int64
@@ -28,8 +28,8 @@ type Totals struct {
 	// LastFailure is nil until an attempt failed.
 	LastFailure *Failure
 	// FilterErrors counts events whose filter failed at runtime since the
-	// writer started or the subscription's spec last changed. They are not
-	// stored in the status counts, only reported in the Accepted message.
+	// subscription's spec last changed. The status has no count for them;
+	// the Accepted message reports them.
 	FilterErrors    int64
 	LastFilterError string
 }
@@ -70,52 +70,6 @@ func TotalsFromStatus(d *hooklinev1.DeliveryStatus) Totals {
 	return t
 }
 
-// Merge adds one window's delta to the totals. Counts add up and the latest
-// times win. Windows of several replicas overlap and arrive in any order,
-// so the run of failures goes by time: a window whose success is the
-// latest known starts the run anew with its trailing failures; failures
-// are added to the run only if the last of them came after the latest
-// known success (one that came before belongs to a run already ended).
-func Merge(t Totals, d Delta) Totals {
-	t.Delivered += d.Delivered
-	t.Failed += d.Failed
-	t.DeadLettered += d.DeadLettered
-	failedSince := d.LastFailure != nil && d.LastFailure.Time.After(t.LastSuccess)
-	switch {
-	case d.Succeeded && !d.LastSuccess.Before(t.LastSuccess):
-		t.ConsecutiveFailures = d.ConsecutiveFailures
-		t.FailingSince = time.Time{}
-		if d.ConsecutiveFailures > 0 {
-			t.FailingSince = d.FailingSince
-		}
-	case failedSince && d.ConsecutiveFailures > 0:
-		t.ConsecutiveFailures += d.ConsecutiveFailures
-		// A run another replica's success ended began after it.
-		start := d.FailingSince
-		if start.Before(t.LastSuccess) {
-			start = t.LastSuccess
-		}
-		if t.FailingSince.IsZero() || start.Before(t.FailingSince) {
-			t.FailingSince = start
-		}
-	}
-	if d.LastAttempt.After(t.LastAttempt) {
-		t.LastAttempt = d.LastAttempt
-	}
-	if d.LastSuccess.After(t.LastSuccess) {
-		t.LastSuccess = d.LastSuccess
-	}
-	if d.LastFailure != nil && (t.LastFailure == nil || !d.LastFailure.Time.Before(t.LastFailure.Time)) {
-		f := *d.LastFailure
-		t.LastFailure = &f
-	}
-	t.FilterErrors += d.FilterErrors
-	if d.LastFilterError != "" {
-		t.LastFilterError = d.LastFilterError
-	}
-	return t
-}
-
 // DeliveryStatus is the status.delivery block for the totals and the
 // subscription's queue state. Times are cut to whole seconds, as the API
 // stores them, so a computed block compares equal to one read back.
@@ -127,8 +81,9 @@ func DeliveryStatus(t Totals, s State) hooklinev1.DeliveryStatus {
 		Delivered:           t.Delivered,
 		Failed:              t.Failed,
 		// The store cannot hold more events than were ever given up on;
-		// when it does, counts were lost (a crash between flush and
-		// publish), and the store's number is the better one.
+		// when it does, the totals started from an older count (a status
+		// written before the checkpoints kept them), and the store's number
+		// is the better one.
 		DeadLettered: max(t.DeadLettered, s.DeadLettered),
 		Replayable:   max(s.DeadLettered, 0),
 		Backlog:      max(s.Backlog, 0),

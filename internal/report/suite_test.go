@@ -2,7 +2,6 @@ package report
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -183,109 +182,10 @@ func typed(t testing.TB, u *unstructured.Unstructured) *hooklinev1.WebhookSubscr
 	return &s
 }
 
-// message is one payload in the test queue.
-type message struct {
-	data []byte
-	id   string
-}
-
-// queue stands in for the stats stream and its durable consumer: payloads
-// handed out and not acknowledged can be handed out again.
-type queue struct {
-	ch chan message
-
-	mu          sync.Mutex
-	outstanding map[int]message
-	next        int
-	acked       []string
-	// onAck runs on every acknowledgement, before it is recorded.
-	onAck func(id string)
-}
-
-func newQueue() *queue {
-	return &queue{ch: make(chan message, 10000), outstanding: map[int]message{}}
-}
-
-func (q *queue) push(t *testing.T, data []byte) string {
-	t.Helper()
-	if data == nil {
-		t.Fatal("pushing an empty flush")
-	}
-	var p payload
-	if err := json.Unmarshal(data, &p); err != nil {
-		t.Fatal(err)
-	}
-	q.ch <- message{data: data, id: p.ID}
-	return p.ID
-}
-
-func (q *queue) fetch(ctx context.Context, max int, wait time.Duration) ([]Pending, error) {
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	var msgs []message
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-timer.C:
-		return nil, nil
-	case m := <-q.ch:
-		msgs = append(msgs, m)
-	}
-more:
-	for len(msgs) < max {
-		select {
-		case m := <-q.ch:
-			msgs = append(msgs, m)
-		default:
-			break more
-		}
-	}
-	out := make([]Pending, len(msgs))
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for i, m := range msgs {
-		seq := q.next
-		q.next++
-		q.outstanding[seq] = m
-		out[i] = Pending{Data: m.data, Ack: func() error {
-			if q.onAck != nil {
-				q.onAck(m.id)
-			}
-			q.mu.Lock()
-			defer q.mu.Unlock()
-			delete(q.outstanding, seq)
-			q.acked = append(q.acked, m.id)
-			return nil
-		}}
-	}
-	return out, nil
-}
-
-// redeliver hands out again what was handed out and not acknowledged, as
-// the stream does once the ack wait runs out.
-func (q *queue) redeliver() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	n := 0
-	for seq, m := range q.outstanding {
-		delete(q.outstanding, seq)
-		q.ch <- m
-		n++
-	}
-	return n
-}
-
-func (q *queue) ackedIDs() []string {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return append([]string(nil), q.acked...)
-}
-
 // harness runs one Writer against the test API server with a fake clock.
 type harness struct {
 	t      *testing.T
 	clock  *clocktesting.FakeClock
-	queue  *queue
 	writer *Writer
 
 	mu     sync.Mutex
@@ -296,20 +196,17 @@ type harness struct {
 
 	cancel context.CancelFunc
 	done   chan error
-	// pushed counts payloads pushed, to wait for the writer to take them.
-	pushed int64
 }
 
 const testInterval = 10 * time.Second
 
-func newHarness(t *testing.T, q *queue, clk *clocktesting.FakeClock) *harness {
-	h := &harness{t: t, clock: clk, queue: q, states: map[string]State{}, stale: map[string]*hooklinev1.WebhookSubscription{}}
+func newHarness(t *testing.T, clk *clocktesting.FakeClock) *harness {
+	h := &harness{t: t, clock: clk, states: map[string]State{}, stale: map[string]*hooklinev1.WebhookSubscription{}}
 	h.writer = NewWriter(Options{
 		Client:   dyn,
 		Interval: testInterval,
 		Clock:    clk,
 		Lookup:   h.lookup,
-		Fetch:    q.fetch,
 		Keys:     h.keys,
 	})
 	return h
@@ -318,6 +215,16 @@ func newHarness(t *testing.T, q *queue, clk *clocktesting.FakeClock) *harness {
 func (h *harness) setState(ns, name string, s State) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.states[ns+"/"+name] = s
+}
+
+// setTotals sets the totals Lookup reports for a subscription, as the
+// dispatcher's checkpoints hold them.
+func (h *harness) setTotals(ns, name string, t Totals) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.states[ns+"/"+name]
+	s.Totals = &t
 	h.states[ns+"/"+name] = s
 }
 
@@ -383,19 +290,11 @@ func (h *harness) stop() {
 	h.cancel = nil
 }
 
-// push hands a payload to the queue.
-func (h *harness) push(data []byte) string {
-	h.pushed++
-	return h.queue.push(h.t, data)
-}
-
-// tick waits until the writer holds every payload pushed so far and waits
-// for its timer, then moves the clock one interval and waits for the tick
-// to end (the timer is set again).
+// tick waits until the writer waits for its timer, then moves the clock
+// one interval and waits for the tick to end (the timer is set again).
 func (h *harness) tick() {
 	h.t.Helper()
-	eventually(h.t, func() bool { return h.writer.received.Load() >= h.pushed && h.clock.HasWaiters() },
-		"the writer to take %d payloads and wait for its tick", h.pushed)
+	eventually(h.t, h.clock.HasWaiters, "the writer to wait for its tick")
 	h.clock.Step(testInterval)
 	eventually(h.t, h.clock.HasWaiters, "the tick to end")
 }

@@ -3,7 +3,6 @@ package report
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,18 +20,6 @@ import (
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
 )
-
-// Pending is one shared payload awaiting application. Ack it after the
-// writes it contributed to succeeded.
-type Pending struct {
-	Data []byte
-	Ack  func() error
-}
-
-// Fetcher returns up to max payloads, waiting up to wait for the first one.
-// It returns no payloads and no error when none came in time, and returns
-// promptly when ctx ends.
-type Fetcher func(ctx context.Context, max int, wait time.Duration) ([]Pending, error)
 
 // State is what the dispatcher knows about a subscription besides the
 // outcomes of its deliveries.
@@ -62,9 +49,9 @@ type State struct {
 	// LastReplay is the last replay of dead letters the annotation asked
 	// for, nil if none was.
 	LastReplay *hooklinev1.ReplayStatus
-	// Totals, when set, are the subscription's delivery totals as the
-	// dispatcher keeps them durably; the writer reports them as they are
-	// instead of adding up payloads.
+	// Totals are the subscription's delivery totals as the dispatcher's
+	// checkpoints hold them, reported as they are. Nil keeps what the
+	// status held when the writer first saw the subscription.
 	Totals *Totals
 }
 
@@ -94,9 +81,6 @@ type Options struct {
 	// Lookup returns the current state of a subscription, or false when
 	// it is gone, in which case the writer forgets it. Required.
 	Lookup func(ns, name string) (State, bool)
-	// Fetch takes payloads from the queue. Without it the writer only
-	// writes what Lookup says (acceptance, backlog).
-	Fetch Fetcher
 	// Keys lists the subscriptions served now, so those without traffic
 	// still get their Accepted condition and backlog written.
 	Keys func() []Key
@@ -126,27 +110,9 @@ const (
 	DefaultMaxInFlight = 8
 )
 
-const (
-	// fetchMax and fetchWait size one fetch from the stats stream.
-	fetchMax  = 256
-	fetchWait = time.Second
-	// fetchRetry is the pause after a failed fetch.
-	fetchRetry = 2 * time.Second
-	// holdTicks is how many ticks in a row a subscription's write may fail
-	// before the payloads carrying its counts are acknowledged anyway, so
-	// one subscription whose status cannot be written does not stall the
-	// stats consumer for every other one.
-	holdTicks = 6
-	// seenFor is how long the ids of acknowledged payloads are kept to
-	// recognise a payload the queue hands out again. The stats stream keeps
-	// payloads for an hour.
-	seenFor = 2 * time.Hour
-)
-
 var subscriptionsResource = hooklinev1.GroupVersion.WithResource("webhooksubscriptions")
 
-// Writer aggregates the shared payloads and writes subscription statuses.
-// See the package documentation for how it counts each outcome once.
+// Writer writes the delivery health of subscriptions into their statuses.
 type Writer struct {
 	client         dynamic.Interface
 	interval       time.Duration
@@ -155,16 +121,12 @@ type Writer struct {
 	clock          clock.Clock
 	log            *slog.Logger
 	lookup         func(ns, name string) (State, bool)
-	fetch          Fetcher
 	keys           func() []Key
 	suspended      func(*hooklinev1.WebhookSubscription, string)
 	beforeTick     func(context.Context)
 	maxInFlight    int
 
 	writes atomic.Int64
-	// received counts the payloads taken from the queue, so tests know
-	// when a tick will see them.
-	received atomic.Int64
 	// prompts carries subscriptions whose status should be written at
 	// once, not at the next tick (see Prompt).
 	prompts chan promptRequest
@@ -172,43 +134,19 @@ type Writer struct {
 	// The fields below belong to the goroutine running Run.
 
 	subs map[types.NamespacedName]*subscription
-	// held are the payloads received and not acknowledged yet, by id.
-	held map[string]*heldPayload
-	// acked are the ids of acknowledged payloads, with when they were.
-	acked map[string]time.Time
 }
 
 // subscription is the writer's view of one subscription.
 type subscription struct {
 	key types.NamespacedName
 	// known is set once the totals were read from the object's status.
-	known      bool
-	uid        types.UID
-	generation int64
-	totals     Totals
-	// deltas received and not merged yet; merged at the next tick.
-	deltas []heldDelta
-	// unwritten are the payloads whose deltas are in totals but not yet in
-	// a successful write.
-	unwritten []*heldPayload
+	known  bool
+	uid    types.UID
+	totals Totals
 	// written is what the status holds, as last written or first read.
 	written applyStatus
 	// failedTicks counts ticks in a row whose write failed.
 	failedTicks int
-}
-
-type heldDelta struct {
-	delta Delta
-	from  *heldPayload
-}
-
-// heldPayload is a received payload waiting for the writes of the
-// subscriptions it carries counts for.
-type heldPayload struct {
-	id   string
-	acks []func() error
-	// waiting counts the subscriptions whose write is still due.
-	waiting int
 }
 
 // NewWriter returns a Writer; Run starts it.
@@ -221,12 +159,10 @@ func NewWriter(opts Options) *Writer {
 		clock:          opts.Clock,
 		log:            opts.Logger,
 		lookup:         opts.Lookup,
-		fetch:          opts.Fetch,
 		keys:           opts.Keys,
 		suspended:      opts.Suspended,
 		beforeTick:     opts.BeforeTick,
 		maxInFlight:    cmp.Or(max(opts.MaxInFlight, 0), DefaultMaxInFlight),
-		acked:          make(map[string]time.Time),
 		prompts:        make(chan promptRequest, promptBuffer),
 	}
 	if w.clock == nil {
@@ -264,32 +200,18 @@ func (w *Writer) Writes() int64 { return w.writes.Load() }
 // Run writes statuses until ctx ends, then returns nil. Run it only while
 // holding the status leadership, and never twice at once.
 //
-// Payloads are fetched continuously and held; every Interval, on one tick,
-// each subscription's totals take the payloads received since, and its
-// status is applied when it differs from what the status holds. The first
-// tick comes one Interval after Run starts, so a new leader does not write
-// sooner than the previous one could have. Payloads are acknowledged once
-// every subscription they carry counts for is written or gone. When ctx
-// ends, payloads not acknowledged stay in the queue for the next leader.
+// Every Interval, on one tick, each subscription's status is applied when
+// what Lookup says differs from what the status holds. The first tick comes
+// one Interval after Run starts, so a new leader does not write sooner than
+// the previous one could have. Between ticks, Prompt writes the statuses
+// that do not describe a new generation yet.
 func (w *Writer) Run(ctx context.Context) error {
 	if w.client == nil || w.lookup == nil {
 		return errors.New("running the status writer: a client and a lookup function are required")
 	}
 	// Another leader may have written since an earlier Run: start over
-	// from the statuses. Acknowledged ids stay valid.
+	// from the statuses.
 	w.subs = make(map[types.NamespacedName]*subscription)
-	w.held = make(map[string]*heldPayload)
-
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-	batches := make(chan []Pending)
-	if w.fetch != nil {
-		wg.Go(func() { w.fetchLoop(ctx, batches) })
-	}
 
 	next := w.clock.Now().Add(w.interval)
 	timer := w.clock.NewTimer(w.interval)
@@ -298,8 +220,6 @@ func (w *Writer) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case batch := <-batches:
-			w.receive(batch)
 		case p := <-w.prompts:
 			w.prompted(ctx, p)
 		case <-timer.C():
@@ -316,75 +236,6 @@ func (w *Writer) Run(ctx context.Context) error {
 	}
 }
 
-// fetchLoop hands fetched payloads to Run until ctx ends.
-func (w *Writer) fetchLoop(ctx context.Context, out chan<- []Pending) {
-	for ctx.Err() == nil {
-		batch, err := w.fetch(ctx, fetchMax, fetchWait)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			w.log.Error("Fetching delivery reports failed", "error", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-w.clock.After(fetchRetry):
-			}
-			continue
-		}
-		if len(batch) == 0 {
-			continue
-		}
-		select {
-		case out <- batch:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// receive holds the deltas of a batch of payloads until the next tick.
-func (w *Writer) receive(batch []Pending) {
-	defer w.received.Add(int64(len(batch)))
-	for _, pd := range batch {
-		var p payload
-		if err := json.Unmarshal(pd.Data, &p); err != nil {
-			// It will never read better: drop it rather than have the
-			// queue hand it out forever.
-			w.log.Error("Dropping an unreadable delivery report", "error", err, "bytes", len(pd.Data))
-			w.ack(nil, pd.Ack)
-			continue
-		}
-		if p.ID != "" {
-			if h := w.held[p.ID]; h != nil {
-				// Handed out again while held (its ack wait ran out):
-				// the counts are already here, acknowledge both copies
-				// together.
-				h.acks = append(h.acks, pd.Ack)
-				continue
-			}
-			if _, done := w.acked[p.ID]; done {
-				w.ack(nil, pd.Ack)
-				continue
-			}
-		}
-		h := &heldPayload{id: p.ID, acks: []func() error{pd.Ack}}
-		for _, d := range p.Subscriptions {
-			key := types.NamespacedName{Namespace: d.Namespace, Name: d.Name}
-			s := w.subscription(key)
-			s.deltas = append(s.deltas, heldDelta{delta: d, from: h})
-			h.waiting++
-		}
-		if h.waiting == 0 {
-			w.ack(h, h.acks...)
-			continue
-		}
-		if h.id != "" {
-			w.held[h.id] = h
-		}
-	}
-}
-
 func (w *Writer) subscription(key types.NamespacedName) *subscription {
 	s := w.subs[key]
 	if s == nil {
@@ -394,13 +245,11 @@ func (w *Writer) subscription(key types.NamespacedName) *subscription {
 	return s
 }
 
-// tick merges what was received and writes every status that changed.
+// tick writes every status that changed.
 //
 // Only the applies run concurrently, up to maxInFlight of them: looking a
-// subscription up, merging its counts and settling the outcome of its
-// write (acknowledging payloads, forgetting it) stay on this goroutine,
-// so the writer's own state needs no lock and a payload is still
-// acknowledged only once every write it contributed to has returned.
+// subscription up and settling the outcome of its write stay on this
+// goroutine, so the writer's own state needs no lock.
 func (w *Writer) tick(ctx context.Context) {
 	now := w.clock.Now()
 	if w.beforeTick != nil {
@@ -417,11 +266,6 @@ func (w *Writer) tick(ctx context.Context) {
 	}
 	slices.SortFunc(keys, func(a, b types.NamespacedName) int { return cmp.Compare(a.String(), b.String()) })
 	w.write(ctx, keys, now)
-	for id, at := range w.acked {
-		if now.Sub(at) > seenFor {
-			delete(w.acked, id)
-		}
-	}
 }
 
 // prompted writes the statuses prompted for (the first one and those
@@ -508,9 +352,8 @@ type pendingWrite struct {
 	err     error
 }
 
-// prepare merges what one subscription received since the last tick and
-// returns the write its status needs, nil when it needs none (unchanged or
-// gone).
+// prepare returns the write one subscription's status needs, nil when it
+// needs none (unchanged or gone).
 func (w *Writer) prepare(s *subscription, now time.Time) *pendingWrite {
 	state, ok := w.lookup(s.key.Namespace, s.key.Name)
 	if !ok || state.Object == nil {
@@ -519,32 +362,16 @@ func (w *Writer) prepare(s *subscription, now time.Time) *pendingWrite {
 	}
 	obj := state.Object
 	if s.known && s.uid != obj.UID {
-		// Deleted and created again: the counts so far belong to the
-		// object that is gone.
-		w.release(s.unwritten)
-		s = w.restart(s)
+		// Deleted and created again: what was read belongs to the object
+		// that is gone.
+		s = &subscription{key: s.key}
+		w.subs[s.key] = s
 	}
 	if !s.known {
-		s.known, s.uid, s.generation = true, obj.UID, obj.Generation
+		s.known, s.uid = true, obj.UID
 		s.totals = TotalsFromStatus(obj.Status.Delivery)
 		s.written = ownedStatus(obj)
 	}
-	if obj.Generation != s.generation {
-		// A new spec may carry a new filter: earlier runtime errors no
-		// longer describe it.
-		s.generation = obj.Generation
-		s.totals.FilterErrors, s.totals.LastFilterError = 0, ""
-	}
-	for _, hd := range s.deltas {
-		if hd.delta.UID != "" && types.UID(hd.delta.UID) != obj.UID {
-			// Recorded for a namesake that was deleted.
-			w.release([]*heldPayload{hd.from})
-			continue
-		}
-		s.totals = Merge(s.totals, hd.delta)
-		s.unwritten = append(s.unwritten, hd.from)
-	}
-	s.deltas = nil
 	if state.Totals != nil {
 		s.totals = *state.Totals
 	}
@@ -555,8 +382,7 @@ func (w *Writer) prepare(s *subscription, now time.Time) *pendingWrite {
 		Delivery:   DeliveryStatus(s.totals, state),
 	}
 	if sameStatus(desired, s.written) {
-		w.release(s.unwritten)
-		s.unwritten, s.failedTicks = nil, 0
+		s.failedTicks = 0
 		return nil
 	}
 	return &pendingWrite{s: s, obj: obj, desired: desired}
@@ -569,8 +395,7 @@ func (w *Writer) settle(ctx context.Context, pw *pendingWrite) {
 	case err == nil:
 		w.writes.Add(1)
 		s.written = pw.desired
-		w.release(s.unwritten)
-		s.unwritten, s.failedTicks = nil, 0
+		s.failedTicks = 0
 	case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
 		// Gone, or replaced by a namesake (the uid no longer matches).
 		w.log.Info("Subscription gone before its status was written", "namespace", s.key.Namespace, "name", s.key.Name)
@@ -581,12 +406,6 @@ func (w *Writer) settle(ctx context.Context, pw *pendingWrite) {
 		s.failedTicks++
 		w.log.Error("Writing the delivery status failed, retrying on the next tick", "namespace", s.key.Namespace,
 			"name", s.key.Name, "error", err, "failedTicks", s.failedTicks)
-		if s.failedTicks >= holdTicks && len(s.unwritten) > 0 {
-			w.log.Error("Releasing delivery reports of a subscription whose status cannot be written; its counts are kept in memory only until a write succeeds",
-				"namespace", s.key.Namespace, "name", s.key.Name)
-			w.release(s.unwritten)
-			s.unwritten = nil
-		}
 	}
 }
 
@@ -633,47 +452,7 @@ func (w *Writer) apply(ctx context.Context, obj *hooklinev1.WebhookSubscription,
 	return nil
 }
 
-// forget drops a subscription that is gone; the payloads waiting for it
-// need it no more.
+// forget drops a subscription that is gone.
 func (w *Writer) forget(s *subscription) {
-	for _, hd := range s.deltas {
-		w.release([]*heldPayload{hd.from})
-	}
-	w.release(s.unwritten)
 	delete(w.subs, s.key)
-}
-
-// restart replaces s with a fresh entry holding only its unmerged deltas.
-func (w *Writer) restart(s *subscription) *subscription {
-	fresh := &subscription{key: s.key, deltas: s.deltas}
-	w.subs[s.key] = fresh
-	return fresh
-}
-
-// release tells each payload one of its subscriptions is done, and
-// acknowledges those with none left.
-func (w *Writer) release(payloads []*heldPayload) {
-	for _, h := range payloads {
-		if h.waiting--; h.waiting == 0 {
-			w.ack(h, h.acks...)
-		}
-	}
-}
-
-// ack acknowledges the copies of a payload (h nil: one that will never be
-// applied). A failed acknowledgement makes the queue hand the payload out
-// again, and its id recognises it then.
-func (w *Writer) ack(h *heldPayload, acks ...func() error) {
-	for _, a := range acks {
-		if a == nil {
-			continue
-		}
-		if err := a(); err != nil {
-			w.log.Error("Acknowledging a delivery report failed", "error", err)
-		}
-	}
-	if h != nil && h.id != "" {
-		delete(w.held, h.id)
-		w.acked[h.id] = w.clock.Now()
-	}
 }

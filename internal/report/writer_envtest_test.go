@@ -80,37 +80,18 @@ var dispatcherConditionKeys = []string{`k:{"type":"Accepted"}`, `k:{"type":"Endp
 
 func TestWriterWritesDeliveryHealth(t *testing.T) {
 	ns := newNamespace(t)
-	sub := createSubscription(t, ns, "billing")
+	createSubscription(t, ns, "billing")
 	clk := clocktesting.NewFakeClock(suiteStart)
-	q := newQueue()
-	h := newHarness(t, q, clk)
+	h := newHarness(t, clk)
 	h.setState(ns, "billing", State{Accepted: true, AcceptedMessage: "Served by hookline-system/default", Backlog: 7})
 
-	// Acks must find the counts of their payload already on the server.
-	var ackErrors []string
-	wantDeliveredAtAck := map[string]int64{}
-	q.onAck = func(id string) {
-		// Runs on the writer's goroutine: record, do not fail here.
-		u, err := dyn.Resource(subscriptionsResource).Namespace(ns).Get(context.Background(), "billing", metav1.GetOptions{})
-		if err != nil {
-			ackErrors = append(ackErrors, id+": "+err.Error())
-			return
-		}
-		delivered, _, _ := unstructured.NestedInt64(u.Object, "status", "delivery", "delivered")
-		if delivered < wantDeliveredAtAck[id] {
-			ackErrors = append(ackErrors, id)
-		}
-	}
-
-	rec := NewRecorder("dispatcher-0")
-	k := keyOf(sub)
-	rec.Record(k, Outcome{Time: suiteStart.Add(time.Second), Success: true, StatusCode: 200})
-	rec.Record(k, Outcome{Time: suiteStart.Add(2 * time.Second), Success: true, StatusCode: 204})
+	var totals Totals
+	totals = Add(totals, Outcome{Time: suiteStart.Add(time.Second), Success: true, StatusCode: 200})
+	totals = Add(totals, Outcome{Time: suiteStart.Add(2 * time.Second), Success: true, StatusCode: 204})
 	for i := range 3 {
-		rec.Record(k, Outcome{Time: suiteStart.Add(time.Duration(3+i) * time.Second), StatusCode: 503, Class: "HTTPStatus", Message: "upstream unavailable"})
+		totals = Add(totals, Outcome{Time: suiteStart.Add(time.Duration(3+i) * time.Second), StatusCode: 503, Class: "HTTPStatus", Message: "upstream unavailable"})
 	}
-	first := h.push(rec.Flush())
-	wantDeliveredAtAck[first] = 2
+	h.setTotals(ns, "billing", totals)
 	h.start()
 	h.tick()
 
@@ -139,9 +120,6 @@ func TestWriterWritesDeliveryHealth(t *testing.T) {
 	if keys := ownedConditionKeys(t, owned); !reflect.DeepEqual(keys, dispatcherConditionKeys) {
 		t.Errorf("hookline-dispatcher owns conditions %v, want %v", keys, dispatcherConditionKeys)
 	}
-	if acked := q.ackedIDs(); !reflect.DeepEqual(acked, []string{first}) || len(ackErrors) > 0 {
-		t.Errorf("acked %v (before the write: %v), want %v after the write", acked, ackErrors, []string{first})
-	}
 	if h.writer.Writes() != 1 || statusPatches.get(ns, "billing") != 1 {
 		t.Errorf("writes = %d, patches = %d, want 1 and 1", h.writer.Writes(), statusPatches.get(ns, "billing"))
 	}
@@ -154,9 +132,7 @@ func TestWriterWritesDeliveryHealth(t *testing.T) {
 	}
 
 	// A success ends the run of failures; Accepted keeps its transition time.
-	rec.Record(k, Outcome{Time: suiteStart.Add(35 * time.Second), Success: true, StatusCode: 200})
-	second := h.push(rec.Flush())
-	wantDeliveredAtAck[second] = 3
+	h.setTotals(ns, "billing", Add(totals, Outcome{Time: suiteStart.Add(35 * time.Second), Success: true, StatusCode: 200}))
 	h.tick()
 	got = getSubscription(t, ns, "billing")
 	if d := got.Status.Delivery; d.Delivered != 3 || d.Failed != 3 || d.ConsecutiveFailures != 0 || d.LastFailure == nil || d.LastFailure.StatusCode != 503 {
@@ -168,9 +144,6 @@ func TestWriterWritesDeliveryHealth(t *testing.T) {
 	}
 	if c := condition(t, got, "Accepted"); !c.LastTransitionTime.Equal(&tick1) {
 		t.Errorf("Accepted lastTransitionTime = %s, want %s: its status did not change", c.LastTransitionTime, tick1)
-	}
-	if acked := q.ackedIDs(); !reflect.DeepEqual(acked, []string{first, second}) || len(ackErrors) > 0 {
-		t.Errorf("acked %v (before the write: %v), want %v", acked, ackErrors, []string{first, second})
 	}
 }
 
@@ -211,16 +184,14 @@ func conditionTypes(s *hooklinev1.WebhookSubscription) []string {
 
 func TestWriterSharesStatusWithController(t *testing.T) {
 	ns := newNamespace(t)
-	sub := createSubscription(t, ns, "billing")
+	createSubscription(t, ns, "billing")
 	applyAsController(t, ns, "billing", []metav1.Condition{{Type: "Ready", Status: "True", Reason: "Succeeded", Message: "Delivering"}})
 
 	clk := clocktesting.NewFakeClock(suiteStart)
-	q := newQueue()
-	h := newHarness(t, q, clk)
+	h := newHarness(t, clk)
 	h.setState(ns, "billing", State{Accepted: true})
-	rec := NewRecorder("dispatcher-0")
-	rec.Record(keyOf(sub), Outcome{Time: suiteStart, Success: true})
-	h.push(rec.Flush())
+	totals := Add(Totals{}, Outcome{Time: suiteStart, Success: true})
+	h.setTotals(ns, "billing", totals)
 	h.start()
 	h.tick()
 
@@ -243,8 +214,7 @@ func TestWriterSharesStatusWithController(t *testing.T) {
 	}
 
 	// The dispatcher writes again; the controller's stay, as they were.
-	rec.Record(keyOf(sub), Outcome{Time: suiteStart.Add(11 * time.Second), Success: true})
-	h.push(rec.Flush())
+	h.setTotals(ns, "billing", Add(totals, Outcome{Time: suiteStart.Add(11 * time.Second), Success: true}))
 	h.tick()
 	got = getSubscription(t, ns, "billing")
 	if types := conditionTypes(got); !reflect.DeepEqual(types, []string{"Accepted", "EndpointHealthy", "Ready", "Reconciling", "Suspended"}) {
@@ -276,20 +246,18 @@ func TestWriterSharesStatusWithController(t *testing.T) {
 func TestWriterBurstWritesOncePerInterval(t *testing.T) {
 	ns := newNamespace(t)
 	clk := clocktesting.NewFakeClock(suiteStart)
-	q := newQueue()
-	h := newHarness(t, q, clk)
+	h := newHarness(t, clk)
 	names := []string{"a", "b", "c"}
 	var keys []Key
 	for _, n := range names {
 		keys = append(keys, keyOf(createSubscription(t, ns, n)))
 		h.setState(ns, n, State{Accepted: true})
 	}
-	recs := []*Recorder{NewRecorder("dispatcher-0"), NewRecorder("dispatcher-1")}
 	h.start()
 
 	const outcomes, ticks = 1000, 5
 	want := map[string]int64{}
-	var ids []string
+	totals := map[string]Totals{}
 	now := suiteStart
 	for i := range outcomes {
 		k := keys[i%len(keys)]
@@ -297,15 +265,9 @@ func TestWriterBurstWritesOncePerInterval(t *testing.T) {
 		if success {
 			want[k.Name]++
 		}
-		recs[i%2].Record(k, Outcome{Time: now.Add(time.Duration(i) * time.Millisecond), Success: success, StatusCode: 200, Class: "HTTPStatus"})
-		// Replicas flush about every 25 outcomes; a tick every 200.
-		if i%25 == 24 {
-			for _, r := range recs {
-				if data := r.Flush(); data != nil {
-					ids = append(ids, h.push(data))
-				}
-			}
-		}
+		totals[k.Name] = Add(totals[k.Name], Outcome{Time: now.Add(time.Duration(i) * time.Millisecond), Success: success, StatusCode: 200, Class: "HTTPStatus"})
+		// The counts change with every outcome; a tick comes every 200.
+		h.setTotals(ns, k.Name, totals[k.Name])
 		if i%(outcomes/ticks) == outcomes/ticks-1 {
 			before := map[string]int{}
 			for _, n := range names {
@@ -335,9 +297,6 @@ func TestWriterBurstWritesOncePerInterval(t *testing.T) {
 			t.Errorf("subscription %s: status.delivery = %+v, want %d delivered of %d", n, got, want[n], len(recordedFor(n, outcomes, names)))
 		}
 	}
-	if acked := q.ackedIDs(); len(acked) != len(ids) {
-		t.Errorf("%d payloads acked, want all %d", len(acked), len(ids))
-	}
 }
 
 // recordedFor lists the outcome indexes the burst recorded for name.
@@ -351,15 +310,13 @@ func recordedFor(name string, outcomes int, names []string) []int {
 	return out
 }
 
-func TestWriterCountsEachPayloadOnce(t *testing.T) {
+// The totals Lookup reports are the dispatcher's, already counted once:
+// the writer reports them as they are, and a new leader does not add them
+// to what the status holds.
+func TestWriterReportsTotalsAsGiven(t *testing.T) {
 	ns := newNamespace(t)
-	sub := createSubscription(t, ns, "billing")
-	k := keyOf(sub)
+	createSubscription(t, ns, "billing")
 	clk := clocktesting.NewFakeClock(suiteStart)
-	q := newQueue()
-	h := newHarness(t, q, clk)
-	h.setState(ns, "billing", State{Accepted: true})
-	rec := NewRecorder("dispatcher-0")
 	delivered := func() int64 {
 		d := getSubscription(t, ns, "billing").Status.Delivery
 		if d == nil {
@@ -367,59 +324,30 @@ func TestWriterCountsEachPayloadOnce(t *testing.T) {
 		}
 		return d.Delivered
 	}
-	record := func(n int) []byte {
-		for range n {
-			rec.Record(k, Outcome{Time: clk.Now(), Success: true})
-		}
-		return rec.Flush()
-	}
-
-	p1 := record(5)
-	h.push(p1)
+	h := newHarness(t, clk)
+	h.setState(ns, "billing", State{Accepted: true})
+	h.setTotals(ns, "billing", Totals{Delivered: 5, LastAttempt: suiteStart, LastSuccess: suiteStart})
 	h.start()
 	h.tick()
 	if got := delivered(); got != 5 {
 		t.Fatalf("delivered = %d, want 5", got)
 	}
-
-	// The queue hands out an acknowledged payload again (the ack was lost):
-	// acknowledged again, not counted.
-	h.push(p1)
-	// A payload handed out twice before the tick: counted once.
-	p2 := record(3)
-	h.push(p2)
-	h.push(p2)
+	h.setTotals(ns, "billing", Totals{Delivered: 8, LastAttempt: suiteStart, LastSuccess: suiteStart})
 	h.tick()
 	if got := delivered(); got != 8 {
-		t.Errorf("delivered = %d, want 8: redelivered payloads were counted again", got)
+		t.Errorf("delivered = %d, want the 8 Lookup reports", got)
 	}
-	if acked := q.ackedIDs(); len(acked) != 4 {
-		t.Errorf("acked %d copies, want all 4", len(acked))
-	}
-
-	// The leader stops after taking a payload and before writing it.
-	p3 := record(4)
-	h.push(p3)
-	eventually(t, func() bool { return h.writer.received.Load() >= h.pushed }, "the writer to take the payload")
 	h.stop()
-	if got := delivered(); got != 8 {
-		t.Fatalf("delivered = %d after the stop, want still 8", got)
-	}
-	// Its ack wait runs out; the next leader gets it and starts from the
-	// status, which does not have it.
-	if n := q.redeliver(); n != 1 {
-		t.Fatalf("%d payloads outstanding after the stop, want 1", n)
-	}
-	next := newHarness(t, q, clk)
+
+	// A new leader: the dispatcher's totals (say, after a crash made it
+	// deliver some events again, counted once) replace the status's.
+	next := newHarness(t, clk)
 	next.setState(ns, "billing", State{Accepted: true})
-	next.pushed = 1
+	next.setTotals(ns, "billing", Totals{Delivered: 12, LastAttempt: suiteStart, LastSuccess: suiteStart})
 	next.start()
 	next.tick()
 	if got := delivered(); got != 12 {
 		t.Errorf("delivered = %d after the new leader's write, want 12", got)
-	}
-	if n := q.redeliver(); n != 0 {
-		t.Errorf("%d payloads still outstanding, want 0", n)
 	}
 }
 
@@ -427,7 +355,7 @@ func TestWriterIdleSubscription(t *testing.T) {
 	ns := newNamespace(t)
 	createSubscription(t, ns, "refused")
 	clk := clocktesting.NewFakeClock(suiteStart)
-	h := newHarness(t, newQueue(), clk)
+	h := newHarness(t, clk)
 	h.setState(ns, "refused", State{
 		AcceptedReason:  hooklinev1.ReasonNamespaceNotAllowed,
 		AcceptedMessage: "Dispatcher hookline-system/default does not admit namespace " + ns,
@@ -457,7 +385,7 @@ func TestWriterIdleSubscription(t *testing.T) {
 	h.stop()
 
 	// A new leader finds the status as it would write it: no write.
-	next := newHarness(t, newQueue(), clk)
+	next := newHarness(t, clk)
 	next.states = h.states
 	next.start()
 	next.tick()
@@ -482,7 +410,7 @@ func TestWriterIdleSubscription(t *testing.T) {
 
 func TestWriterContinuesFromStatus(t *testing.T) {
 	ns := newNamespace(t)
-	sub := createSubscription(t, ns, "billing")
+	createSubscription(t, ns, "billing")
 	// What an earlier leader wrote.
 	earlier := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "hookline.dev/v1alpha1", "kind": "WebhookSubscription",
@@ -498,16 +426,27 @@ func TestWriterContinuesFromStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk := clocktesting.NewFakeClock(suiteStart)
-	q := newQueue()
-	h := newHarness(t, q, clk)
+	h := newHarness(t, clk)
+	// No totals from the dispatcher yet: the status's counts are kept.
 	h.setState(ns, "billing", State{Accepted: true})
-	rec := NewRecorder("dispatcher-0")
-	rec.Record(keyOf(sub), Outcome{Time: suiteStart, StatusCode: 502, Class: "HTTPStatus", DeadLettered: true})
-	h.push(rec.Flush())
 	h.start()
 	h.tick()
-
 	got := getSubscription(t, ns, "billing")
+	kept := `{"lastAttemptTime":"2026-05-31T10:00:00Z","lastSuccessTime":"2026-05-31T09:00:00Z",` +
+		`"lastFailure":{"time":"2026-05-31T10:00:00Z","statusCode":500,"class":"HTTPStatus"},` +
+		`"consecutiveFailures":2,"delivered":100,"failed":4,"deadLettered":1}`
+	if data, _ := json.Marshal(got.Status.Delivery); string(data) != kept {
+		t.Errorf("status.delivery without totals =\n%s\nwant\n%s", data, kept)
+	}
+	if c := condition(t, got, "Accepted"); c.Status != "True" {
+		t.Errorf("Accepted = %+v, want True", c)
+	}
+
+	// The dispatcher's totals start from the same status and count on.
+	h.setTotals(ns, "billing", Add(TotalsFromStatus(got.Status.Delivery),
+		Outcome{Time: suiteStart, StatusCode: 502, Class: "HTTPStatus", DeadLettered: true}))
+	h.tick()
+	got = getSubscription(t, ns, "billing")
 	want := `{"lastAttemptTime":"2026-06-01T12:00:00Z","lastSuccessTime":"2026-05-31T09:00:00Z",` +
 		`"lastFailure":{"time":"2026-06-01T12:00:00Z","statusCode":502,"class":"HTTPStatus"},` +
 		`"failingSince":"2026-06-01T12:00:00Z","consecutiveFailures":3,"delivered":100,"failed":5,"deadLettered":2}`
@@ -524,16 +463,16 @@ func TestWriterForgetsGoneSubscriptions(t *testing.T) {
 	old := createSubscription(t, ns, "recreated")
 	stale := createSubscription(t, ns, "deleted")
 	clk := clocktesting.NewFakeClock(suiteStart)
-	q := newQueue()
-	h := newHarness(t, q, clk)
-	rec := NewRecorder("dispatcher-0")
-	// Counts for a subscription the dispatcher does not know any more.
-	rec.Record(Key{Namespace: ns, Name: "unknown", UID: "x"}, Outcome{Time: suiteStart, Success: true})
-	// Counts for a subscription deleted and created again with the same name.
-	rec.Record(keyOf(old), Outcome{Time: suiteStart, Success: true})
-	// Counts for one deleted while the cache still has it.
-	rec.Record(keyOf(stale), Outcome{Time: suiteStart, Success: true})
-	h.push(rec.Flush())
+	h := newHarness(t, clk)
+	// The writer knows both, and what the dispatcher counted for the
+	// first; the dispatcher reports no totals for its namesake.
+	h.setState(ns, "recreated", State{Accepted: true, Totals: &Totals{Delivered: 1, LastAttempt: suiteStart, LastSuccess: suiteStart}})
+	h.setState(ns, "deleted", State{Accepted: true})
+	h.start()
+	h.tick()
+	if d := getSubscription(t, ns, "recreated").Status.Delivery; d == nil || d.Delivered != 1 {
+		t.Fatalf("status.delivery = %+v, want 1 delivered", d)
+	}
 
 	ctx := context.Background()
 	if err := dyn.Resource(subscriptionsResource).Namespace(ns).Delete(ctx, "recreated", metav1.DeleteOptions{}); err != nil {
@@ -547,9 +486,9 @@ func TestWriterForgetsGoneSubscriptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.setState(ns, "recreated", State{Accepted: true})
-	h.setState(ns, "deleted", State{Accepted: true})
+	// A cache that has not seen the deletion yet, with a change to write.
+	h.setState(ns, "deleted", State{Accepted: true, Backlog: 3})
 	h.setStale(stale)
-	h.start()
 	h.tick()
 
 	got := getSubscription(t, ns, "recreated")
@@ -563,55 +502,46 @@ func TestWriterForgetsGoneSubscriptions(t *testing.T) {
 	if !apierrors.IsNotFound(err) {
 		t.Errorf("getting the deleted subscription after the tick: %v, want NotFound: the status write must not create it", err)
 	}
-	if acked := q.ackedIDs(); len(acked) != 1 {
-		t.Errorf("acked %v, want the payload acked: nothing in it can be written", acked)
-	}
 }
 
 func TestWriterRetriesFailedWrites(t *testing.T) {
 	ns := newNamespace(t)
-	sub := createSubscription(t, ns, "billing")
+	createSubscription(t, ns, "billing")
 	clk := clocktesting.NewFakeClock(suiteStart)
-	q := newQueue()
-	h := newHarness(t, q, clk)
+	h := newHarness(t, clk)
 	h.setState(ns, "billing", State{Accepted: true})
-	rec := NewRecorder("dispatcher-0")
-	rec.Record(keyOf(sub), Outcome{Time: suiteStart, Success: true})
-	h.push(rec.Flush())
+	totals := Add(Totals{}, Outcome{Time: suiteStart, Success: true})
+	h.setTotals(ns, "billing", totals)
 	statusPatches.failNext(ns, "billing", 2)
 	h.start()
 
 	for range 2 {
 		h.tick()
-		if acked := q.ackedIDs(); len(acked) != 0 {
-			t.Fatalf("acked %v after a failed write, want nothing acked", acked)
+		if d := getSubscription(t, ns, "billing").Status.Delivery; d != nil {
+			t.Fatalf("status.delivery = %+v after a failed write, want none", d)
 		}
 	}
-	rec.Record(keyOf(sub), Outcome{Time: suiteStart.Add(time.Second), Success: true})
-	h.push(rec.Flush())
+	h.setTotals(ns, "billing", Add(totals, Outcome{Time: suiteStart.Add(time.Second), Success: true}))
 	h.tick()
 	if d := getSubscription(t, ns, "billing").Status.Delivery; d == nil || d.Delivered != 2 {
-		t.Errorf("status.delivery = %+v, want both payloads' 2 deliveries", d)
-	}
-	if acked := q.ackedIDs(); len(acked) != 2 {
-		t.Errorf("acked %v, want both payloads after the write succeeded", acked)
+		t.Errorf("status.delivery = %+v, want the 2 deliveries", d)
 	}
 	if w := h.writer.Writes(); w != 1 {
 		t.Errorf("writes = %d, want 1 successful write", w)
+	}
+	if p := statusPatches.get(ns, "billing"); p != 1 {
+		t.Errorf("%d successful status patches, want 1", p)
 	}
 }
 
 func TestWriterReportsFilterErrors(t *testing.T) {
 	ns := newNamespace(t)
-	sub := createSubscription(t, ns, "billing")
+	createSubscription(t, ns, "billing")
 	clk := clocktesting.NewFakeClock(suiteStart)
-	q := newQueue()
-	h := newHarness(t, q, clk)
+	h := newHarness(t, clk)
 	h.setState(ns, "billing", State{Accepted: true, AcceptedMessage: "Served"})
-	rec := NewRecorder("dispatcher-0")
-	rec.FilterError(keyOf(sub), "no such key: total")
-	rec.FilterError(keyOf(sub), "no such key: total")
-	h.push(rec.Flush())
+	totals := AddFilterError(Totals{}, "no such key: total")
+	h.setTotals(ns, "billing", AddFilterError(totals, "no such key: total"))
 	h.start()
 	h.tick()
 	want := "Served; 2 events skipped because the filter failed at runtime, last: no such key: total"
@@ -619,12 +549,14 @@ func TestWriterReportsFilterErrors(t *testing.T) {
 		t.Errorf("Accepted = %+v, want True with message %q", c, want)
 	}
 
-	// A new spec (a new filter, perhaps) starts the count again.
+	// A new spec (a new filter, perhaps): the dispatcher starts the count
+	// again, and Accepted describes the new generation.
 	patch := []byte(`{"spec":{"filter":"event.data.total > 1"}}`)
 	if _, err := dyn.Resource(subscriptionsResource).Namespace(ns).Patch(context.Background(), "billing",
 		"application/merge-patch+json", patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	h.setTotals(ns, "billing", Totals{})
 	h.tick()
 	got := getSubscription(t, ns, "billing")
 	if c := condition(t, got, "Accepted"); c.Message != "Served" || c.ObservedGeneration != got.Generation {
@@ -639,10 +571,9 @@ func TestWriterReportsFilterErrors(t *testing.T) {
 // of sustained failure restarted.
 func TestWriterSuspendsAfterSustainedFailure(t *testing.T) {
 	ns := newNamespace(t)
-	sub := createSubscription(t, ns, "flaky")
+	createSubscription(t, ns, "flaky")
 	clk := clocktesting.NewFakeClock(suiteStart)
-	q := newQueue()
-	h := newHarness(t, q, clk)
+	h := newHarness(t, clk)
 	var notified []string
 	var notifiedMu sync.Mutex
 	h.writer.suspended = func(obj *hooklinev1.WebhookSubscription, msg string) {
@@ -652,11 +583,10 @@ func TestWriterSuspendsAfterSustainedFailure(t *testing.T) {
 	}
 	const suspendAfter = time.Minute
 	h.setState(ns, "flaky", State{Accepted: true, SuspendAfter: suspendAfter})
-	rec := NewRecorder("dispatcher-0")
-	k := keyOf(sub)
+	var totals Totals
 	fail := func() {
-		rec.Record(k, Outcome{Time: clk.Now(), StatusCode: 500, Class: "HTTPStatus", Message: "boom"})
-		h.push(rec.Flush())
+		totals = Add(totals, Outcome{Time: clk.Now(), StatusCode: 500, Class: "HTTPStatus", Message: "boom"})
+		h.setTotals(ns, "flaky", totals)
 	}
 	h.start()
 	firstFailure := clk.Now()
@@ -686,7 +616,10 @@ func TestWriterSuspendsAfterSustainedFailure(t *testing.T) {
 	if c := condition(t, got, "Suspended"); c.Status != "True" || c.Reason != "SustainedFailure" || c.Message != want {
 		t.Fatalf("Suspended after %s of failures = %+v, want True SustainedFailure %q", clk.Since(firstFailure), c, want)
 	}
-	// The replicas hold it; further ticks keep it suspended and notify no more.
+	// The replicas hold it, which stops the clock of sustained failure;
+	// further ticks keep it suspended and notify no more.
+	totals.FailingSince = time.Time{}
+	h.setTotals(ns, "flaky", totals)
 	h.tick()
 	h.tick()
 	got = getSubscription(t, ns, "flaky")
@@ -721,5 +654,72 @@ func TestWriterSuspendsAfterSustainedFailure(t *testing.T) {
 	}
 	if c := condition(t, got, "Suspended"); c.Status != "False" {
 		t.Errorf("Suspended right after resuming = %+v, want False: the clock restarted", c)
+	}
+}
+
+// TestWriterPrompt: a prompted subscription whose Accepted condition does
+// not describe the generation yet is written at once, without a tick; one
+// whose Accepted condition already does is not written again.
+func TestWriterPrompt(t *testing.T) {
+	ns := newNamespace(t)
+	sub := createSubscription(t, ns, "new")
+	createSubscription(t, ns, "other")
+	clk := clocktesting.NewFakeClock(suiteStart)
+	h := newHarness(t, clk)
+	h.setState(ns, "new", State{Accepted: true, AcceptedMessage: "Served"})
+	h.start()
+	// The clock never moves in this test: every write comes from a prompt.
+	eventually(t, clk.HasWaiters, "the writer to wait for its first tick")
+
+	accepted := func(name string) metav1.Condition {
+		return condition(t, getSubscription(t, ns, name), "Accepted")
+	}
+	h.writer.Prompt(ns, "new", sub.Generation)
+	eventually(t, func() bool { return h.writer.Writes() == 1 }, "the prompted status to be written")
+	if c := accepted("new"); c.Status != "True" || c.Message != "Served" || c.ObservedGeneration != sub.Generation {
+		t.Errorf("Accepted after a prompt = %+v, want True, %q at generation %d", c, "Served", sub.Generation)
+	}
+
+	// Already described: a prompt writes nothing, though a tick would (the
+	// backlog moved). The prompt for another subscription, queued after
+	// it, tells when it was handled.
+	h.setState(ns, "new", State{Accepted: true, AcceptedMessage: "Served", Backlog: 5})
+	h.setState(ns, "other", State{Accepted: true})
+	h.writer.Prompt(ns, "new", sub.Generation)
+	h.writer.Prompt(ns, "other", 1)
+	// Writes counts an apply once it returned, the patch counter once it
+	// was sent.
+	eventually(t, func() bool { return h.writer.Writes() == 2 }, "the second prompted status to be written")
+	if p := statusPatches.get(ns, "new"); p != 1 {
+		t.Errorf("%d status patches of a subscription whose Accepted condition describes the prompted generation, want still 1", p)
+	}
+	if p := statusPatches.get(ns, "other"); p != 1 {
+		t.Errorf("%d status patches of the other subscription, want 1", p)
+	}
+
+	// A new spec: written at once again.
+	patch := []byte(`{"spec":{"url":"https://billing.example.com/hooks/v2"}}`)
+	u, err := dyn.Resource(subscriptionsResource).Namespace(ns).Patch(context.Background(), "new", types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	generation := u.GetGeneration()
+	if generation == sub.Generation {
+		t.Fatalf("generation %d did not change with the spec", generation)
+	}
+	h.writer.Prompt(ns, "new", generation)
+	eventually(t, func() bool { return h.writer.Writes() == 3 }, "the status of the new generation to be written")
+	if p := statusPatches.get(ns, "new"); p != 2 {
+		t.Errorf("%d status patches, want 2", p)
+	}
+	got := getSubscription(t, ns, "new")
+	if c := condition(t, got, "Accepted"); c.ObservedGeneration != generation {
+		t.Errorf("Accepted after a prompt for generation %d = %+v", generation, c)
+	}
+	if d := got.Status.Delivery; d == nil || d.Backlog != 5 {
+		t.Errorf("status.delivery = %+v, want the backlog of the lookup, 5", d)
+	}
+	if !clk.Now().Equal(suiteStart) {
+		t.Fatalf("the clock moved to %s: the writes may have come from a tick", clk.Now())
 	}
 }

@@ -104,7 +104,7 @@ func TestWriterBeforeTick(t *testing.T) {
 		createSubscription(t, ns, n)
 	}
 	clk := clocktesting.NewFakeClock(suiteStart)
-	h := newHarness(t, newQueue(), clk)
+	h := newHarness(t, clk)
 	for _, n := range names {
 		h.setState(ns, n, State{Accepted: true})
 	}
