@@ -164,6 +164,11 @@ type lane struct {
 	// the last event the router offered meanwhile.
 	behind          bool
 	next, skippedTo uint64
+	// frozen, once set, is the first sequence the lane did not take
+	// after it was stopped or removed from the router: its checkpoints
+	// never claim more, so the instance that takes it over, or the next
+	// start, delivers the rest.
+	frozen uint64
 	// moving is set once events move to the backlog: later ones follow
 	// until the lane has read them all back.
 	moving        bool
@@ -235,6 +240,7 @@ func (l *lane) offer(ev queue.Stored) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.stopped {
+		l.freezeLocked(ev.Seq)
 		return
 	}
 	if l.behind {
@@ -574,6 +580,19 @@ func (l *lane) readBacklog(ctx context.Context, from uint64) {
 	}
 }
 
+// freeze records that the lane takes no event from pos on.
+func (l *lane) freeze(pos uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.freezeLocked(pos)
+}
+
+func (l *lane) freezeLocked(pos uint64) {
+	if pos != 0 && (l.frozen == 0 || pos < l.frozen) {
+		l.frozen = pos
+	}
+}
+
 // stop ends the lane: no more deliveries start; those in flight finish.
 func (l *lane) stop() {
 	l.mu.Lock()
@@ -593,6 +612,9 @@ func (l *lane) record(owner string, pos uint64) laneRecord {
 	l.dirty = false
 	if l.behind {
 		pos = l.next
+	}
+	if l.frozen != 0 {
+		pos = min(pos, l.frozen)
 	}
 	pos = max(pos, l.start)
 	rec := laneRecord{
@@ -619,6 +641,9 @@ func (l *lane) floor(pos uint64) uint64 {
 	defer l.mu.Unlock()
 	if l.behind {
 		pos = l.next
+	}
+	if l.frozen != 0 {
+		pos = min(pos, l.frozen)
 	}
 	return l.events.mark(max(pos, l.start)).Floor
 }
@@ -688,6 +713,10 @@ func (l *lane) catchUp(ctx context.Context, from uint64) {
 	err := l.env.queue.ReadFor(ctx, l.key.Namespace, l.token, from, func(ev queue.Stored) error {
 		l.mu.Lock()
 		defer l.mu.Unlock()
+		if l.stopped {
+			l.freezeLocked(ev.Seq)
+			return errCaughtUp
+		}
 		for !l.held && !l.moving && l.full() && !l.tooFarBehind(ev) && ctx.Err() == nil && !l.stopped {
 			l.mu.Unlock()
 			select {

@@ -48,10 +48,12 @@ func (r *router) add(l *lane) {
 	set[l] = struct{}{}
 }
 
-// remove stops routing events to l.
+// remove stops routing events to l, and freezes l at the position where
+// it stopped: every event before it was offered to l, none after.
 func (r *router) remove(l *lane) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	defer l.freeze(r.pos.Load())
 	if r.byToken[l.token] == l {
 		delete(r.byToken, l.token)
 	}
