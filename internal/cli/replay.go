@@ -179,11 +179,13 @@ type progress struct {
 // replayProgress compares the delivery status before and now: each of the
 // n replayed deliveries ends delivered or dead-lettered again.
 func replayProgress(before, now *hooklinev1.DeliveryStatus, n int64) progress {
+	// A count read before the replay may have been ahead of what the
+	// dispatcher had checkpointed yet: a difference is never negative.
 	p := progress{
 		backlog:      now.Backlog,
-		delivered:    now.Delivered - before.Delivered,
-		failed:       now.Failed - before.Failed,
-		deadLettered: now.DeadLettered - before.DeadLettered,
+		delivered:    max(now.Delivered-before.Delivered, 0),
+		failed:       max(now.Failed-before.Failed, 0),
+		deadLettered: max(now.DeadLettered-before.DeadLettered, 0),
 	}
 	p.done = now.Backlog == 0 && p.delivered+p.deadLettered >= n
 	return p

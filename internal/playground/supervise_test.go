@@ -53,7 +53,9 @@ func TestSupervisedRestartsWhatDies(t *testing.T) {
 			_ = s.Stop(time.Second)
 		}
 	})
-	waitForFile(t, starts)
+	// The shell has written its pid (the file exists as soon as it is
+	// opened for the write, before the pid is in it).
+	waitForLines(t, starts, 1)
 	first := s.PID()
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -70,16 +72,7 @@ func TestSupervisedRestartsWhatDies(t *testing.T) {
 		t.Errorf("supervisor said %q, want one line matching %s", out.String(), want)
 	}
 	// The same command line ran twice: the restarted process wrote too.
-	for {
-		data, err := os.ReadFile(starts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.Count(string(data), "\n") == 2 {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitForLines(t, starts, 2)
 
 	stopped = true
 	if err := s.Stop(10 * time.Second); err != nil {
@@ -104,5 +97,17 @@ func TestRestartBackoff(t *testing.T) {
 	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("delays %v, want %v", got, want)
+	}
+}
+
+// waitForLines waits until the file at path holds n lines.
+func waitForLines(t *testing.T, path string, n int) {
+	t.Helper()
+	for {
+		data, err := os.ReadFile(path)
+		if err == nil && strings.Count(string(data), "\n") >= n {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
