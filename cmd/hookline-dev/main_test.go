@@ -150,14 +150,16 @@ func (s *session) runPluginExamples(t *testing.T, pluginDir string) {
 		"kubectl hookline rotate demo-signing":                                                                          {0, regexp.MustCompile(`^rotated demo/demo-signing: \S+ → \S+ `)},
 	}
 	// The restarted dispatcher reports again what it serves: examples run
-	// once both subscriptions are back where the playground left them.
+	// once both subscriptions are back where the playground left them,
+	// with flaky's dead letters kept for the replay example.
 	c := kubeClient(t, s.kubeconfig)
 	for {
 		orders, flaky := &hooklinev1.WebhookSubscription{}, &hooklinev1.WebhookSubscription{}
 		if c.Get(context.Background(), client.ObjectKey{Namespace: "demo", Name: "orders"}, orders) == nil &&
 			c.Get(context.Background(), client.ObjectKey{Namespace: "demo", Name: "flaky"}, flaky) == nil &&
 			meta.IsStatusConditionTrue(orders.Status.Conditions, hooklinev1.ConditionReady) &&
-			meta.IsStatusConditionFalse(flaky.Status.Conditions, hooklinev1.ConditionEndpointHealthy) {
+			meta.IsStatusConditionFalse(flaky.Status.Conditions, hooklinev1.ConditionEndpointHealthy) &&
+			flaky.Status.Delivery != nil && flaky.Status.Delivery.Replayable > 0 {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)

@@ -226,7 +226,9 @@ func New(opts Options) (*Dispatcher, error) {
 	d.clients = delivery.NewClients(d.baseClientOptions())
 	d.instances.Store(1)
 	d.liveSet.Store(&map[string]bool{opts.Instance: true})
-	d.subs = newSubscriptions(d)
+	if d.subs, err = newSubscriptions(d); err != nil {
+		return nil, err
+	}
 	d.deadLetters = newDeadLetterEvents(kube.EventsV1(), opts.Clock, opts.Instance, d.log)
 	d.deliverer = &deliverer{clock: opts.Clock, log: d.log, sender: d.sender, bodies: newSharedBodies(), metrics: d.metrics,
 		queue: opts.Queue, events: func() events.EventRecorder { return d.events }, deadLetters: d.deadLetters}

@@ -239,6 +239,21 @@ func TestReportStateFromCheckpoints(t *testing.T) {
 	if st := report1(); st.DeadLettered != 3 {
 		t.Errorf("dead letters at the next tick = %d, want 3", st.DeadLettered)
 	}
+
+	// The lane counts a dead letter in its checkpoint after storing it: a
+	// checkpoint that arrives during a tick is reported at the next one,
+	// with the counts read after it, so the totals never say more were
+	// dead-lettered than are kept.
+	deadLetter(4)
+	s.d.view.apply(encodeRecordAt(t, token, laneRecord{UID: string(sub.UID), Namespace: "team", Name: "orders", Owner: "default-0",
+		Generation: 1, Totals: report.Totals{DeadLettered: 4}}, 5))
+	if st := report1(); st.Totals.DeadLettered != 0 || st.DeadLettered != 3 {
+		t.Errorf("a checkpoint during the tick: totals say %d dead-lettered, %d kept; want the tick's 0 and 3", st.Totals.DeadLettered, st.DeadLettered)
+	}
+	s.readCounts(ctx)
+	if st := report1(); st.Totals.DeadLettered != 4 || st.DeadLettered != 4 {
+		t.Errorf("at the next tick: totals say %d dead-lettered, %d kept; want 4 and 4", st.Totals.DeadLettered, st.DeadLettered)
+	}
 }
 
 // encodeRecordAt is rec as the progress stream hands it over, stored at seq.

@@ -49,6 +49,7 @@ type subscriptions struct {
 
 	subInf, wsInf, dispInf cache.SharedIndexInformer
 	nsInf                  cache.SharedIndexInformer
+	start                  func(stop <-chan struct{}) // starts the informers
 
 	mu     sync.Mutex
 	served map[string]*served // by "namespace/name"
@@ -60,9 +61,20 @@ type subscriptions struct {
 	// lists.
 	syncing atomic.Int32
 
-	// tickCounts are the dead letters the status writer's current tick
-	// reports, read once at its start (see readCounts).
-	tickCounts atomic.Pointer[queue.DeadLetterCounts]
+	// tick is what the status writer's current tick reports of the dead
+	// letters, read once at its start (see readCounts).
+	tick atomic.Pointer[tickSnapshot]
+}
+
+// tickSnapshot is read at the start of a status tick: the lanes'
+// checkpoints, then the dead letters kept. A lane stores a dead letter
+// before its checkpoint counts it, so every dead letter the snapshot's
+// totals count is in the counts read after them (unless it has expired
+// since): a status never says more were dead-lettered than are kept for
+// replay because the two were read at different moments.
+type tickSnapshot struct {
+	lanes  map[string]laneRecord
+	counts *queue.DeadLetterCounts
 }
 
 // served is one subscription this instance knows: every instance computes
@@ -137,7 +149,7 @@ func (a *atomicState) Store(s *deliveryState) {
 	a.mu.Unlock()
 }
 
-func newSubscriptions(d *Dispatcher) *subscriptions {
+func newSubscriptions(d *Dispatcher) (*subscriptions, error) {
 	s := &subscriptions{
 		d:       d,
 		self:    d.opts.Namespace + "/" + d.opts.Name,
@@ -146,16 +158,12 @@ func newSubscriptions(d *Dispatcher) *subscriptions {
 		orphans: map[string]bool{},
 	}
 	s.refs = newRefWatcher(d.kube, s.refChanged)
-	return s
-}
-
-func (s *subscriptions) run(ctx context.Context) error {
-	defer s.queue.ShutDown()
-	defer s.refs.stopAll()
+	// The informers exist from the start, so that what runs beside the
+	// work loop (the status writer) can read them before they are started.
 	all := dynamicinformer.NewDynamicSharedInformerFactory(s.d.dyn, 10*time.Minute)
 	s.subInf = all.ForResource(subscriptionsGVR).Informer()
 	if err := s.subInf.AddIndexers(cache.Indexers{uidIndex: indexByUID}); err != nil {
-		return fmt.Errorf("indexing subscriptions by uid: %w", err)
+		return nil, fmt.Errorf("indexing subscriptions by uid: %w", err)
 	}
 	s.wsInf = all.ForResource(secretsGVR).Informer()
 	own := dynamicinformer.NewFilteredDynamicSharedInformerFactory(s.d.dyn, 10*time.Minute, s.d.opts.Namespace,
@@ -165,6 +173,11 @@ func (s *subscriptions) run(ctx context.Context) error {
 	s.dispInf = own.ForResource(dispatchersGVR).Informer()
 	nsFactory := informers.NewSharedInformerFactory(s.d.kube, 10*time.Minute)
 	s.nsInf = nsFactory.Core().V1().Namespaces().Informer()
+	s.start = func(stop <-chan struct{}) {
+		all.Start(stop)
+		own.Start(stop)
+		nsFactory.Start(stop)
+	}
 
 	_, _ = s.subInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    s.enqueueObj,
@@ -185,9 +198,13 @@ func (s *subscriptions) run(ctx context.Context) error {
 			}
 		},
 	})
-	all.Start(ctx.Done())
-	own.Start(ctx.Done())
-	nsFactory.Start(ctx.Done())
+	return s, nil
+}
+
+func (s *subscriptions) run(ctx context.Context) error {
+	defer s.queue.ShutDown()
+	defer s.refs.stopAll()
+	s.start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), s.subInf.HasSynced, s.wsInf.HasSynced, s.dispInf.HasSynced, s.nsInf.HasSynced) {
 		return ctx.Err()
 	}
@@ -793,12 +810,19 @@ func (s *subscriptions) reportState(ns, name string) (report.State, bool) {
 	if !ok || rec.Owner == "" || (st.accepted && rec.Generation != obj.Generation) {
 		return report.State{}, false
 	}
-	counts := s.tickCounts.Load()
+	var dead uint64
+	totals := rec.Totals
+	if tick := s.tick.Load(); tick != nil {
+		dead = tick.counts.Kept(ns, name)
+		if snap, ok := tick.lanes[sv.token]; ok {
+			// The totals as they were when the counts were read; a
+			// lane new since then has none to be behind.
+			totals = snap.Totals
+		}
+	}
 	backlog := rec.Pending + rec.Moved
-	dead := counts.Kept(ns, name)
 	s.d.metrics.backlog.WithLabelValues(ns, name).Set(float64(backlog))
 	s.d.metrics.deadLettered.WithLabelValues(ns, name).Set(float64(dead))
-	totals := rec.Totals
 	return report.State{
 		Object:           obj,
 		Accepted:         st.accepted,
@@ -841,12 +865,13 @@ func (s *subscriptions) latest(sv *served, key string) (*hooklinev1.WebhookSubsc
 }
 
 // readCounts reads every subscription's dead letters from the queue for
-// the status writer's tick about to start: one request serves all of the
-// tick's lookups. When the queue does not answer, the tick reports the
-// last counts read.
+// the status writer's tick about to start, after the lanes' checkpoints
+// (see tickSnapshot): one request serves all of the tick's lookups. When
+// the queue does not answer, the tick reports the last snapshot.
 func (s *subscriptions) readCounts(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	lanes := s.d.view.snapshot()
 	c, err := s.d.queue.DeadLetterCounts(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -854,7 +879,7 @@ func (s *subscriptions) readCounts(ctx context.Context) {
 		}
 		return
 	}
-	s.tickCounts.Store(c)
+	s.tick.Store(&tickSnapshot{lanes: lanes, counts: c})
 }
 
 // servedState returns a served subscription and its delivery state, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 
@@ -83,6 +84,13 @@ func (v *progressView) laneAt(token string) (laneRecord, uint64, bool) {
 	defer v.mu.RUnlock()
 	r, ok := v.lanes[token]
 	return r, v.seqs[token], ok
+}
+
+// snapshot copies the latest checkpoint of every lane.
+func (v *progressView) snapshot() map[string]laneRecord {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return maps.Clone(v.lanes)
 }
 
 // claimed records a checkpoint this instance stored by a claim.
