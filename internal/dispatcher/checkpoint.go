@@ -82,6 +82,19 @@ func (c *checkpointer) release(l *lane) {
 	c.releasing[l.token] = l
 }
 
+// forget stops checkpointing a lane whose checkpoint another instance
+// claimed.
+func (c *checkpointer) forget(l *lane) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lanes[l.token] == l {
+		delete(c.lanes, l.token)
+	}
+	if c.releasing[l.token] == l {
+		delete(c.releasing, l.token)
+	}
+}
+
 // drop deletes the checkpoint and backlog of a lane whose subscription is
 // gone.
 func (c *checkpointer) drop(l *lane) {
@@ -130,6 +143,11 @@ func (c *checkpointer) save(ctx context.Context) bool {
 	}
 	releasing := make([]*lane, 0, len(c.releasing))
 	for tok, l := range c.releasing {
+		if l.busy() {
+			// Its last deliveries and moves finish first, so that the
+			// instance taking over does not make them again.
+			continue
+		}
 		cps = append(cps, encodeRecord(tok, l.record("", pos)))
 		releasing = append(releasing, l)
 	}

@@ -594,9 +594,10 @@ func (d *Dispatcher) checkpointed(token string, rec laneRecord) {
 	key := rec.Namespace + "/" + rec.Name
 	if l := d.subs.lane(key, token); l != nil {
 		if rec.Owner != d.opts.Instance {
-			// Another instance wrote over this one's checkpoint (both
-			// took the subscription at a start): say again who serves it.
-			l.touch()
+			// Another instance claimed it since this one did (they
+			// disagreed for a moment on who is live): this one stops
+			// at once, so that two never deliver side by side.
+			d.subs.yield(key, l)
 		}
 	} else if rec.Owner == "" {
 		// Let go by its owner: the instance that owns it now takes it.

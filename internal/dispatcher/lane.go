@@ -648,6 +648,13 @@ func (l *lane) floor(pos uint64) uint64 {
 	return l.events.mark(max(pos, l.start)).Floor
 }
 
+// busy says whether deliveries or moves of the lane are under way.
+func (l *lane) busy() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.inflight > 0 || l.movesInFlight > 0
+}
+
 // isDirty says whether the lane changed since its last checkpoint.
 func (l *lane) isDirty() bool {
 	l.mu.Lock()
@@ -794,13 +801,6 @@ func (l *lane) relieve() {
 	if l.behind || retrying {
 		l.moveAll()
 	}
-}
-
-// touch makes the next checkpoint include the lane.
-func (l *lane) touch() {
-	l.mu.Lock()
-	l.dirty = true
-	l.mu.Unlock()
 }
 
 // gone is the generation at which the endpoint answered 410 Gone.

@@ -1,8 +1,13 @@
 package dispatcher
 
 import (
+	"encoding/json"
+	"log/slog"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/hookline/hookline/internal/queue"
 )
 
 func TestProgressMark(t *testing.T) {
@@ -113,5 +118,50 @@ func TestPurgeFloor(t *testing.T) {
 	}
 	if got, ok := v.purgeFloor(map[string]bool{"a": true}, func(string) bool { return false }); !ok || got != 100 {
 		t.Errorf("purgeFloor of one instance = %d, %v; want its reader's 100", got, ok)
+	}
+}
+
+func TestHeardRecently(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	const lease = 15 * time.Second
+	for _, tc := range []struct {
+		name    string
+		heard   time.Time
+		active  bool
+		recheck time.Duration
+	}{
+		{name: "never heard of", heard: time.Time{}},
+		{name: "just now", heard: now, active: true, recheck: lease},
+		{name: "a while ago", heard: now.Add(-10 * time.Second), active: true, recheck: 5 * time.Second},
+		{name: "exactly a lease ago", heard: now.Add(-lease)},
+		{name: "long ago", heard: now.Add(-time.Hour)},
+		{name: "the queue's clock ahead of this one's", heard: now.Add(2 * time.Second), active: true, recheck: lease + 2*time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			active, recheck := heardRecently(tc.heard, now, lease)
+			if active != tc.active || recheck != tc.recheck {
+				t.Errorf("heardRecently = %v, %v; want %v, %v", active, recheck, tc.active, tc.recheck)
+			}
+		})
+	}
+}
+
+// TestViewHearsInstances: an instance is heard of by its reader's
+// checkpoints and by those of the lanes it claims, never by a lane it let
+// go; the latest time counts.
+func TestViewHearsInstances(t *testing.T) {
+	v := newProgressView(slog.New(slog.DiscardHandler))
+	at := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	reader, _ := json.Marshal(readerRecord{Instance: "a", Floor: 3})
+	v.apply(queue.Checkpoint{Key: readerKey("a"), Data: reader, Seq: 1, Stored: at})
+	claim, _ := json.Marshal(laneRecord{UID: "u", Namespace: "ns", Name: "n", Owner: "b"})
+	v.apply(queue.Checkpoint{Key: "sub-u", Data: claim, Seq: 2, Stored: at.Add(time.Second)})
+	released, _ := json.Marshal(laneRecord{UID: "u", Namespace: "ns", Name: "n"})
+	v.apply(queue.Checkpoint{Key: "sub-u", Data: released, Seq: 3, Stored: at.Add(2 * time.Second)})
+	v.apply(queue.Checkpoint{Key: readerKey("a"), Data: reader, Seq: 4, Stored: at.Add(-time.Minute)})
+	for inst, want := range map[string]time.Time{"a": at, "b": at.Add(time.Second), "": {}, "c": {}} {
+		if got := v.lastHeard(inst); !got.Equal(want) {
+			t.Errorf("lastHeard(%q) = %v, want %v", inst, got, want)
+		}
 	}
 }

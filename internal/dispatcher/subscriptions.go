@@ -384,11 +384,20 @@ func (s *subscriptions) sync(ctx context.Context, key string) error {
 		return nil
 	case l != nil:
 		l.configure(st)
-	case hasRec && rec.Owner != "" && rec.Owner != s.d.opts.Instance && s.ownerActive(rec.Owner):
-		// Still served by the instance that owned it; it lets go once it
-		// sees this one, and its last checkpoint wakes this subscription.
-		return nil
 	default:
+		if hasRec && rec.Owner != "" && rec.Owner != s.d.opts.Instance {
+			if active, recheck := s.ownerActive(rec.Owner); active {
+				// Still served by the instance that claimed it: it lets
+				// go once it sees this one, and its last checkpoint wakes
+				// this subscription. An instance this one only knows
+				// from its checkpoints is looked at again once they
+				// would be stale.
+				if recheck > 0 {
+					s.queue.AddAfter(key, recheck)
+				}
+				return nil
+			}
+		}
 		if err := s.register(ctx, sv, st, rec, recSeq, hasRec); err != nil {
 			return err
 		}
@@ -507,12 +516,51 @@ func (s *subscriptions) owns(uid string) bool {
 	return ownerOf(uid, s.d.live()) == s.d.opts.Instance
 }
 
-// ownerActive says whether an instance named in a checkpoint still serves.
-func (s *subscriptions) ownerActive(instance string) bool {
+// ownerActive says whether an instance named in a checkpoint still serves:
+// its Lease is fresh, or, for an instance whose Lease this one has not
+// seen yet (both just started), it stored a checkpoint within a Lease's
+// duration; recheck is then when that stops being true.
+func (s *subscriptions) ownerActive(instance string) (active bool, recheck time.Duration) {
 	if s.d.queue.Embedded() {
-		return instance == s.d.opts.Instance
+		return instance == s.d.opts.Instance, 0
 	}
-	return s.d.live()[instance]
+	if s.d.live()[instance] {
+		return true, 0
+	}
+	return heardRecently(s.d.view.lastHeard(instance), s.d.opts.Clock.Now(), s.d.opts.LeaseDuration)
+}
+
+// heardRecently says whether an instance last heard of at heard is still
+// taken as serving at now, and for how much longer.
+func heardRecently(heard, now time.Time, lease time.Duration) (bool, time.Duration) {
+	if heard.IsZero() {
+		return false, 0
+	}
+	left := heard.Add(lease).Sub(now)
+	if left <= 0 {
+		return false, 0
+	}
+	return true, left
+}
+
+// yield stops the lane of a subscription another instance claimed since
+// this one did, without a last checkpoint: the subscription's checkpoint
+// is the other instance's now. The subscription is synced again, to take
+// it back if the other instance does not keep it.
+func (s *subscriptions) yield(key string, l *lane) {
+	s.mu.Lock()
+	sv := s.served[key]
+	if sv == nil || sv.lane != l {
+		s.mu.Unlock()
+		return
+	}
+	sv.lane = nil
+	s.mu.Unlock()
+	s.d.router.remove(l)
+	l.stop()
+	s.d.checkpoints.forget(l)
+	s.d.log.Info("Another instance claimed a subscription this one served; leaving it", "subscription", key)
+	s.queue.Add(key)
 }
 
 // lane returns the lane of the subscription key with token, nil when this

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hookline/hookline/internal/queue"
 )
@@ -22,14 +23,17 @@ type progressView struct {
 	lanes   map[string]laneRecord   // by subscription token
 	seqs    map[string]uint64       // where each was stored
 	readers map[string]readerRecord // by instance
-	loaded  chan struct{}
+	// heard is when each instance last stored a checkpoint: its reader's,
+	// or one of a lane it claims.
+	heard  map[string]time.Time
+	loaded chan struct{}
 
 	// changed is told of every lane checkpoint that arrives.
 	changed func(token string, rec laneRecord)
 }
 
 func newProgressView(log *slog.Logger) *progressView {
-	return &progressView{log: log, lanes: map[string]laneRecord{}, seqs: map[string]uint64{}, readers: map[string]readerRecord{}, loaded: make(chan struct{})}
+	return &progressView{log: log, lanes: map[string]laneRecord{}, seqs: map[string]uint64{}, readers: map[string]readerRecord{}, heard: map[string]time.Time{}, loaded: make(chan struct{})}
 }
 
 // run keeps the view up to date until ctx ends.
@@ -47,6 +51,7 @@ func (v *progressView) apply(cp queue.Checkpoint) {
 		}
 		v.mu.Lock()
 		v.readers[r.Instance] = r
+		v.hear(r.Instance, cp.Stored)
 		v.mu.Unlock()
 		return
 	}
@@ -66,10 +71,27 @@ func (v *progressView) apply(cp queue.Checkpoint) {
 	}
 	v.lanes[cp.Key] = rec
 	v.seqs[cp.Key] = cp.Seq
+	v.hear(rec.Owner, cp.Stored)
 	v.mu.Unlock()
 	if v.changed != nil {
 		v.changed(cp.Key, rec)
 	}
+}
+
+// hear records that instance stored a checkpoint at t. Called with v.mu
+// held.
+func (v *progressView) hear(instance string, t time.Time) {
+	if instance != "" && t.After(v.heard[instance]) {
+		v.heard[instance] = t
+	}
+}
+
+// lastHeard is when instance last stored a checkpoint, by the queue's
+// clock; zero if never seen.
+func (v *progressView) lastHeard(instance string) time.Time {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.heard[instance]
 }
 
 // lane returns the latest checkpoint of a lane.

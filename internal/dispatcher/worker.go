@@ -89,7 +89,9 @@ func (d *deliverer) attempt(ctx context.Context, key report.Key, st *deliverySta
 	d.metrics.attemptLatency.WithLabelValues(ns, name).Observe(res.Latency.Seconds())
 	outcome := report.Outcome{Time: now, Success: res.Success, StatusCode: res.StatusCode, Class: string(res.Class),
 		Message: res.Message, Latency: res.Latency}
-	log := d.log.With("subscription", ns+"/"+name, "event", ev.ID, "attempt", n)
+	// A logger with the attempt's attributes costs allocations every
+	// delivery would pay; only the outcomes that log build one.
+	log := func() *slog.Logger { return d.log.With("subscription", ns+"/"+name, "event", ev.ID, "attempt", n) }
 
 	switch dec.Action {
 	case delivery.Ack:
@@ -98,7 +100,7 @@ func (d *deliverer) attempt(ctx context.Context, key report.Key, st *deliverySta
 		return attempt{verdict: finished, outcome: &outcome}
 	case delivery.Retry:
 		d.metrics.deliveries.WithLabelValues(ns, name, outcomeRetried).Inc()
-		log.Info("Delivery failed, will retry", "class", res.Class, "status", res.StatusCode, "in", dec.Delay.Round(time.Millisecond), "reason", dec.Reason)
+		log().Info("Delivery failed, will retry", "class", res.Class, "status", res.StatusCode, "in", dec.Delay.Round(time.Millisecond), "reason", dec.Reason)
 		return attempt{verdict: retry, delay: dec.Delay, outcome: &outcome}
 	case delivery.DeadLetter:
 		err := d.queue.DeadLetter(ctx, ns, name, key.UID, it.src == fromBacklog, it.ev, queue.Failure{Class: string(res.Class),
@@ -106,17 +108,17 @@ func (d *deliverer) attempt(ctx context.Context, key report.Key, st *deliverySta
 		if err != nil {
 			// Not given up on until the letter is durable: the event
 			// stays, and is tried again.
-			log.Warn("Storing a dead letter failed; the event is tried again", "err", err)
+			log().Warn("Storing a dead letter failed; the event is tried again", "err", err)
 			return attempt{verdict: retry, delay: time.Second}
 		}
 		outcome.DeadLettered = true
 		d.metrics.deliveries.WithLabelValues(ns, name, outcomeDeadLettered).Inc()
-		log.Warn("Delivery dead-lettered", "class", res.Class, "status", res.StatusCode, "reason", dec.Reason)
+		log().Warn("Delivery dead-lettered", "class", res.Class, "status", res.StatusCode, "reason", dec.Reason)
 		d.deadLetterEvent(key, st, ev.ID, n, res, dec)
 		return attempt{verdict: finished, outcome: &outcome}
 	default: // delivery.Suspend
 		d.metrics.deliveries.WithLabelValues(ns, name, outcomeSuspended).Inc()
-		log.Warn("Endpoint answered 410 Gone: subscription suspended")
+		log().Warn("Endpoint answered 410 Gone: subscription suspended")
 		if rec := d.events(); rec != nil {
 			rec.Eventf(st.obj, nil, "Warning", hooklinev1.ReasonEndpointGone, "Suspend",
 				"The endpoint answered 410 Gone; deliveries are held until the spec changes or spec.suspend is set and cleared")

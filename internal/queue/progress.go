@@ -16,8 +16,10 @@ import (
 type Checkpoint struct {
 	Key  string
 	Data []byte
-	// Seq is where the progress stream stored it (set when read).
-	Seq uint64
+	// Seq is where the progress stream stored it, and Stored when, by the
+	// server's clock (both set when read).
+	Seq    uint64
+	Stored time.Time
 }
 
 // ErrClaimed reports that a checkpoint was stored under the key since the
@@ -137,7 +139,7 @@ func (q *Queue) watchOnce(ctx context.Context, prefix string, handle func(Checkp
 		if err != nil {
 			return fmt.Errorf("reading checkpoint metadata: %w", err)
 		}
-		handle(Checkpoint{Key: key, Data: jm.Data(), Seq: md.Sequence.Stream})
+		handle(Checkpoint{Key: key, Data: jm.Data(), Seq: md.Sequence.Stream, Stored: md.Timestamp})
 		if *loaded != nil && md.NumPending == 0 {
 			(*loaded)()
 			*loaded = nil
