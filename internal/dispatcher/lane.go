@@ -174,6 +174,9 @@ type lane struct {
 	moving        bool
 	movesInFlight int
 	moved         int64
+	// lastMoved is the highest backlog sequence a move of this lane
+	// stored (or found already stored).
+	lastMoved uint64
 	// backlogNext is the next backlog sequence to read.
 	backlogNext uint64
 	reading     context.CancelFunc
@@ -387,7 +390,9 @@ func (l *lane) finish(it *item) {
 		l.events.finish(it.ev.Seq)
 	} else {
 		l.backlog.finish(it.ev.Seq)
-		l.moved--
+		// A move stored twice (once more after a crash, past the
+		// deduplication window) is read back twice but counted once.
+		l.moved = max(l.moved-1, 0)
 	}
 	l.dirty = true
 	l.signalRoom()
@@ -485,9 +490,11 @@ func (l *lane) move(items []*item) {
 }
 
 // movedOut is told by the mover that items are durable in the backlog
-// stream (err nil; dup counts those already stored by an earlier try), or
-// that moving them failed, in which case they are moved again later.
-func (l *lane) movedOut(items []*item, dup int, err error) {
+// stream, the last at sequence last (err nil), or that moving them failed,
+// in which case they are moved again later. An item stored already, by a
+// try that failed before it heard back or by the instance that ran the
+// lane before a crash, counts as moved too: neither counted it.
+func (l *lane) movedOut(items []*item, last uint64, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.movesInFlight -= len(items)
@@ -501,7 +508,8 @@ func (l *lane) movedOut(items []*item, dup int, err error) {
 	for _, it := range items {
 		l.finish(it)
 	}
-	l.moved += int64(len(items) - dup)
+	l.moved += int64(len(items))
+	l.lastMoved = max(l.lastMoved, last)
 	l.dirty = true
 	l.maybeRead()
 }
@@ -562,10 +570,12 @@ func (l *lane) readBacklog(ctx context.Context, from uint64) {
 			l.dirty = true
 			l.kick()
 		}
-		if l.movesInFlight == 0 && l.moved == int64(l.backlog.count()) {
-			// Every moved event still to deliver is in memory now, and
-			// none is on its way to the backlog stream.
+		if l.movesInFlight == 0 && ev.Pending == 0 && l.lastMoved < l.backlogNext {
+			// Every moved event is in memory now or finished: the stream
+			// held nothing after this one when it was read, no move is
+			// on its way there, and every move stored since is behind.
 			l.moving = false
+			l.moved = int64(l.backlog.count())
 			return errCaughtUp
 		}
 		return nil

@@ -125,22 +125,20 @@ func (m *mover) store(ctx context.Context, reqs []moveRequest) {
 			moves = append(moves, queue.Move{Token: r.l.token, ID: moveID(r.l.token, it), Event: ev})
 		}
 	}
-	dups, err := m.q.Park(ctx, moves)
+	parked, err := m.q.Park(ctx, moves)
 	if err != nil && ctx.Err() == nil {
 		m.log.Warn("Moving events to the backlog stream failed, trying again", "events", len(moves), "err", err)
 	}
 	i := 0
 	for _, r := range reqs {
-		dup := 0
+		var last uint64
 		if err == nil {
 			for range r.items {
-				if dups[i] {
-					dup++
-				}
+				last = max(last, parked[i].Seq)
 				i++
 			}
 		}
-		r.l.movedOut(r.items, dup, err)
+		r.l.movedOut(r.items, last, err)
 	}
 }
 

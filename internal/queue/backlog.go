@@ -25,10 +25,11 @@ type Move struct {
 
 // Park stores moves in the backlog stream as atomic batches (one sync per
 // MaxBatch moves), in order. It returns once they are durable, reporting
-// for each whether it was a duplicate of a move already stored;
-// errors.Is(err, ErrFull) tells a full backlog stream. Nothing of a
-// failed batch is stored, but batches before it are.
-func (q *Queue) Park(ctx context.Context, moves []Move) ([]bool, error) {
+// for each where it is stored and whether it was a duplicate of a move
+// already stored (Err is nil in each); errors.Is(err, ErrFull) tells a
+// full backlog stream. Nothing of a failed batch is stored, but batches
+// before it are.
+func (q *Queue) Park(ctx context.Context, moves []Move) ([]PublishResult, error) {
 	msgs := make([]*nats.Msg, len(moves))
 	for i, mv := range moves {
 		if err := validateSubscriptionToken(mv.Token); err != nil {
@@ -49,17 +50,17 @@ func (q *Queue) Park(ctx context.Context, moves []Move) ([]bool, error) {
 		}
 		msgs[i] = m
 	}
-	dup := make([]bool, 0, len(msgs))
+	parked := make([]PublishResult, 0, len(msgs))
 	for start := 0; start < len(msgs); start += q.cfg.MaxBatch {
 		end := min(start+q.cfg.MaxBatch, len(msgs))
 		for _, r := range q.storeBatch(ctx, msgs[start:end]) {
 			if r.Err != nil {
 				return nil, fmt.Errorf("moving %d events to the backlog stream: %w", end-start, r.Err)
 			}
-			dup = append(dup, r.Duplicate)
+			parked = append(parked, r)
 		}
 	}
-	return dup, nil
+	return parked, nil
 }
 
 // ReadBacklog reads a subscription's moved events in order from sequence

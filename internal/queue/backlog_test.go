@@ -64,11 +64,11 @@ func TestParkAndReadBacklog(t *testing.T) {
 		move(b, "2", 2, t0.Add(time.Second)),
 	}
 	before := q.PublishRoundTrips()
-	dups, err := q.Park(ctxT(t), in)
+	parked, err := q.Park(ctxT(t), in)
 	if err != nil {
 		t.Fatalf("Park: %v", err)
 	}
-	if !slices.Equal(dups, make([]bool, len(in))) {
+	if dups := duplicates(parked); !slices.Equal(dups, make([]bool, len(in))) {
 		t.Errorf("Park duplicates = %v, want none", dups)
 	}
 	if trips := q.PublishRoundTrips() - before; trips != 3 {
@@ -95,6 +95,16 @@ func TestParkAndReadBacklog(t *testing.T) {
 	check(a, gotA, []Move{in[0], in[2], in[3]})
 	gotB := readBacklogN(t, q, b, 1, 2)
 	check(b, gotB, []Move{in[1], in[4]})
+	// Park says where each move is stored, and a reader how many of its
+	// part are left after each.
+	if want := []uint64{parked[0].Seq, parked[2].Seq, parked[3].Seq, parked[1].Seq, parked[4].Seq}; !slices.Equal(append(seqs(gotA), seqs(gotB)...), want) {
+		t.Errorf("read at sequences %v and %v, Park said %v", seqs(gotA), seqs(gotB), want)
+	}
+	for i, s := range gotA {
+		if want := uint64(len(gotA) - 1 - i); s.Pending != want {
+			t.Errorf("%s: moved event %d read with %d pending, want %d", a, i, s.Pending, want)
+		}
+	}
 	// From the middle of a's part.
 	if got := readBacklogN(t, q, a, gotA[1].Seq, 2); !slices.Equal(seqs(got), seqs(gotA[1:])) {
 		t.Errorf("ReadBacklog of %s from %d = sequences %v, want %v", a, gotA[1].Seq, seqs(got), seqs(gotA[1:]))
@@ -103,12 +113,15 @@ func TestParkAndReadBacklog(t *testing.T) {
 	// A move repeated after a crash is stored once, whether alone in its
 	// batch, beside a new one, or twice in one call.
 	again := move(a, "4", 1, time.Time{})
-	dups, err = q.Park(ctxT(t), []Move{in[2], again, in[3], again})
+	parked, err = q.Park(ctxT(t), []Move{in[2], again, in[3], again})
 	if err != nil {
 		t.Fatalf("Park with repeated moves: %v", err)
 	}
-	if want := []bool{true, false, true, true}; !slices.Equal(dups, want) {
+	if dups, want := duplicates(parked), []bool{true, false, true, true}; !slices.Equal(dups, want) {
 		t.Errorf("Park duplicates = %v, want %v", dups, want)
+	}
+	if got, want := []uint64{parked[0].Seq, parked[2].Seq, parked[3].Seq}, []uint64{gotA[1].Seq, gotA[2].Seq, parked[1].Seq}; !slices.Equal(got, want) {
+		t.Errorf("repeated moves said to be at %v, want where the first copies are, %v", got, want)
 	}
 	if n := backlogMessages(t, q); n != 6 {
 		t.Errorf("backlog stream holds %d messages, want 6: each repeated move once", n)
@@ -120,8 +133,8 @@ func TestParkAndReadBacklog(t *testing.T) {
 	noID := move(b, "3", 1, time.Time{})
 	noID.ID = ""
 	for range 2 {
-		if dups, err := q.Park(ctxT(t), []Move{noID}); err != nil || dups[0] {
-			t.Errorf("Park without an id = %v, %v; want stored", dups, err)
+		if parked, err := q.Park(ctxT(t), []Move{noID}); err != nil || parked[0].Duplicate {
+			t.Errorf("Park without an id = %+v, %v; want stored", parked, err)
 		}
 	}
 	if got := readBacklogN(t, q, b, 0, 4); !slices.Equal(storedIDs(got), []string{"shop/1", "shop/2", "shop/3", "shop/3"}) {
@@ -316,4 +329,12 @@ func TestPurgeBacklogRefusesInvalidTokens(t *testing.T) {
 	if n := backlogMessages(t, q); n != 2 {
 		t.Errorf("backlog stream holds %d moves after refused purges, want 2", n)
 	}
+}
+
+func duplicates(parked []PublishResult) []bool {
+	out := make([]bool, len(parked))
+	for i, p := range parked {
+		out[i] = p.Duplicate
+	}
+	return out
 }

@@ -26,6 +26,9 @@ type Stored struct {
 	Attempts int
 	// NotBefore is when a moved event may be delivered (backlog only).
 	NotBefore time.Time
+	// Pending is how many messages the reader had still to read after
+	// this one when it was handed over.
+	Pending uint64
 }
 
 // readBatch is how many events one pull of a reader asks for.
@@ -111,6 +114,7 @@ func (q *Queue) readOnce(ctx context.Context, stream string, filter []string, ne
 			q.log.Error("Skipping a malformed message", "stream", stream, "sequence", md.Sequence.Stream, "error", err)
 			continue
 		}
+		st.Pending = md.NumPending
 		if err := handle(st); err != nil {
 			return handlerError{err}
 		}

@@ -73,6 +73,9 @@ type PublishResult struct {
 	Duplicate bool
 	// Err is non-nil when the event was not stored.
 	Err error
+	// Seq is where the stream holds the event: where it was stored, or,
+	// for a duplicate, where the first copy was.
+	Seq uint64
 }
 
 type publishRequest struct {
@@ -237,9 +240,14 @@ func (q *Queue) storeBatch(ctx context.Context, msgs []*nats.Msg) []PublishResul
 	}
 	backoff := 20 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		err := q.atomicBatch(ctx, msgs)
+		last, err := q.atomicBatch(ctx, msgs)
 		if err == nil {
-			return make([]PublishResult, len(msgs))
+			// A batch is stored at consecutive sequences.
+			results := make([]PublishResult, len(msgs))
+			for i := range results {
+				results[i].Seq = last - uint64(len(msgs)-1-i)
+			}
+			return results
 		}
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) {
@@ -264,8 +272,9 @@ func (q *Queue) storeBatch(ctx context.Context, msgs []*nats.Msg) []PublishResul
 
 // atomicBatch sends msgs as one JetStream atomic batch: every message but
 // the last as a plain publish, the last, carrying the commit header, as a
-// request whose reply is the batch's PubAck or error.
-func (q *Queue) atomicBatch(ctx context.Context, msgs []*nats.Msg) error {
+// request whose reply is the batch's PubAck or error. It returns the
+// sequence of the last message.
+func (q *Queue) atomicBatch(ctx context.Context, msgs []*nats.Msg) (uint64, error) {
 	id := nuid.Next()
 	var resp *nats.Msg
 	for i, m := range msgs {
@@ -277,7 +286,7 @@ func (q *Queue) atomicBatch(ctx context.Context, msgs []*nats.Msg) error {
 		bm.Header.Set(headerBatchSeq, strconv.Itoa(i+1))
 		if i < len(msgs)-1 {
 			if err := q.nc.PublishMsg(bm); err != nil {
-				return fmt.Errorf("publishing batch message: %w", err)
+				return 0, fmt.Errorf("publishing batch message: %w", err)
 			}
 			continue
 		}
@@ -286,24 +295,25 @@ func (q *Queue) atomicBatch(ctx context.Context, msgs []*nats.Msg) error {
 		var err error
 		resp, err = q.nc.RequestMsgWithContext(ctx, bm)
 		if err != nil {
-			return fmt.Errorf("committing batch of %d events: %w", len(msgs), err)
+			return 0, fmt.Errorf("committing batch of %d events: %w", len(msgs), err)
 		}
 	}
 	var ack struct {
 		Stream string              `json:"stream"`
 		Error  *jetstream.APIError `json:"error"`
 		Count  int                 `json:"count"`
+		Seq    uint64              `json:"seq"`
 	}
 	if err := json.Unmarshal(resp.Data, &ack); err != nil {
-		return fmt.Errorf("decoding batch acknowledgement: %w", err)
+		return 0, fmt.Errorf("decoding batch acknowledgement: %w", err)
 	}
 	if ack.Error != nil {
-		return fmt.Errorf("committing batch of %d events: %w", len(msgs), classify(ack.Error))
+		return 0, fmt.Errorf("committing batch of %d events: %w", len(msgs), classify(ack.Error))
 	}
 	if ack.Stream == "" {
-		return fmt.Errorf("committing batch of %d events: %w", len(msgs), jetstream.ErrInvalidJSAck)
+		return 0, fmt.Errorf("committing batch of %d events: %w", len(msgs), jetstream.ErrInvalidJSAck)
 	}
-	return nil
+	return ack.Seq, nil
 }
 
 func (q *Queue) storeOne(ctx context.Context, m *nats.Msg) PublishResult {
@@ -312,7 +322,7 @@ func (q *Queue) storeOne(ctx context.Context, m *nats.Msg) PublishResult {
 		q.publishRoundTrips.Add(1)
 		ack, err := q.js.PublishMsg(ctx, m)
 		if err == nil {
-			return PublishResult{Duplicate: ack.Duplicate}
+			return PublishResult{Duplicate: ack.Duplicate, Seq: ack.Sequence}
 		}
 		var apiErr *jetstream.APIError
 		// A cluster may still be storing the same id from a concurrent

@@ -422,7 +422,7 @@ func TestServerRefusesBatchWithDuplicate(t *testing.T) {
 			}
 			msgs[i] = m
 		}
-		err := q.atomicBatch(ctxT(t), msgs)
+		_, err := q.atomicBatch(ctxT(t), msgs)
 		var apiErr *jetstream.APIError
 		if !errors.As(err, &apiErr) || apiErr.ErrorCode != codeBatchContainsDuplicate {
 			t.Errorf("%s: atomic batch err = %v, want API error %d", name, err, codeBatchContainsDuplicate)
