@@ -519,12 +519,13 @@ func (d *Dispatcher) routingStart(ctx context.Context) (uint64, error) {
 	return max(from, first, 1), nil
 }
 
-// purgeEvents removes, every checkpoint interval, the events no
-// subscription needs any more. Only the status leader does it.
+// purgeEvents removes the events no subscription needs any more, when
+// purgeDue says it is time. Only the status leader does it.
 func (d *Dispatcher) purgeEvents(ctx context.Context) {
 	t := d.opts.Clock.NewTicker(d.opts.CheckpointInterval)
 	defer t.Stop()
 	var last uint64
+	var lastAt time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -543,14 +544,44 @@ func (d *Dispatcher) purgeEvents(ctx context.Context) {
 			d.log.Debug("Nothing to purge", "floor", floor, "known", ok, "purgedBelow", last)
 			continue
 		}
+		u, err := d.queue.Usage(ctx)
+		if err != nil {
+			continue
+		}
+		now := d.opts.Clock.Now()
+		if !purgeDue(u, floor, now.Sub(lastAt)) {
+			continue
+		}
 		if err := d.queue.PurgeEvents(ctx, floor); err != nil {
 			if ctx.Err() == nil {
 				d.log.Warn("Purging delivered events", "below", floor, "err", err)
 			}
 			continue
 		}
-		last = floor
+		last, lastAt = floor, now
 	}
+}
+
+// A purge holds the events stream's lock while it unlinks whole blocks
+// and rewrites the one it cuts through, so ingest waits meanwhile: the
+// stream is purged once it holds purgeShare of its bound, well before
+// subscriptions behind are told it is crowded, or every purgeEvery
+// otherwise, never on every checkpoint.
+const (
+	purgeShare = 0.2
+	purgeEvery = 10 * time.Second
+)
+
+// purgeDue says whether the events below floor are to be purged now, with
+// the stream's use u and the time since the last purge.
+func purgeDue(u queue.Usage, floor uint64, since time.Duration) bool {
+	if floor <= u.FirstSeq {
+		return false
+	}
+	if u.MaxBytes > 0 && float64(u.Bytes) >= purgeShare*float64(u.MaxBytes) {
+		return true
+	}
+	return since >= purgeEvery
 }
 
 // crowdedShare is the share of the events stream's bound past which the

@@ -27,11 +27,15 @@ import (
 // while: those older than a bound, or further behind than another, move
 // on.
 //
+// A held lane (suspended, not accepted, awaiting validation) falls behind
+// the same way, taking nothing until it may deliver again, so that a
+// subscription suspended for a moment costs no copy of its events.
+//
 // What cannot wait moves out of the events stream's way into the
 // subscription's part of the backlog stream: retries that wait long,
-// events that come while the lane is held (suspended, not accepted,
-// awaiting validation) or that are too far behind, and, once the lane has
-// moved events, every later one too, so that they keep their order. A
+// events of a lane behind (held or full) that are too old or too far
+// behind, what a lane holds in memory when it is held, and, once the lane
+// has moved events, every later one too, so that they keep their order. A
 // lane with moved events reads them back in order when it can deliver,
 // and takes new events into memory again once it has read them all.
 //
@@ -164,6 +168,10 @@ type lane struct {
 	// the last event the router offered meanwhile.
 	behind          bool
 	next, skippedTo uint64
+	// skipped counts the events the router offered while the lane was
+	// behind that it has not read itself yet: they wait in the events
+	// stream, and count in its backlog.
+	skipped int64
 	// frozen, once set, is the first sequence the lane did not take
 	// after it was stopped or removed from the router: its checkpoints
 	// never claim more, so the instance that takes it over, or the next
@@ -175,8 +183,10 @@ type lane struct {
 	movesInFlight int
 	moved         int64
 	// lastMoved is the highest backlog sequence a move of this lane
-	// stored (or found already stored).
+	// stored (or found already stored); drained is set when the last
+	// moved event read back had nothing after it in the stream.
 	lastMoved uint64
+	drained   bool
 	// backlogNext is the next backlog sequence to read.
 	backlogNext uint64
 	reading     context.CancelFunc
@@ -234,6 +244,8 @@ func (l *lane) configure(st *deliveryState) {
 		l.moveAll()
 		return
 	}
+	// A lane that fell behind while held takes its events again.
+	l.signalRoom()
 	l.maybeRead()
 	l.kick()
 }
@@ -249,10 +261,18 @@ func (l *lane) offer(ev queue.Stored) {
 	if l.behind {
 		// The lane reads it itself when it gets there.
 		l.skippedTo = max(l.skippedTo, ev.Seq+1)
+		l.skipped++
 		return
 	}
-	if !l.held && !l.moving && l.full() {
+	if ev.Seq < l.next {
+		// Read by the lane itself as it caught up, just ahead of the
+		// router.
+		return
+	}
+	if !l.moving && (l.held || l.full()) {
 		l.fallBehind(ev.Seq)
+		l.skippedTo = ev.Seq + 1
+		l.skipped++
 		return
 	}
 	l.take(ev)
@@ -390,9 +410,9 @@ func (l *lane) finish(it *item) {
 		l.events.finish(it.ev.Seq)
 	} else {
 		l.backlog.finish(it.ev.Seq)
-		// A move stored twice (once more after a crash, past the
-		// deduplication window) is read back twice but counted once.
-		l.moved = max(l.moved-1, 0)
+		// Below zero for a moment when an event is read back before
+		// its mover says it is stored; set right when reading ends.
+		l.moved--
 	}
 	l.dirty = true
 	l.signalRoom()
@@ -511,23 +531,44 @@ func (l *lane) movedOut(items []*item, last uint64, err error) {
 	l.moved += int64(len(items))
 	l.lastMoved = max(l.lastMoved, last)
 	l.dirty = true
+	if l.reading != nil && l.backlogRead() {
+		// The reader read these before the mover heard they were
+		// stored, and waits for more that will not come.
+		l.stopReading()
+		return
+	}
 	l.maybeRead()
 }
 
 // maybeRead starts reading the moved events back when the lane may
 // deliver. Called with l.mu held.
 func (l *lane) maybeRead() {
-	if l.held || l.stopped || l.reading != nil || l.behind || (l.moved == 0 && l.movesInFlight == 0) {
+	if l.held || l.stopped || l.reading != nil || l.behind || (l.moved <= 0 && l.movesInFlight == 0) {
 		return
 	}
-	if l.moved == 0 {
+	if l.moved <= 0 {
 		// Moves in flight: reading starts once they are stored.
 		return
 	}
 	ctx, cancel := context.WithCancel(l.env.ctx)
 	l.reading = cancel
+	l.drained = false
 	from := l.backlogNext
 	go l.readBacklog(ctx, from)
+}
+
+// backlogRead says whether every moved event is in memory now or
+// finished: the stream held nothing after the last one read when it was
+// read, no move is on its way there, and every move stored since is
+// behind it. If so the lane takes new events into memory again. Called
+// with l.mu held.
+func (l *lane) backlogRead() bool {
+	if l.movesInFlight != 0 || !l.drained || l.lastMoved >= l.backlogNext {
+		return false
+	}
+	l.moving = false
+	l.moved = int64(l.backlog.count())
+	return true
 }
 
 func (l *lane) stopReading() {
@@ -538,6 +579,10 @@ func (l *lane) stopReading() {
 }
 
 var errCaughtUp = errors.New("caught up")
+
+// lagRecheck is how often a lane behind that has no room looks at whether
+// the event it waits to take has become too old or too far behind.
+const lagRecheck = time.Second
 
 // readBacklog reads the lane's moved events back into memory, waiting for
 // room, until it has read them all and nothing is on its way there; the
@@ -558,6 +603,7 @@ func (l *lane) readBacklog(ctx context.Context, from uint64) {
 			return ctx.Err()
 		}
 		l.backlogNext = ev.Seq + 1
+		l.drained = ev.Pending == 0
 		if l.resume.Backlog.needs(ev.Seq) {
 			l.backlog.insert(ev.Seq)
 			it := &item{src: fromBacklog, ev: ev, attempts: ev.Attempts, due: ev.NotBefore}
@@ -570,12 +616,7 @@ func (l *lane) readBacklog(ctx context.Context, from uint64) {
 			l.dirty = true
 			l.kick()
 		}
-		if l.movesInFlight == 0 && ev.Pending == 0 && l.lastMoved < l.backlogNext {
-			// Every moved event is in memory now or finished: the stream
-			// held nothing after this one when it was read, no move is
-			// on its way there, and every move stored since is behind.
-			l.moving = false
-			l.moved = int64(l.backlog.count())
+		if l.backlogRead() {
 			return errCaughtUp
 		}
 		return nil
@@ -632,8 +673,8 @@ func (l *lane) record(owner string, pos uint64) laneRecord {
 		GoneGeneration: l.goneGeneration,
 		Events:         l.events.mark(pos),
 		Backlog:        l.backlog.mark(l.backlogNext),
-		Pending:        int64(l.events.count()),
-		Moved:          l.moved,
+		Pending:        int64(l.events.count()) + l.skipped,
+		Moved:          max(l.moved, 0),
 		Totals:         l.totals,
 	}
 	if l.st != nil {
@@ -734,28 +775,37 @@ func (l *lane) catchUp(ctx context.Context, from uint64) {
 			l.freezeLocked(ev.Seq)
 			return errCaughtUp
 		}
-		for !l.held && !l.moving && l.full() && !l.tooFarBehind(ev) && ctx.Err() == nil && !l.stopped {
+		for !l.moving && (l.held || l.full()) && !l.tooFarBehind(ev) && ctx.Err() == nil && !l.stopped {
 			l.mu.Unlock()
+			// Looked at again now and then: the event ages, and the
+			// router moves on, while nothing makes room.
+			recheck := l.env.clock.NewTimer(lagRecheck)
 			select {
 			case <-l.room:
+			case <-recheck.C():
 			case <-ctx.Done():
 			}
+			recheck.Stop()
 			l.mu.Lock()
 		}
 		if ctx.Err() != nil || l.stopped {
 			return errCaughtUp
 		}
-		if !l.held && !l.moving && l.full() {
+		if !l.moving && (l.held || l.full()) {
 			// Too far behind: what it has not taken moves on, and the
 			// events after it follow.
 			l.moving = true
 		}
 		l.next = ev.Seq + 1
 		if l.wants(ev.Seq) && l.takes(ev) {
+			if ev.Seq < l.skippedTo && l.skipped > 0 {
+				l.skipped--
+			}
 			l.take(ev)
 		}
 		if l.next >= max(l.env.position(), l.skippedTo) {
 			l.behind = false
+			l.skipped = 0
 			l.dirty = true
 			l.maybeRead()
 			return errCaughtUp
@@ -810,6 +860,9 @@ func (l *lane) relieve() {
 	}
 	if l.behind || retrying {
 		l.moveAll()
+		// A lane behind waiting for room looks again: the events it has
+		// not read move now.
+		l.signalRoom()
 	}
 }
 

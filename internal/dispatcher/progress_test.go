@@ -165,3 +165,26 @@ func TestViewHearsInstances(t *testing.T) {
 		}
 	}
 }
+
+func TestPurgeDue(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		u     queue.Usage
+		floor uint64
+		since time.Duration
+		want  bool
+	}{
+		{name: "nothing below the floor", u: queue.Usage{Bytes: 90, MaxBytes: 100, FirstSeq: 50}, floor: 50, since: time.Hour},
+		{name: "little held, purged lately", u: queue.Usage{Bytes: 10, MaxBytes: 100, FirstSeq: 1}, floor: 40, since: time.Second},
+		{name: "little held, not purged for a while", u: queue.Usage{Bytes: 10, MaxBytes: 100, FirstSeq: 1}, floor: 40, since: purgeEvery, want: true},
+		{name: "a fifth of the bound held", u: queue.Usage{Bytes: 20, MaxBytes: 100, FirstSeq: 1}, floor: 40, since: time.Millisecond, want: true},
+		{name: "never purged", u: queue.Usage{Bytes: 1, MaxBytes: 100, FirstSeq: 1}, floor: 2, since: time.Since(time.Time{}), want: true},
+		{name: "no byte bound", u: queue.Usage{Bytes: 1 << 40, FirstSeq: 1}, floor: 2, since: time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := purgeDue(tc.u, tc.floor, tc.since); got != tc.want {
+				t.Errorf("purgeDue = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

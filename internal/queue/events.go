@@ -185,6 +185,8 @@ func (q *Queue) PurgeEvents(ctx context.Context, below uint64) error {
 type Usage struct {
 	Bytes, MaxBytes uint64
 	Messages        uint64
+	// FirstSeq is the sequence of the oldest event held.
+	FirstSeq uint64
 }
 
 // Usage reports the events stream's storage use.
@@ -194,7 +196,7 @@ func (q *Queue) Usage(ctx context.Context) (Usage, error) {
 		return Usage{}, fmt.Errorf("getting events stream: %w", err)
 	}
 	info := st.CachedInfo()
-	u := Usage{Bytes: info.State.Bytes, Messages: info.State.Msgs}
+	u := Usage{Bytes: info.State.Bytes, Messages: info.State.Msgs, FirstSeq: info.State.FirstSeq}
 	if info.Config.MaxBytes > 0 {
 		u.MaxBytes = uint64(info.Config.MaxBytes)
 	}
