@@ -145,20 +145,20 @@ type Dispatcher struct {
 	// clients holds one HTTP client per TLS identity subscriptions use.
 	clients *delivery.Clients
 	writer  *report.Writer
+	status  *statusSource
 	metrics *metrics
 	events  events.EventRecorder
 	eventsB events.EventBroadcaster
 
+	store       *store
 	subs        *subscriptions
+	instances   *instances
 	deliverer   *deliverer
 	env         *laneEnv
 	mover       *mover
 	router      *router
 	checkpoints *checkpointer
 	view        *progressView
-	// liveSet holds the names of the instances whose Lease is fresh, this
-	// one included.
-	liveSet atomic.Pointer[map[string]bool]
 	// workers counts the lanes' delivery goroutines.
 	workers sync.WaitGroup
 	// crowded is set while the events stream is more than crowdedShare
@@ -176,9 +176,6 @@ type Dispatcher struct {
 	draining atomic.Bool
 	// leading is set while this instance writes status.
 	leading atomic.Bool
-	// instances is how many instances of the dispatcher run, by their
-	// Leases; rate limits are shared among them.
-	instances atomic.Int32
 
 	// deliverCtx outlives the consumption context by ShutdownGrace, so
 	// deliveries in flight at shutdown finish rather than being cut off.
@@ -224,14 +221,13 @@ func New(opts Options) (*Dispatcher, error) {
 	}
 	d.sender = &delivery.Sender{Client: delivery.NewClient(d.baseClientOptions()), Clock: opts.Clock}
 	d.clients = delivery.NewClients(d.baseClientOptions())
-	d.instances.Store(1)
-	d.liveSet.Store(&map[string]bool{opts.Instance: true})
-	if d.subs, err = newSubscriptions(d); err != nil {
+	if d.store, err = newStore(kube, dyn, opts.Namespace, opts.Name); err != nil {
 		return nil, err
 	}
+	d.instances = newInstances(kube, opts.Namespace, opts.Name, opts.Instance, opts.Queue.Embedded(), opts.LeaseDuration, opts.Clock, d.log)
 	d.deadLetters = newDeadLetterEvents(kube.EventsV1(), opts.Clock, opts.Instance, d.log)
 	d.deliverer = &deliverer{clock: opts.Clock, log: d.log, sender: d.sender, bodies: newSharedBodies(), metrics: d.metrics,
-		queue: opts.Queue, events: func() events.EventRecorder { return d.events }, deadLetters: d.deadLetters}
+		queue: opts.Queue, events: d.recorder, deadLetters: d.deadLetters}
 	d.mover = newMover(opts.Queue, opts.Clock, d.log.With("component", "mover"))
 	d.router = newRouter(opts.Queue, d.mover)
 	d.checkpoints = newCheckpointer(opts.Queue, d.router, opts.Instance, opts.CheckpointInterval, opts.Clock, d.log.With("component", "checkpoint"))
@@ -239,17 +235,25 @@ func New(opts Options) (*Dispatcher, error) {
 	d.view.changed = d.checkpointed
 	d.env = &laneEnv{clock: opts.Clock, attempts: d.deliverer, mover: d.mover, queue: opts.Queue,
 		memory: opts.LaneMemory, memoryRetry: opts.MemoryRetry, lagAge: opts.LagAge, lagEvents: opts.LagEvents,
-		position: d.router.position, crowded: d.crowded.Load, onGone: d.subs.gone, workers: &d.workers, log: d.log}
+		position: d.router.position, crowded: d.crowded.Load, workers: &d.workers, log: d.log}
+	d.subs = newSubscriptions(subscriptionDeps{
+		instance: opts.Instance, log: d.log, clock: opts.Clock, kube: kube,
+		store: d.store, instances: d.instances, queue: opts.Queue, view: d.view,
+		env: d.env, router: d.router, checkpoints: d.checkpoints, metrics: d.metrics,
+		orphans: &orphanCollector{queue: opts.Queue, view: d.view, exists: d.store.exists, log: d.log},
+		sender:  d.sender, clients: d.clients, egress: d.egress,
+		leading: d.leading.Load, events: d.recorder, serving: d.serving,
+	})
+	d.env.onGone = d.subs.gone
+	d.status = &statusSource{subs: d.subs, store: d.store, view: d.view, queue: opts.Queue, metrics: d.metrics,
+		log: d.log.With("component", "status"), events: d.recorder}
 	d.writer = report.NewWriter(report.Options{
 		Client:       dyn,
 		Interval:     opts.StatusInterval,
 		FieldManager: FieldManager,
 		Clock:        opts.Clock,
 		Logger:       d.log.With("component", "status"),
-		Lookup:       d.subs.reportState,
-		Keys:         d.subs.keys,
-		Suspended:    d.suspendedForFailure,
-		BeforeTick:   d.subs.readCounts,
+		Source:       d.status,
 	})
 	d.metrics.registerStatusWrites(func() float64 { return float64(d.writer.Writes()) })
 
@@ -479,6 +483,24 @@ func waitGroup(ctx context.Context, wg *sync.WaitGroup) bool {
 	}
 }
 
+// recorder is the event recorder, which exists once the dispatcher runs.
+func (d *Dispatcher) recorder() events.EventRecorder { return d.events }
+
+// serving is told once every subscription known at start is served: it
+// starts routing, and the dispatcher is ready to accept events.
+func (d *Dispatcher) serving(ctx context.Context) error {
+	if err := d.startRouting(ctx); err != nil {
+		return err
+	}
+	d.ready.Store(true)
+	// Announce at once rather than at the next renewal.
+	select {
+	case d.becameReady <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
 // startRouting starts the router at the lowest position any lane registered
 // so far needs, and the checkpoints. Lanes without a checkpoint take what
 // the router reads from there.
@@ -534,11 +556,11 @@ func (d *Dispatcher) purgeEvents(ctx context.Context) {
 		if !d.leading.Load() && !d.queue.Embedded() {
 			continue
 		}
-		live := d.live()
+		live := d.instances.liveSet()
 		if d.queue.Embedded() {
 			live = map[string]bool{d.opts.Instance: true}
 		}
-		floor, ok := d.view.purgeFloor(live, d.subs.exists)
+		floor, ok := d.view.purgeFloor(live, d.store.exists)
 		if !ok || floor <= last {
 			d.log.Debug("Nothing to purge", "floor", floor, "known", ok, "purgedBelow", last)
 			continue
@@ -586,9 +608,6 @@ func (d *Dispatcher) watchCrowding(ctx context.Context) {
 	}
 }
 
-// live is the set of instances whose Lease is fresh, this one included.
-func (d *Dispatcher) live() map[string]bool { return *d.liveSet.Load() }
-
 // checkpointed is told of every lane checkpoint stored, by any instance.
 func (d *Dispatcher) checkpointed(token string, rec laneRecord) {
 	key := rec.Namespace + "/" + rec.Name
@@ -601,7 +620,7 @@ func (d *Dispatcher) checkpointed(token string, rec laneRecord) {
 		}
 	} else if rec.Owner == "" {
 		// Let go by its owner: the instance that owns it now takes it.
-		d.subs.queue.Add(key)
+		d.subs.wake(key)
 	}
 	if d.leading.Load() {
 		d.writer.Prompt(rec.Namespace, rec.Name, rec.Generation)
