@@ -145,7 +145,6 @@ type Dispatcher struct {
 	// clients holds one HTTP client per TLS identity subscriptions use.
 	clients *delivery.Clients
 	writer  *report.Writer
-	status  *statusSource
 	metrics *metrics
 	events  events.EventRecorder
 	eventsB events.EventBroadcaster
@@ -237,23 +236,35 @@ func New(opts Options) (*Dispatcher, error) {
 		memory: opts.LaneMemory, memoryRetry: opts.MemoryRetry, lagAge: opts.LagAge, lagEvents: opts.LagEvents,
 		position: d.router.position, crowded: d.crowded.Load, workers: &d.workers, log: d.log}
 	d.subs = newSubscriptions(subscriptionDeps{
-		instance: opts.Instance, log: d.log, clock: opts.Clock, kube: kube,
-		store: d.store, instances: d.instances, queue: opts.Queue, view: d.view,
-		env: d.env, router: d.router, checkpoints: d.checkpoints, metrics: d.metrics,
-		orphans: &orphanCollector{queue: opts.Queue, view: d.view, exists: d.store.exists, log: d.log},
-		sender:  d.sender, clients: d.clients, egress: d.egress,
-		leading: d.leading.Load, events: d.recorder, serving: d.serving,
+		instance:    opts.Instance,
+		log:         d.log,
+		clock:       opts.Clock,
+		kube:        kube,
+		store:       d.store,
+		instances:   d.instances,
+		queue:       opts.Queue,
+		view:        d.view,
+		env:         d.env,
+		router:      d.router,
+		checkpoints: d.checkpoints,
+		orphans:     &orphanCollector{queue: opts.Queue, view: d.view, exists: d.store.exists, log: d.log},
+		metrics:     d.metrics,
+		sender:      d.sender,
+		clients:     d.clients,
+		egress:      d.egress,
+		leading:     d.leading.Load,
+		events:      d.recorder,
+		serving:     d.serving,
 	})
 	d.env.onGone = d.subs.gone
-	d.status = &statusSource{subs: d.subs, store: d.store, view: d.view, queue: opts.Queue, metrics: d.metrics,
-		log: d.log.With("component", "status"), events: d.recorder}
 	d.writer = report.NewWriter(report.Options{
 		Client:       dyn,
 		Interval:     opts.StatusInterval,
 		FieldManager: FieldManager,
 		Clock:        opts.Clock,
 		Logger:       d.log.With("component", "status"),
-		Source:       d.status,
+		Source: &statusSource{subs: d.subs, store: d.store, view: d.view, queue: opts.Queue, metrics: d.metrics,
+			log: d.log, events: d.recorder},
 	})
 	d.metrics.registerStatusWrites(func() float64 { return float64(d.writer.Writes()) })
 
@@ -544,17 +555,10 @@ func (d *Dispatcher) routingStart(ctx context.Context) (uint64, error) {
 // purgeEvents removes, every checkpoint interval, the events no
 // subscription needs any more. Only the status leader does it.
 func (d *Dispatcher) purgeEvents(ctx context.Context) {
-	t := d.opts.Clock.NewTicker(d.opts.CheckpointInterval)
-	defer t.Stop()
 	var last uint64
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C():
-		}
+	onTicks(ctx, d.opts.Clock, d.opts.CheckpointInterval, func() {
 		if !d.leading.Load() && !d.queue.Embedded() {
-			continue
+			return
 		}
 		live := d.instances.liveSet()
 		if d.queue.Embedded() {
@@ -563,16 +567,16 @@ func (d *Dispatcher) purgeEvents(ctx context.Context) {
 		floor, ok := d.view.purgeFloor(live, d.store.exists)
 		if !ok || floor <= last {
 			d.log.Debug("Nothing to purge", "floor", floor, "known", ok, "purgedBelow", last)
-			continue
+			return
 		}
 		if err := d.queue.PurgeEvents(ctx, floor); err != nil {
 			if ctx.Err() == nil {
 				d.log.Warn("Purging delivered events", "below", floor, "err", err)
 			}
-			continue
+			return
 		}
 		last = floor
-	}
+	})
 }
 
 // crowdedShare is the share of the events stream's bound past which the
@@ -584,17 +588,10 @@ const crowdedShare = 0.5
 // watchCrowding looks at the events stream's use every checkpoint
 // interval.
 func (d *Dispatcher) watchCrowding(ctx context.Context) {
-	t := d.opts.Clock.NewTicker(d.opts.CheckpointInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C():
-		}
+	onTicks(ctx, d.opts.Clock, d.opts.CheckpointInterval, func() {
 		u, err := d.queue.Usage(ctx)
 		if err != nil || u.MaxBytes == 0 {
-			continue
+			return
 		}
 		crowded := float64(u.Bytes) > crowdedShare*float64(u.MaxBytes)
 		if d.crowded.Swap(crowded) != crowded && crowded {
@@ -605,6 +602,21 @@ func (d *Dispatcher) watchCrowding(ctx context.Context) {
 				l.relieve()
 			}
 		}
+	})
+}
+
+// onTicks calls f every interval of clk, the first time one interval from
+// now, until ctx ends.
+func onTicks(ctx context.Context, clk clock.WithTicker, every time.Duration, f func()) {
+	t := clk.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+		f()
 	}
 }
 

@@ -113,10 +113,7 @@ func convertOnce[T any](o any) (any, error) {
 // before the informers start.
 func (s *store) handle(h storeHandlers) {
 	byKey := func(o any) {
-		if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
-			o = t.Obj
-		}
-		if m, err := meta.Accessor(o); err == nil {
+		if m, ok := objectMeta(o); ok {
 			h.subscription(m.GetNamespace() + "/" + m.GetName())
 		}
 	}
@@ -132,10 +129,7 @@ func (s *store) handle(h storeHandlers) {
 		DeleteFunc: dispatcher,
 	})
 	webhookSecret := func(o any) {
-		if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
-			o = t.Obj
-		}
-		if m, err := meta.Accessor(o); err == nil {
+		if m, ok := objectMeta(o); ok {
 			h.webhookSecret(m.GetNamespace(), m.GetName())
 		}
 	}
@@ -151,6 +145,16 @@ func (s *store) handle(h storeHandlers) {
 			}
 		},
 	})
+}
+
+// objectMeta is the metadata of an object an informer handed over, deleted
+// ones included.
+func objectMeta(o any) (metav1.Object, bool) {
+	if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
+		o = t.Obj
+	}
+	m, err := meta.Accessor(o)
+	return m, err == nil
 }
 
 // run starts the informers and waits until they have listed what the

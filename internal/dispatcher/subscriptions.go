@@ -223,19 +223,12 @@ func (s *subscriptions) refreshInstances(ctx context.Context) {
 // uses any more; on the status leader, it collects the checkpoints of
 // subscriptions that are gone.
 func (s *subscriptions) housekeeping(ctx context.Context) {
-	t := s.clock.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C():
-		}
+	onTicks(ctx, s.clock, time.Minute, func() {
 		s.retainClients()
 		if s.leading() {
 			s.orphans.collect(ctx)
 		}
-	}
+	})
 }
 
 // wake brings a subscription to its desired state again.
