@@ -43,7 +43,7 @@ func (d *Dispatcher) announce(ctx context.Context) {
 			if err := d.renewLease(ctx, name); err != nil && ctx.Err() == nil {
 				d.log.Warn("Renewing the instance Lease", "lease", name, "err", err)
 			}
-			d.countLiveInstances(ctx)
+			d.subs.refreshInstances(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -216,16 +216,9 @@ func (d *Dispatcher) noteQueueFull() {
 	d.dispatcherEvent(hooklinev1.ReasonQueueFull, msg)
 }
 
-// suspendedForFailure is told by the status writer that it suspends a
-// subscription after sustained failure. Every instance, this one included,
-// holds it once its informer sees the status written; an Event says so.
-func (d *Dispatcher) suspendedForFailure(obj *hooklinev1.WebhookSubscription, msg string) {
-	d.events.Eventf(obj, nil, "Warning", hooklinev1.ReasonSustainedFailure, "Suspend", "%s", msg)
-}
-
 // dispatcherEvent emits a Warning Event on the WebhookDispatcher served.
 func (d *Dispatcher) dispatcherEvent(reason, msg string) {
-	obj, err := d.subs.dispatcher()
+	obj, err := d.store.dispatcher()
 	if err != nil || obj == nil {
 		d.log.Debug("No WebhookDispatcher to record an Event on", "reason", reason, "error", err)
 		return

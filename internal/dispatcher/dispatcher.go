@@ -149,16 +149,15 @@ type Dispatcher struct {
 	events  events.EventRecorder
 	eventsB events.EventBroadcaster
 
+	store       *store
 	subs        *subscriptions
+	instances   *instances
 	deliverer   *deliverer
 	env         *laneEnv
 	mover       *mover
 	router      *router
 	checkpoints *checkpointer
 	view        *progressView
-	// liveSet holds the names of the instances whose Lease is fresh, this
-	// one included.
-	liveSet atomic.Pointer[map[string]bool]
 	// workers counts the lanes' delivery goroutines.
 	workers sync.WaitGroup
 	// crowded is set while the events stream is more than crowdedShare
@@ -176,9 +175,6 @@ type Dispatcher struct {
 	draining atomic.Bool
 	// leading is set while this instance writes status.
 	leading atomic.Bool
-	// instances is how many instances of the dispatcher run, by their
-	// Leases; rate limits are shared among them.
-	instances atomic.Int32
 
 	// deliverCtx outlives the consumption context by ShutdownGrace, so
 	// deliveries in flight at shutdown finish rather than being cut off.
@@ -224,14 +220,13 @@ func New(opts Options) (*Dispatcher, error) {
 	}
 	d.sender = &delivery.Sender{Client: delivery.NewClient(d.baseClientOptions()), Clock: opts.Clock}
 	d.clients = delivery.NewClients(d.baseClientOptions())
-	d.instances.Store(1)
-	d.liveSet.Store(&map[string]bool{opts.Instance: true})
-	if d.subs, err = newSubscriptions(d); err != nil {
+	if d.store, err = newStore(kube, dyn, opts.Namespace, opts.Name); err != nil {
 		return nil, err
 	}
+	d.instances = newInstances(kube, opts.Namespace, opts.Name, opts.Instance, opts.Queue.Embedded(), opts.LeaseDuration, opts.Clock, d.log)
 	d.deadLetters = newDeadLetterEvents(kube.EventsV1(), opts.Clock, opts.Instance, d.log)
 	d.deliverer = &deliverer{clock: opts.Clock, log: d.log, sender: d.sender, bodies: newSharedBodies(), metrics: d.metrics,
-		queue: opts.Queue, events: func() events.EventRecorder { return d.events }, deadLetters: d.deadLetters}
+		queue: opts.Queue, events: d.recorder, deadLetters: d.deadLetters}
 	d.mover = newMover(opts.Queue, opts.Clock, d.log.With("component", "mover"))
 	d.router = newRouter(opts.Queue, d.mover)
 	d.checkpoints = newCheckpointer(opts.Queue, d.router, opts.Instance, opts.CheckpointInterval, opts.Clock, d.log.With("component", "checkpoint"))
@@ -239,17 +234,37 @@ func New(opts Options) (*Dispatcher, error) {
 	d.view.changed = d.checkpointed
 	d.env = &laneEnv{clock: opts.Clock, attempts: d.deliverer, mover: d.mover, queue: opts.Queue,
 		memory: opts.LaneMemory, memoryRetry: opts.MemoryRetry, lagAge: opts.LagAge, lagEvents: opts.LagEvents,
-		position: d.router.position, crowded: d.crowded.Load, onGone: d.subs.gone, workers: &d.workers, log: d.log}
+		position: d.router.position, crowded: d.crowded.Load, workers: &d.workers, log: d.log}
+	d.subs = newSubscriptions(subscriptionDeps{
+		instance:    opts.Instance,
+		log:         d.log,
+		clock:       opts.Clock,
+		kube:        kube,
+		store:       d.store,
+		instances:   d.instances,
+		queue:       opts.Queue,
+		view:        d.view,
+		env:         d.env,
+		router:      d.router,
+		checkpoints: d.checkpoints,
+		orphans:     &orphanCollector{queue: opts.Queue, view: d.view, exists: d.store.exists, log: d.log},
+		metrics:     d.metrics,
+		sender:      d.sender,
+		clients:     d.clients,
+		egress:      d.egress,
+		leading:     d.leading.Load,
+		events:      d.recorder,
+		serving:     d.serving,
+	})
+	d.env.onGone = d.subs.gone
 	d.writer = report.NewWriter(report.Options{
 		Client:       dyn,
 		Interval:     opts.StatusInterval,
 		FieldManager: FieldManager,
 		Clock:        opts.Clock,
 		Logger:       d.log.With("component", "status"),
-		Lookup:       d.subs.reportState,
-		Keys:         d.subs.keys,
-		Suspended:    d.suspendedForFailure,
-		BeforeTick:   d.subs.readCounts,
+		Source: &statusSource{subs: d.subs, store: d.store, view: d.view, queue: opts.Queue, metrics: d.metrics,
+			log: d.log, events: d.recorder},
 	})
 	d.metrics.registerStatusWrites(func() float64 { return float64(d.writer.Writes()) })
 
@@ -479,6 +494,24 @@ func waitGroup(ctx context.Context, wg *sync.WaitGroup) bool {
 	}
 }
 
+// recorder is the event recorder, which exists once the dispatcher runs.
+func (d *Dispatcher) recorder() events.EventRecorder { return d.events }
+
+// serving is told once every subscription known at start is served: it
+// starts routing, and the dispatcher is ready to accept events.
+func (d *Dispatcher) serving(ctx context.Context) error {
+	if err := d.startRouting(ctx); err != nil {
+		return err
+	}
+	d.ready.Store(true)
+	// Announce at once rather than at the next renewal.
+	select {
+	case d.becameReady <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
 // startRouting starts the router at the lowest position any lane registered
 // so far needs, and the checkpoints. Lanes without a checkpoint take what
 // the router reads from there.
@@ -522,44 +555,37 @@ func (d *Dispatcher) routingStart(ctx context.Context) (uint64, error) {
 // purgeEvents removes the events no subscription needs any more, when
 // purgeDue says it is time. Only the status leader does it.
 func (d *Dispatcher) purgeEvents(ctx context.Context) {
-	t := d.opts.Clock.NewTicker(d.opts.CheckpointInterval)
-	defer t.Stop()
 	var last uint64
 	var lastAt time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C():
-		}
+	onTicks(ctx, d.opts.Clock, d.opts.CheckpointInterval, func() {
 		if !d.leading.Load() && !d.queue.Embedded() {
-			continue
+			return
 		}
-		live := d.live()
+		live := d.instances.liveSet()
 		if d.queue.Embedded() {
 			live = map[string]bool{d.opts.Instance: true}
 		}
-		floor, ok := d.view.purgeFloor(live, d.subs.exists)
+		floor, ok := d.view.purgeFloor(live, d.store.exists)
 		if !ok || floor <= last {
 			d.log.Debug("Nothing to purge", "floor", floor, "known", ok, "purgedBelow", last)
-			continue
+			return
 		}
 		u, err := d.queue.Usage(ctx)
 		if err != nil {
-			continue
+			return
 		}
 		now := d.opts.Clock.Now()
 		if !purgeDue(u, floor, now.Sub(lastAt)) {
-			continue
+			return
 		}
 		if err := d.queue.PurgeEvents(ctx, floor); err != nil {
 			if ctx.Err() == nil {
 				d.log.Warn("Purging delivered events", "below", floor, "err", err)
 			}
-			continue
+			return
 		}
 		last, lastAt = floor, now
-	}
+	})
 }
 
 // A purge holds the events stream's lock while it unlinks whole blocks
@@ -593,17 +619,10 @@ const crowdedShare = 0.5
 // watchCrowding looks at the events stream's use every checkpoint
 // interval.
 func (d *Dispatcher) watchCrowding(ctx context.Context) {
-	t := d.opts.Clock.NewTicker(d.opts.CheckpointInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C():
-		}
+	onTicks(ctx, d.opts.Clock, d.opts.CheckpointInterval, func() {
 		u, err := d.queue.Usage(ctx)
 		if err != nil || u.MaxBytes == 0 {
-			continue
+			return
 		}
 		crowded := float64(u.Bytes) > crowdedShare*float64(u.MaxBytes)
 		if d.crowded.Swap(crowded) != crowded && crowded {
@@ -614,11 +633,23 @@ func (d *Dispatcher) watchCrowding(ctx context.Context) {
 				l.relieve()
 			}
 		}
-	}
+	})
 }
 
-// live is the set of instances whose Lease is fresh, this one included.
-func (d *Dispatcher) live() map[string]bool { return *d.liveSet.Load() }
+// onTicks calls f every interval of clk, the first time one interval from
+// now, until ctx ends.
+func onTicks(ctx context.Context, clk clock.WithTicker, every time.Duration, f func()) {
+	t := clk.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+		f()
+	}
+}
 
 // checkpointed is told of every lane checkpoint stored, by any instance.
 func (d *Dispatcher) checkpointed(token string, rec laneRecord) {
@@ -632,7 +663,7 @@ func (d *Dispatcher) checkpointed(token string, rec laneRecord) {
 		}
 	} else if rec.Owner == "" {
 		// Let go by its owner: the instance that owns it now takes it.
-		d.subs.queue.Add(key)
+		d.subs.wake(key)
 	}
 	if d.leading.Load() {
 		d.writer.Prompt(rec.Namespace, rec.Name, rec.Generation)

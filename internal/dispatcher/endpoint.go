@@ -136,7 +136,7 @@ func (r refs) authenticator(spec *hooklinev1.EndpointAuth, client *http.Client, 
 		return nil, "", bad
 	}
 	cfg := delivery.OAuth2Config{TokenURL: o.TokenURL, ClientID: o.ClientID, ClientSecret: strings.TrimSpace(string(secret)),
-		Scopes: o.Scopes, Clock: r.s.d.opts.Clock}
+		Scopes: o.Scopes, Clock: r.s.clock}
 	if o.Audience != "" {
 		cfg.EndpointParams = url.Values{"audience": {o.Audience}}
 	}
@@ -185,7 +185,7 @@ func (s *subscriptions) validate(ctx context.Context, sv *served, st *deliverySt
 		return 0
 	}
 	origin := st.origin
-	now := s.d.opts.Clock.Now()
+	now := s.clock.Now()
 	s.mu.Lock()
 	v := sv.validation
 	stale := v == nil || v.url != st.target.URL || v.origin != origin ||
@@ -200,17 +200,17 @@ func (s *subscriptions) validate(ctx context.Context, sv *served, st *deliverySt
 		target := st.target
 		key := sv.key.Namespace + "/" + sv.key.Name
 		go func() {
-			res := s.d.sender.Handshake(ctx, target, origin, requested)
+			res := s.sender.Handshake(ctx, target, origin, requested)
 			s.mu.Lock()
-			v.running, v.done, v.result, v.at = false, true, res, s.d.opts.Clock.Now()
+			v.running, v.done, v.result, v.at = false, true, res, s.clock.Now()
 			s.mu.Unlock()
 			if res.Allowed {
-				s.d.log.Info("The endpoint accepted the validation handshake", "subscription", key, "allowedRate", res.Rate)
+				s.log.Info("The endpoint accepted the validation handshake", "subscription", key, "allowedRate", res.Rate)
 			} else {
-				s.d.log.Warn("The endpoint refused the validation handshake", "subscription", key, "reason", res.Message)
-				s.queue.AddAfter(key, validationRetry)
+				s.log.Warn("The endpoint refused the validation handshake", "subscription", key, "reason", res.Message)
+				s.work.AddAfter(key, validationRetry)
 			}
-			s.queue.Add(key)
+			s.work.Add(key)
 		}()
 	}
 	done, res := v.done && v.url == st.target.URL, v.result

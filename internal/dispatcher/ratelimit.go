@@ -7,7 +7,6 @@ import (
 
 	"golang.org/x/time/rate"
 	coordinationv1 "k8s.io/api/coordination/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 
 	hooklinev1 "github.com/hookline/hookline/api/v1alpha1"
@@ -208,41 +207,4 @@ func countInstances(leases []coordinationv1.Lease, dispatcher string, now time.T
 		}
 	}
 	return max(n, 1)
-}
-
-// watchInstances recounts the live instances after each Lease renewal, so
-// rate limits are shared among those that run.
-func (d *Dispatcher) countLiveInstances(ctx context.Context) {
-	list, err := d.kube.CoordinationV1().Leases(d.opts.Namespace).List(ctx, metav1.ListOptions{
-		LabelSelector: hooklinev1.LabelDispatcher + "=" + d.opts.Name + "," + hooklinev1.LabelLeaseRole + "=" + hooklinev1.LeaseRoleInstance,
-	})
-	if err != nil {
-		if ctx.Err() == nil {
-			d.log.Warn("Counting the dispatcher's instances", "err", err)
-		}
-		return
-	}
-	n := countInstances(list.Items, d.opts.Name, d.opts.Clock.Now())
-	if old := d.instances.Swap(int32(n)); int(old) != n {
-		d.log.Info("Sharing rate limits among the live instances", "instances", n)
-		d.subs.setInstances(n)
-	}
-	live := liveInstances(list.Items, d.opts.Name, d.opts.Instance, d.opts.Clock.Now())
-	if old := d.liveSet.Swap(&live); !sameSet(*old, live) {
-		// Subscriptions move to the instances that own them now.
-		d.log.Info("The live instances changed", "instances", len(live))
-		d.subs.enqueueAll()
-	}
-}
-
-func sameSet(a, b map[string]bool) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k := range a {
-		if !b[k] {
-			return false
-		}
-	}
-	return true
 }

@@ -30,7 +30,7 @@ func (d *Dispatcher) Replay(ctx context.Context, ns, name string, since, until t
 	}
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
-	n, err := d.replay(ctx, sv, "api-"+hex.EncodeToString(id), since, until)
+	n, err := d.subs.replay(ctx, sv, "api-"+hex.EncodeToString(id), since, until)
 	if err != nil {
 		return n, err
 	}
@@ -39,8 +39,9 @@ func (d *Dispatcher) Replay(ctx context.Context, ns, name string, since, until t
 	return n, nil
 }
 
-func (d *Dispatcher) replay(ctx context.Context, sv *served, requestID string, since, until time.Time) (int, error) {
-	n, err := d.queue.Replay(ctx, queue.ReplayRequest{
+// replay queues again the dead letters of a served subscription.
+func (s *subscriptions) replay(ctx context.Context, sv *served, requestID string, since, until time.Time) (int, error) {
+	n, err := s.queue.Replay(ctx, queue.ReplayRequest{
 		SubscriptionNamespace: sv.key.Namespace,
 		SubscriptionName:      sv.key.Name,
 		SubscriptionUID:       sv.key.UID,
@@ -52,7 +53,7 @@ func (d *Dispatcher) replay(ctx context.Context, sv *served, requestID string, s
 	if err != nil {
 		return n, fmt.Errorf("replaying the dead letters of %s/%s: %w", sv.key.Namespace, sv.key.Name, err)
 	}
-	d.log.Info("Replayed dead letters", "subscription", sv.key.Namespace+"/"+sv.key.Name, "replayed", n, "request", requestID)
+	s.log.Info("Replayed dead letters", "subscription", sv.key.Namespace+"/"+sv.key.Name, "replayed", n, "request", requestID)
 	return n, nil
 }
 
@@ -62,7 +63,7 @@ func (d *Dispatcher) replay(ctx context.Context, sv *served, requestID string, s
 // status.delivery.lastReplay, so that it is handled once.
 func (s *subscriptions) replayRequested(ctx context.Context, sv *served, obj *hooklinev1.WebhookSubscription) {
 	want := obj.Annotations[hooklinev1.AnnotationReplay]
-	if want == "" || !s.d.leading.Load() {
+	if want == "" || !s.leading() {
 		return
 	}
 	s.mu.Lock()
@@ -82,20 +83,20 @@ func (s *subscriptions) replayRequested(ctx context.Context, sv *served, obj *ho
 	go func() {
 		rctx, cancel := context.WithTimeout(ctx, replayTimeout)
 		defer cancel()
-		n, err := s.d.replay(rctx, sv, requestID, time.Time{}, time.Time{})
+		n, err := s.replay(rctx, sv, requestID, time.Time{}, time.Time{})
 		s.mu.Lock()
 		sv.replaying = false
 		if err == nil {
-			sv.lastReplay = &hooklinev1.ReplayStatus{Request: want, Time: metav1.NewTime(s.d.opts.Clock.Now().UTC().Truncate(time.Second)), Replayed: int64(n)}
+			sv.lastReplay = &hooklinev1.ReplayStatus{Request: want, Time: metav1.NewTime(s.clock.Now().UTC().Truncate(time.Second)), Replayed: int64(n)}
 		}
 		s.mu.Unlock()
 		if err != nil {
-			s.d.log.Error("Replaying dead letters as the annotation asks", "subscription", key, "err", err)
-			s.d.events.Eventf(obj, nil, "Warning", hooklinev1.ReasonReplayed, "Replay", "Replaying dead-lettered deliveries failed; it is tried again: %v", err)
-			s.queue.AddRateLimited(key)
+			s.log.Error("Replaying dead letters as the annotation asks", "subscription", key, "err", err)
+			s.events().Eventf(obj, nil, "Warning", hooklinev1.ReasonReplayed, "Replay", "Replaying dead-lettered deliveries failed; it is tried again: %v", err)
+			s.work.AddRateLimited(key)
 			return
 		}
-		s.d.events.Eventf(obj, nil, "Normal", hooklinev1.ReasonReplayed, "Replay",
+		s.events().Eventf(obj, nil, "Normal", hooklinev1.ReasonReplayed, "Replay",
 			"Replayed %d dead-lettered %s as %s=%q asked", n, plural(n, "delivery", "deliveries"), hooklinev1.AnnotationReplay, want)
 	}()
 }
@@ -130,7 +131,7 @@ func (d *Dispatcher) TestDelivery(ctx context.Context, ns, name string, ev inges
 	}
 	// The WebhookSecret's status says which key is current, so a test
 	// shows whether this instance has picked a rotation up.
-	if ws, err := d.subs.webhookSecret(ns, st.obj.Spec.Signing.SecretRef.Name); err == nil && ws != nil {
+	if ws, err := d.store.webhookSecret(ns, st.obj.Spec.Signing.SecretRef.Name); err == nil && ws != nil {
 		out.CurrentKey = ws.Status.CurrentKeyID
 	}
 	d.log.Info("Test delivery", "subscription", ns+"/"+name, "event", ev.ID, "status", res.StatusCode, "class", res.Class)

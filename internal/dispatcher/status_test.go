@@ -37,44 +37,45 @@ func openQueue(tb testing.TB) *queue.Queue {
 	return q
 }
 
-// servingSubscriptions is the dispatcher's view of served subscriptions,
-// with the informer's store filled directly: what the status writer reads.
-func servingSubscriptions(tb testing.TB, q *queue.Queue, subs ...*hooklinev1.WebhookSubscription) *subscriptions {
+// servingSubscriptions is the status writer's source over served
+// subscriptions, with the informer's store filled directly.
+func servingSubscriptions(tb testing.TB, q *queue.Queue, subs ...*hooklinev1.WebhookSubscription) *statusSource {
 	tb.Helper()
-	d := &Dispatcher{
-		opts:    Options{Namespace: "hookline-system", Name: "default", Instance: "default-0", Clock: clocktesting.NewFakeClock(statusTestTime)},
-		log:     slog.New(slog.DiscardHandler),
-		queue:   q,
-		metrics: newMetrics(),
-		view:    newProgressView(slog.New(slog.DiscardHandler)),
-	}
-	s := &subscriptions{d: d, self: "hookline-system/default", served: map[string]*served{}}
-	s.subInf = cache.NewSharedIndexInformer(&cache.ListWatch{}, &unstructured.Unstructured{}, 0, cache.Indexers{})
+	log := slog.New(slog.DiscardHandler)
+	st := &store{self: "hookline-system/default"}
+	st.subInf = cache.NewSharedIndexInformer(&cache.ListWatch{}, &unstructured.Unstructured{}, 0, cache.Indexers{})
+	s := &subscriptions{subscriptionDeps: subscriptionDeps{instance: "default-0", log: log, clock: clocktesting.NewFakeClock(statusTestTime),
+		store: st, queue: q, view: newProgressView(log), metrics: newMetrics()}, served: map[string]*served{}}
+	src := &statusSource{subs: s, store: st, view: s.view, queue: q, metrics: s.metrics, log: log}
 	for _, sub := range subs {
-		inform(tb, s, sub)
+		inform(tb, src, sub)
 		key := sub.Namespace + "/" + sub.Name
-		obj, err := s.subscription(key)
+		obj, err := st.subscription(key)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		sv := &served{key: report.Key{Namespace: sub.Namespace, Name: sub.Name, UID: string(sub.UID)}, token: queue.SubscriptionToken(string(sub.UID))}
-		d.view.claimed(sv.token, laneRecord{UID: string(sub.UID), Namespace: sub.Namespace, Name: sub.Name, Owner: "default-0",
+		s.view.claimed(sv.token, laneRecord{UID: string(sub.UID), Namespace: sub.Namespace, Name: sub.Name, Owner: "default-0",
 			Generation: sub.Generation, Totals: report.TotalsFromStatus(sub.Status.Delivery)}, 1)
-		sv.decoded.Store(obj)
 		sv.state.Store(&deliveryState{obj: obj, generation: obj.Generation, accepted: true, reason: hooklinev1.ReasonAccepted, msg: "Served"})
 		s.served[key] = sv
 	}
-	return s
+	return src
 }
 
-// inform puts sub into the informer's store, as a watch event would.
-func inform(tb testing.TB, s *subscriptions, sub *hooklinev1.WebhookSubscription) {
+// inform puts sub into the informer's store as a watch event would:
+// converted once, as it arrives.
+func inform(tb testing.TB, src *statusSource, sub *hooklinev1.WebhookSubscription) {
 	tb.Helper()
 	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(sub)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := s.subInf.GetStore().Update(&unstructured.Unstructured{Object: u}); err != nil {
+	obj, err := convertOnce[hooklinev1.WebhookSubscription](&unstructured.Unstructured{Object: u})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := src.store.subInf.GetStore().Update(obj); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -118,26 +119,26 @@ func BenchmarkReportState(b *testing.B) {
 	q := openQueue(b)
 	sub := testSubscription("team", "orders")
 	s := servingSubscriptions(b, q, sub)
-	s.readCounts(context.Background())
+	s.BeforeTick(context.Background())
 	b.ReportAllocs()
 	for b.Loop() {
-		if st, ok := s.reportState("team", "orders"); !ok || st.Object.UID != sub.UID {
+		if st, ok := s.Lookup("team", "orders"); !ok || st.Object.UID != sub.UID {
 			b.Fatalf("reportState = %+v, %v", st, ok)
 		}
 	}
 }
 
 // TestReportStateFollowsTheInformer: the status writer gets the
-// subscription the informer holds now, decoded once per resourceVersion.
+// subscription the informer holds now, converted once as it arrived.
 func TestReportStateFollowsTheInformer(t *testing.T) {
 	sub := testSubscription("team", "orders")
 	s := servingSubscriptions(t, openQueue(t), sub)
 
-	first, ok := s.reportState("team", "orders")
+	first, ok := s.Lookup("team", "orders")
 	if !ok || first.Object.Status.Delivery.Delivered != 1042 || !first.Accepted || first.AcceptedMessage != "Served" {
 		t.Fatalf("reportState = %+v, %v; want the served subscription with 1042 delivered", first, ok)
 	}
-	if again, _ := s.reportState("team", "orders"); again.Object != first.Object {
+	if again, _ := s.Lookup("team", "orders"); again.Object != first.Object {
 		t.Error("an unchanged subscription was decoded again")
 	}
 
@@ -147,11 +148,11 @@ func TestReportStateFollowsTheInformer(t *testing.T) {
 	changed.ResourceVersion = "1001"
 	changed.Status.Delivery.Delivered = 1043
 	inform(t, s, changed)
-	got, ok := s.reportState("team", "orders")
+	got, ok := s.Lookup("team", "orders")
 	if !ok || got.Object.ResourceVersion != "1001" || got.Object.Status.Delivery.Delivered != 1043 {
 		t.Fatalf("after an update: reportState = %+v, %v; want resourceVersion 1001 with 1043 delivered", got.Object, ok)
 	}
-	if again, _ := s.reportState("team", "orders"); again.Object != got.Object {
+	if again, _ := s.Lookup("team", "orders"); again.Object != got.Object {
 		t.Error("the updated subscription was decoded on every lookup")
 	}
 
@@ -160,15 +161,15 @@ func TestReportStateFollowsTheInformer(t *testing.T) {
 	recreated := changed.DeepCopy()
 	recreated.UID = "uid-recreated"
 	inform(t, s, recreated)
-	if got, ok := s.reportState("team", "orders"); !ok || got.Object.UID != "uid-recreated" {
+	if got, ok := s.Lookup("team", "orders"); !ok || got.Object.UID != "uid-recreated" {
 		t.Errorf("after re-creation: reportState object uid %q, want uid-recreated", got.Object.UID)
 	}
 
-	if err := s.subInf.GetStore().Delete(&unstructured.Unstructured{Object: map[string]any{
+	if err := s.store.subInf.GetStore().Delete(&unstructured.Unstructured{Object: map[string]any{
 		"metadata": map[string]any{"namespace": "team", "name": "orders"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if got, ok := s.reportState("team", "orders"); ok {
+	if got, ok := s.Lookup("team", "orders"); ok {
 		t.Errorf("after deletion: reportState = %+v, want none", got)
 	}
 }
@@ -181,18 +182,18 @@ func TestReportStateFromCheckpoints(t *testing.T) {
 	q := openQueue(t)
 	sub := testSubscription("team", "orders")
 	s := servingSubscriptions(t, q, sub)
-	token := s.served["team/orders"].token
+	token := s.subs.served["team/orders"].token
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
 	report1 := func() report.State {
 		t.Helper()
-		st, ok := s.reportState("team", "orders")
+		st, ok := s.Lookup("team", "orders")
 		if !ok {
 			t.Fatal("the subscription is not reported")
 		}
 		var m dto.Metric
-		if err := s.d.metrics.backlog.WithLabelValues("team", "orders").Write(&m); err != nil {
+		if err := s.metrics.backlog.WithLabelValues("team", "orders").Write(&m); err != nil {
 			t.Fatal(err)
 		}
 		if g := m.GetGauge().GetValue(); g != float64(st.Backlog) {
@@ -204,7 +205,7 @@ func TestReportStateFromCheckpoints(t *testing.T) {
 		t.Errorf("before any checkpoint: backlog %d, totals %+v; want 0 and the status' 1042 delivered", st.Backlog, st.Totals)
 	}
 
-	s.d.view.apply(encodeRecordAt(t, token, laneRecord{UID: string(sub.UID), Namespace: "team", Name: "orders", Owner: "default-0",
+	s.view.apply(encodeRecordAt(t, token, laneRecord{UID: string(sub.UID), Namespace: "team", Name: "orders", Owner: "default-0",
 		Generation: 1, Pending: 3, Moved: 4, Totals: report.Totals{Delivered: 1050}}, 2))
 	if st := report1(); st.Backlog != 7 || st.Totals.Delivered != 1050 {
 		t.Errorf("after a checkpoint: backlog %d, delivered %d; want 7 and 1050", st.Backlog, st.Totals.Delivered)
@@ -212,11 +213,11 @@ func TestReportStateFromCheckpoints(t *testing.T) {
 
 	// A checkpoint of a newer generation than the informer's, or of none
 	// yet: the subscription is not reported until a lane serves it.
-	s.d.view.apply(encodeRecordAt(t, token, laneRecord{UID: string(sub.UID), Namespace: "team", Name: "orders", Owner: "default-0", Generation: 2}, 3))
-	if st, ok := s.reportState("team", "orders"); ok {
+	s.view.apply(encodeRecordAt(t, token, laneRecord{UID: string(sub.UID), Namespace: "team", Name: "orders", Owner: "default-0", Generation: 2}, 3))
+	if st, ok := s.Lookup("team", "orders"); ok {
 		t.Errorf("with a checkpoint of another generation: reported %+v", st)
 	}
-	s.d.view.apply(encodeRecordAt(t, token, laneRecord{UID: string(sub.UID), Namespace: "team", Name: "orders", Owner: "default-0", Generation: 1}, 4))
+	s.view.apply(encodeRecordAt(t, token, laneRecord{UID: string(sub.UID), Namespace: "team", Name: "orders", Owner: "default-0", Generation: 1}, 4))
 
 	deadLetter := func(seq uint64) {
 		t.Helper()
@@ -227,7 +228,7 @@ func TestReportStateFromCheckpoints(t *testing.T) {
 	}
 	deadLetter(1)
 	deadLetter(2)
-	s.readCounts(ctx)
+	s.BeforeTick(ctx)
 	if st := report1(); st.DeadLettered != 2 {
 		t.Errorf("dead letters kept = %d, want 2", st.DeadLettered)
 	}
@@ -235,7 +236,7 @@ func TestReportStateFromCheckpoints(t *testing.T) {
 	if st := report1(); st.DeadLettered != 2 {
 		t.Errorf("dead letters later in the same tick = %d, want still 2", st.DeadLettered)
 	}
-	s.readCounts(ctx)
+	s.BeforeTick(ctx)
 	if st := report1(); st.DeadLettered != 3 {
 		t.Errorf("dead letters at the next tick = %d, want 3", st.DeadLettered)
 	}
@@ -245,12 +246,12 @@ func TestReportStateFromCheckpoints(t *testing.T) {
 	// with the counts read after it, so the totals never say more were
 	// dead-lettered than are kept.
 	deadLetter(4)
-	s.d.view.apply(encodeRecordAt(t, token, laneRecord{UID: string(sub.UID), Namespace: "team", Name: "orders", Owner: "default-0",
+	s.view.apply(encodeRecordAt(t, token, laneRecord{UID: string(sub.UID), Namespace: "team", Name: "orders", Owner: "default-0",
 		Generation: 1, Totals: report.Totals{DeadLettered: 4}}, 5))
 	if st := report1(); st.Totals.DeadLettered != 0 || st.DeadLettered != 3 {
 		t.Errorf("a checkpoint during the tick: totals say %d dead-lettered, %d kept; want the tick's 0 and 3", st.Totals.DeadLettered, st.DeadLettered)
 	}
-	s.readCounts(ctx)
+	s.BeforeTick(ctx)
 	if st := report1(); st.Totals.DeadLettered != 4 || st.DeadLettered != 4 {
 		t.Errorf("at the next tick: totals say %d dead-lettered, %d kept; want 4 and 4", st.Totals.DeadLettered, st.DeadLettered)
 	}

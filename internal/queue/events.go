@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Stored is one event as read from the events stream or the backlog
@@ -53,26 +55,30 @@ func (q *Queue) ReadFor(ctx context.Context, namespace, token string, from uint6
 
 func (q *Queue) read(ctx context.Context, stream string, filter []string, from uint64, handle func(Stored) error) error {
 	next := max(from, 1)
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
+	// After a failed read the stream is read on from where it stopped,
+	// after a pause that doubles from 100ms up to 5s.
+	backoff := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Cap: 5 * time.Second, Steps: math.MaxInt32}
+	var retryIn time.Duration
+	var out error
+	_ = wait.DelayFunc(func() time.Duration { return retryIn }).Until(ctx, true, true, func(ctx context.Context) (bool, error) {
 		err := q.readOnce(ctx, stream, filter, &next, handle)
 		var hErr handlerError
 		switch {
 		case ctx.Err() != nil:
-			return nil
+			return true, nil
 		case errors.As(err, &hErr):
-			return hErr.err
+			out = hErr.err
+			return true, nil
 		case errors.Is(err, nats.ErrConnectionClosed):
-			return fmt.Errorf("reading stream %s: %w", stream, err)
+			out = fmt.Errorf("reading stream %s: %w", stream, err)
+			return true, nil
 		case err != nil:
-			q.log.Warn("Reading a stream failed, reading on", "stream", stream, "sequence", next, "error", err, "retryIn", backoff)
-			if !sleepCtx(ctx, backoff) {
-				return nil
-			}
-			backoff = min(2*backoff, 5*time.Second)
+			retryIn = backoff.Step()
+			q.log.Warn("Reading a stream failed, reading on", "stream", stream, "sequence", next, "error", err, "retryIn", retryIn)
 		}
-	}
-	return nil
+		return false, nil
+	})
+	return out
 }
 
 type handlerError struct{ err error }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Checkpoint is the latest progress record stored under a key: a
@@ -89,20 +90,21 @@ func (q *Queue) DeleteProgress(ctx context.Context, key string) error {
 // been handed over (at once when there are none).
 func (q *Queue) WatchProgress(ctx context.Context, handle func(Checkpoint), loaded func()) error {
 	prefix := q.names.ProgressPrefix + "."
-	for ctx.Err() == nil {
+	var out error
+	// A failed watch is started again a second later.
+	_ = wait.Backoff{Duration: time.Second}.DelayFunc().Until(ctx, true, true, func(ctx context.Context) (bool, error) {
 		err := q.watchOnce(ctx, prefix, handle, &loaded)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, nats.ErrConnectionClosed) {
-			return fmt.Errorf("watching checkpoints: %w", err)
+		switch {
+		case ctx.Err() != nil:
+			return true, nil
+		case errors.Is(err, nats.ErrConnectionClosed):
+			out = fmt.Errorf("watching checkpoints: %w", err)
+			return true, nil
 		}
 		q.log.Warn("Watching checkpoints failed, watching again", "error", err)
-		if !sleepCtx(ctx, time.Second) {
-			return nil
-		}
-	}
-	return nil
+		return false, nil
+	})
+	return out
 }
 
 func (q *Queue) watchOnce(ctx context.Context, prefix string, handle func(Checkpoint), loaded *func()) error {

@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Defaults applied by Open to zero Config fields.
@@ -477,21 +479,15 @@ func (q *Queue) dropLegacy(ctx context.Context) error {
 // Stream and consumer creation right after a cluster forms may see "no
 // responders" or "insufficient resources" until the meta leader is elected.
 func retryTransient(ctx context.Context, op func(context.Context) error) error {
-	backoff := 100 * time.Millisecond
-	for {
+	backoff := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Cap: 2 * time.Second, Steps: math.MaxInt32}
+	var err error
+	_ = backoff.DelayFunc().Until(ctx, true, true, func(ctx context.Context) (bool, error) {
 		cctx, cancel := context.WithTimeout(ctx, apiTimeout)
-		err := op(cctx)
+		err = op(cctx)
 		cancel()
-		if err == nil || !isTransient(err) || ctx.Err() != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
-	}
+		return err == nil || !isTransient(err) || ctx.Err() != nil, nil
+	})
+	return err
 }
 
 func isTransient(err error) bool {

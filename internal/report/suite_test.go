@@ -193,6 +193,8 @@ type harness struct {
 	// stale, when set for a subscription, is what Lookup returns instead
 	// of reading the server: a cache that has not seen a deletion yet.
 	stale map[string]*hooklinev1.WebhookSubscription
+	// onSuspended, when set before start, is told what Suspended is.
+	onSuspended func(obj *hooklinev1.WebhookSubscription, message string)
 
 	cancel context.CancelFunc
 	done   chan error
@@ -206,8 +208,7 @@ func newHarness(t *testing.T, clk *clocktesting.FakeClock) *harness {
 		Client:   dyn,
 		Interval: testInterval,
 		Clock:    clk,
-		Lookup:   h.lookup,
-		Keys:     h.keys,
+		Source:   h,
 	})
 	return h
 }
@@ -234,7 +235,10 @@ func (h *harness) setStale(obj *hooklinev1.WebhookSubscription) {
 	h.stale[obj.Namespace+"/"+obj.Name] = obj
 }
 
-func (h *harness) keys() []Key {
+// The harness is the writer's Source, as the dispatcher is in production.
+var _ Source = (*harness)(nil)
+
+func (h *harness) Keys() []Key {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var keys []Key
@@ -245,9 +249,19 @@ func (h *harness) keys() []Key {
 	return keys
 }
 
-// lookup serves the State set for a subscription with the object read from
+// BeforeTick reads nothing: the harness holds every State in memory.
+func (h *harness) BeforeTick(context.Context) {}
+
+// Suspended passes the writer's word on to onSuspended.
+func (h *harness) Suspended(obj *hooklinev1.WebhookSubscription, message string) {
+	if h.onSuspended != nil {
+		h.onSuspended(obj, message)
+	}
+}
+
+// Lookup serves the State set for a subscription with the object read from
 // the server, as an informer cache would hold it.
-func (h *harness) lookup(ns, name string) (State, bool) {
+func (h *harness) Lookup(ns, name string) (State, bool) {
 	h.mu.Lock()
 	s, ok := h.states[ns+"/"+name]
 	stale := h.stale[ns+"/"+name]

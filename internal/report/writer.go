@@ -61,6 +61,27 @@ type Validation struct {
 	Reason, Message string
 }
 
+// Source is what the dispatcher tells the status writer. One type answers
+// every question, so the writer depends on one narrow view of the
+// dispatcher rather than on callbacks into its parts.
+type Source interface {
+	// Keys lists the subscriptions served now, so those without traffic
+	// still get their Accepted condition and backlog written.
+	Keys() []Key
+	// BeforeTick runs at the start of every tick, before the tick's first
+	// Lookup, so that what every lookup needs (the queue's backlogs, read
+	// with one listing) is read once per tick rather than once per
+	// subscription.
+	BeforeTick(ctx context.Context)
+	// Lookup returns the current state of a subscription, or false when
+	// it is gone, in which case the writer forgets it.
+	Lookup(ns, name string) (State, bool)
+	// Suspended is told when the writer suspends a subscription after
+	// sustained failure, with the message of its Suspended condition, so
+	// the dispatcher can hold it at once and emit an Event.
+	Suspended(obj *hooklinev1.WebhookSubscription, message string)
+}
+
 // Options configure a Writer.
 type Options struct {
 	// Client writes the statuses. Required.
@@ -78,21 +99,9 @@ type Options struct {
 	Clock clock.Clock
 	// Logger receives the writer's logs. Default slog.Default().
 	Logger *slog.Logger
-	// Lookup returns the current state of a subscription, or false when
-	// it is gone, in which case the writer forgets it. Required.
-	Lookup func(ns, name string) (State, bool)
-	// Keys lists the subscriptions served now, so those without traffic
-	// still get their Accepted condition and backlog written.
-	Keys func() []Key
-	// Suspended is told when the writer suspends a subscription after
-	// sustained failure, with the message of its Suspended condition, so
-	// the dispatcher can hold it at once and emit an Event.
-	Suspended func(obj *hooklinev1.WebhookSubscription, message string)
-	// BeforeTick, if set, runs at the start of every tick, before the
-	// tick's first Lookup, so that what every lookup needs (the queue's
-	// backlogs, read with one listing) is read once per tick rather than
-	// once per subscription.
-	BeforeTick func(ctx context.Context)
+	// Source is what the writer reports: the subscriptions served and
+	// their state. Required.
+	Source Source
 	// MaxInFlight is how many status applies one tick may have in flight
 	// at once. Default DefaultMaxInFlight. The client's rate limit (QPS
 	// and burst) bounds them too.
@@ -120,10 +129,7 @@ type Writer struct {
 	unhealthyAfter int
 	clock          clock.Clock
 	log            *slog.Logger
-	lookup         func(ns, name string) (State, bool)
-	keys           func() []Key
-	suspended      func(*hooklinev1.WebhookSubscription, string)
-	beforeTick     func(context.Context)
+	source         Source
 	maxInFlight    int
 
 	writes atomic.Int64
@@ -158,10 +164,7 @@ func NewWriter(opts Options) *Writer {
 		unhealthyAfter: cmp.Or(opts.UnhealthyAfter, DefaultUnhealthyAfter),
 		clock:          opts.Clock,
 		log:            opts.Logger,
-		lookup:         opts.Lookup,
-		keys:           opts.Keys,
-		suspended:      opts.Suspended,
-		beforeTick:     opts.BeforeTick,
+		source:         opts.Source,
 		maxInFlight:    cmp.Or(max(opts.MaxInFlight, 0), DefaultMaxInFlight),
 		prompts:        make(chan promptRequest, promptBuffer),
 	}
@@ -201,13 +204,13 @@ func (w *Writer) Writes() int64 { return w.writes.Load() }
 // holding the status leadership, and never twice at once.
 //
 // Every Interval, on one tick, each subscription's status is applied when
-// what Lookup says differs from what the status holds. The first tick comes
+// what the source's Lookup says differs from what the status holds. The first tick comes
 // one Interval after Run starts, so a new leader does not write sooner than
 // the previous one could have. Between ticks, Prompt writes the statuses
 // that do not describe a new generation yet.
 func (w *Writer) Run(ctx context.Context) error {
-	if w.client == nil || w.lookup == nil {
-		return errors.New("running the status writer: a client and a lookup function are required")
+	if w.client == nil || w.source == nil {
+		return errors.New("running the status writer: a client and a source are required")
 	}
 	// Another leader may have written since an earlier Run: start over
 	// from the statuses.
@@ -252,13 +255,9 @@ func (w *Writer) subscription(key types.NamespacedName) *subscription {
 // goroutine, so the writer's own state needs no lock.
 func (w *Writer) tick(ctx context.Context) {
 	now := w.clock.Now()
-	if w.beforeTick != nil {
-		w.beforeTick(ctx)
-	}
-	if w.keys != nil {
-		for _, k := range w.keys() {
-			w.subscription(types.NamespacedName{Namespace: k.Namespace, Name: k.Name})
-		}
+	w.source.BeforeTick(ctx)
+	for _, k := range w.source.Keys() {
+		w.subscription(types.NamespacedName{Namespace: k.Namespace, Name: k.Name})
 	}
 	keys := make([]types.NamespacedName, 0, len(w.subs))
 	for k := range w.subs {
@@ -355,7 +354,7 @@ type pendingWrite struct {
 // prepare returns the write one subscription's status needs, nil when it
 // needs none (unchanged or gone).
 func (w *Writer) prepare(s *subscription, now time.Time) *pendingWrite {
-	state, ok := w.lookup(s.key.Namespace, s.key.Name)
+	state, ok := w.source.Lookup(s.key.Namespace, s.key.Name)
 	if !ok || state.Object == nil {
 		w.forget(s)
 		return nil
@@ -432,9 +431,7 @@ func (w *Writer) sustainedFailure(s *subscription, state State, obj *hooklinev1.
 			formatTime(s.totals.FailingSince), state.SuspendAfter)
 		w.log.Warn("Suspending a subscription whose endpoint has failed too long", "namespace", obj.Namespace, "name", obj.Name,
 			"failingSince", s.totals.FailingSince)
-		if w.suspended != nil {
-			w.suspended(obj, state.SuspendedMessage)
-		}
+		w.source.Suspended(obj, state.SuspendedMessage)
 	}
 	return state
 }

@@ -576,7 +576,7 @@ func TestWriterSuspendsAfterSustainedFailure(t *testing.T) {
 	h := newHarness(t, clk)
 	var notified []string
 	var notifiedMu sync.Mutex
-	h.writer.suspended = func(obj *hooklinev1.WebhookSubscription, msg string) {
+	h.onSuspended = func(obj *hooklinev1.WebhookSubscription, msg string) {
 		notifiedMu.Lock()
 		defer notifiedMu.Unlock()
 		notified = append(notified, obj.Name+": "+msg)

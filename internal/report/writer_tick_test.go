@@ -54,11 +54,10 @@ func TestWriterAppliesManyStatuses(t *testing.T) {
 			Interval:    testInterval,
 			Clock:       clk,
 			MaxInFlight: inFlight,
-			Keys:        func() []Key { return keys },
-			Lookup: func(ns, name string) (State, bool) {
+			Source: memorySource{keys: keys, lookup: func(ns, name string) (State, bool) {
 				o, ok := byName[name]
 				return State{Object: o, Accepted: true, AcceptedReason: hooklinev1.ReasonAccepted, AcceptedMessage: message}, ok
-			},
+			}},
 		})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
@@ -108,23 +107,14 @@ func TestWriterBeforeTick(t *testing.T) {
 	for _, n := range names {
 		h.setState(ns, n, State{Accepted: true})
 	}
-	var reads, early atomic.Int64
-	h.writer.beforeTick = func(context.Context) { reads.Add(1) }
-	h.writer.lookup = func(ns, name string) (State, bool) {
-		st, ok := h.lookup(ns, name)
-		r := reads.Load()
-		if r == 0 {
-			early.Add(1)
-		}
-		st.Backlog = 10 * r
-		return st, ok
-	}
+	src := &countingSource{harness: h}
+	h.writer.source = src
 	h.start()
 	for tick := int64(1); tick <= 2; tick++ {
 		h.tick()
-		if reads.Load() != tick || early.Load() != 0 {
+		if src.reads.Load() != tick || src.early.Load() != 0 {
 			t.Fatalf("after %d ticks: BeforeTick ran %d times, %d lookups came before it; want once per tick, before every lookup",
-				tick, reads.Load(), early.Load())
+				tick, src.reads.Load(), src.early.Load())
 		}
 		for _, n := range names {
 			if d := getSubscription(t, ns, n).Status.Delivery; d == nil || d.Backlog != 10*tick {
@@ -132,4 +122,35 @@ func TestWriterBeforeTick(t *testing.T) {
 			}
 		}
 	}
+}
+
+// memorySource serves fixed keys and states from memory.
+type memorySource struct {
+	keys   []Key
+	lookup func(ns, name string) (State, bool)
+}
+
+func (m memorySource) Keys() []Key                                       { return m.keys }
+func (m memorySource) BeforeTick(context.Context)                        {}
+func (m memorySource) Lookup(ns, name string) (State, bool)              { return m.lookup(ns, name) }
+func (m memorySource) Suspended(*hooklinev1.WebhookSubscription, string) {}
+
+// countingSource is the harness' source that counts BeforeTick calls, the
+// lookups made before the first one, and reports a backlog that tells
+// which tick read it.
+type countingSource struct {
+	*harness
+	reads, early atomic.Int64
+}
+
+func (c *countingSource) BeforeTick(context.Context) { c.reads.Add(1) }
+
+func (c *countingSource) Lookup(ns, name string) (State, bool) {
+	st, ok := c.harness.Lookup(ns, name)
+	r := c.reads.Load()
+	if r == 0 {
+		c.early.Add(1)
+	}
+	st.Backlog = 10 * r
+	return st, ok
 }
