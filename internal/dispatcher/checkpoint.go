@@ -107,18 +107,9 @@ func (c *checkpointer) drop(l *lane) {
 	c.dropped[l.token] = true
 }
 
-// run checkpoints every interval until ctx ends, then once more.
+// run checkpoints every interval until ctx ends.
 func (c *checkpointer) run(ctx context.Context) {
-	t := c.clock.NewTicker(c.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C():
-			c.save(ctx)
-		}
-	}
+	onTicks(ctx, c.clock, c.interval, func() { c.save(ctx) })
 }
 
 // save stores what changed since the last checkpoint. It reports whether
