@@ -27,15 +27,11 @@ import (
 // while: those older than a bound, or further behind than another, move
 // on.
 //
-// A held lane (suspended, not accepted, awaiting validation) falls behind
-// the same way, taking nothing until it may deliver again, so that a
-// subscription suspended for a moment costs no copy of its events.
-//
 // What cannot wait moves out of the events stream's way into the
 // subscription's part of the backlog stream: retries that wait long,
-// events of a lane behind (held or full) that are too old or too far
-// behind, what a lane holds in memory when it is held, and, once the lane
-// has moved events, every later one too, so that they keep their order. A
+// events that come while the lane is held (suspended, not accepted,
+// awaiting validation) or that are too far behind, and, once the lane has
+// moved events, every later one too, so that they keep their order. A
 // lane with moved events reads them back in order when it can deliver,
 // and takes new events into memory again once it has read them all.
 //
@@ -244,8 +240,6 @@ func (l *lane) configure(st *deliveryState) {
 		l.moveAll()
 		return
 	}
-	// A lane that fell behind while held takes its events again.
-	l.signalRoom()
 	l.maybeRead()
 	l.kick()
 }
@@ -269,7 +263,7 @@ func (l *lane) offer(ev queue.Stored) {
 		// router.
 		return
 	}
-	if !l.moving && (l.held || l.full()) {
+	if !l.held && !l.moving && l.full() {
 		l.fallBehind(ev.Seq)
 		l.skippedTo = ev.Seq + 1
 		l.skipped++
@@ -775,7 +769,7 @@ func (l *lane) catchUp(ctx context.Context, from uint64) {
 			l.freezeLocked(ev.Seq)
 			return errCaughtUp
 		}
-		for !l.moving && (l.held || l.full()) && !l.tooFarBehind(ev) && ctx.Err() == nil && !l.stopped {
+		for !l.held && !l.moving && l.full() && !l.tooFarBehind(ev) && ctx.Err() == nil && !l.stopped {
 			l.mu.Unlock()
 			// Looked at again now and then: the event ages, and the
 			// router moves on, while nothing makes room.
@@ -791,7 +785,7 @@ func (l *lane) catchUp(ctx context.Context, from uint64) {
 		if ctx.Err() != nil || l.stopped {
 			return errCaughtUp
 		}
-		if !l.moving && (l.held || l.full()) {
+		if !l.held && !l.moving && l.full() {
 			// Too far behind: what it has not taken moves on, and the
 			// events after it follow.
 			l.moving = true
