@@ -762,6 +762,10 @@ func (l *lane) matches(typ string) bool {
 // move to the backlog stream without waiting for room. A lane taken over
 // from an instance that stopped starts this way, from its checkpoint.
 func (l *lane) catchUp(ctx context.Context, from uint64) {
+	// A wait for room ends now and then to look again: the event ages,
+	// and the router moves on, while nothing makes room.
+	recheck := l.env.clock.NewTicker(lagRecheck)
+	defer recheck.Stop()
 	err := l.env.queue.ReadFor(ctx, l.key.Namespace, l.token, from, func(ev queue.Stored) error {
 		l.mu.Lock()
 		defer l.mu.Unlock()
@@ -771,15 +775,11 @@ func (l *lane) catchUp(ctx context.Context, from uint64) {
 		}
 		for !l.held && !l.moving && l.full() && !l.tooFarBehind(ev) && ctx.Err() == nil && !l.stopped {
 			l.mu.Unlock()
-			// Looked at again now and then: the event ages, and the
-			// router moves on, while nothing makes room.
-			recheck := l.env.clock.NewTimer(lagRecheck)
 			select {
 			case <-l.room:
 			case <-recheck.C():
 			case <-ctx.Done():
 			}
-			recheck.Stop()
 			l.mu.Lock()
 		}
 		if ctx.Err() != nil || l.stopped {

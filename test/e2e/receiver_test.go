@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/pem"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -38,17 +39,19 @@ type receiver struct {
 
 func newReceiver(t *testing.T, respond func(w http.ResponseWriter, attempt int)) *receiver {
 	t.Helper()
-	r := &receiver{byID: map[string]int{}, ackedByID: map[string]int{}, respond: respond}
-	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
-	t.Cleanup(r.Close)
-	return r
+	return listen(t, &receiver{byID: map[string]int{}, ackedByID: map[string]int{}, respond: respond})
 }
 
 // newCountingReceiver is newReceiver keeping only the counts of requests
 // and acknowledgements by webhook-id, for endpoints that get very many.
 func newCountingReceiver(t *testing.T, respond func(w http.ResponseWriter, attempt int)) *receiver {
 	t.Helper()
-	r := &receiver{byID: map[string]int{}, ackedByID: map[string]int{}, respond: respond, counting: true}
+	return listen(t, &receiver{byID: map[string]int{}, ackedByID: map[string]int{}, respond: respond, counting: true})
+}
+
+// listen serves r over HTTP until the test ends.
+func listen(t *testing.T, r *receiver) *receiver {
+	t.Helper()
 	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.Close)
 	return r
@@ -134,11 +137,7 @@ func (r *receiver) deliveries() []delivery {
 func (r *receiver) ids() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[string]int, len(r.byID))
-	for k, v := range r.byID {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(r.byID)
 }
 
 // acked is the set of distinct webhook-ids the receiver acknowledged (read
@@ -146,11 +145,7 @@ func (r *receiver) ids() map[string]int {
 func (r *receiver) acked() map[string]int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[string]int, len(r.ackedByID))
-	for k, v := range r.ackedByID {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(r.ackedByID)
 }
 
 // newTLSReceiver is a receiver served over HTTPS with a certificate of its
