@@ -302,15 +302,16 @@ func sumMetric(r io.Reader, name string) (sum float64, found bool, err error) {
 	return sum, found, sc.Err()
 }
 
-// storedBytes is the size of the events stream's files in the dispatcher's
-// queue directory.
+// storedBytes is the size of the files of the streams that hold events
+// (the events stream and the backlog stream, to which a subscription that
+// cannot keep up moves its events) in the dispatcher's queue directory.
 func (d *dispatcherProc) storedBytes() (int64, error) {
 	var total int64
 	err := filepath.WalkDir(d.dataDir, func(path string, e os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if e.IsDir() || !strings.Contains(path, "_EVENTS"+string(filepath.Separator)) {
+		if e.IsDir() || !(strings.Contains(path, "_EVENTS"+string(filepath.Separator)) || strings.Contains(path, "_BACKLOG"+string(filepath.Separator))) {
 			return nil
 		}
 		info, err := e.Info()
@@ -321,7 +322,7 @@ func (d *dispatcherProc) storedBytes() (int64, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("measuring the events stream's files: %w", err)
+		return 0, fmt.Errorf("measuring the events and backlog streams' files: %w", err)
 	}
 	return total, nil
 }

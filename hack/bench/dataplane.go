@@ -232,11 +232,14 @@ func (b *bench) throughput(ctx context.Context, d *dispatcherProc, ns *benchName
 		if err := p.publishBatches(ctx, evs, cfg.BatchSize, cfg.BatchConcurrency); err != nil {
 			return failedRow(name, err)
 		}
+		published, deliveredThen := time.Since(start), counter.Load()-(want-int64(len(evs)))
 		at, err := waitCount(ctx, counter, want, deliveryTimeout(len(evs)))
 		if err != nil {
 			return failedRow(name, err)
 		}
 		figures = append(figures, float64(len(evs))/at.Sub(start).Seconds())
+		b.detail("Throughput run %d: all %d events answered 202 after %s, when %d were delivered; the last delivered after %s",
+			r+1, len(evs), published.Round(time.Millisecond), deliveredThen, at.Sub(start).Round(time.Millisecond))
 
 		bodies, err := deliveredBodies(evs)
 		if err != nil {
@@ -486,12 +489,18 @@ func (b *bench) backlogMemory(ctx context.Context, d *dispatcherProc, ns *benchN
 		if after[round], err = read(); err != nil {
 			return failedRow(name, err)
 		}
-	}
-	if err := b.writeHeapProfile(); err != nil {
-		return failedRow(name, err)
+		// The first round's profile goes to -memprofile with ".first"
+		// added, the second's to -memprofile.
+		suffix := ""
+		if round == 0 {
+			suffix = ".first"
+		}
+		if err := b.writeHeapProfile(suffix); err != nil {
+			return failedRow(name, err)
+		}
 	}
 	wait := max(cfg.DedupWait, cfg.Settle)
-	b.detail("Backlog behind a down endpoint, read %s after publishing each %s events: dispatcher RSS %.1f MiB before, %.1f MiB after the first, %.1f MiB after the second (peak %.1f MiB); Go heap in use %.1f, %.1f and %.1f MiB; events stream files %.1f, %.1f and %.1f MiB",
+	b.detail("Backlog behind a down endpoint, read %s after publishing each %s events: dispatcher RSS %.1f MiB before, %.1f MiB after the first, %.1f MiB after the second (peak %.1f MiB); Go heap in use %.1f, %.1f and %.1f MiB; stored events' files %.1f, %.1f and %.1f MiB",
 		wait, thousands(float64(cfg.Backlog)), mib(before.mem.RSS), mib(after[0].mem.RSS), mib(after[1].mem.RSS), mib(after[1].mem.HWM),
 		before.heap/(1<<20), after[0].heap/(1<<20), after[1].heap/(1<<20),
 		mib(uint64(before.stored)), mib(uint64(after[0].stored)), mib(uint64(after[1].stored)))

@@ -47,7 +47,11 @@ func (d *dispatcherProc) runInProcess(ctx context.Context, kubeconfig, logPath s
 		DispatcherName:      d.name,
 		DataDir:             d.dataDir,
 		MaxBytes:            queueMaxBytes,
-		Logger:              log.With("component", "queue"),
+		// The command bounds the backlog stream by a share of the
+		// filesystem, far above what a run stores; the queue's own
+		// default (the events stream's bound) would fill in section 10.
+		BacklogMaxBytes: 4 << 30,
+		Logger:          log.With("component", "queue"),
 	})
 	if err != nil {
 		cancel()

@@ -97,8 +97,9 @@ type config struct {
 	CPUProfile     string
 	ProfileSection int
 	// MemProfile, when set, receives a heap profile of this process taken
-	// after a collection at section 8's last reading: with InProcess, what
-	// the dispatcher still holds once the backlog is stored.
+	// after a collection at section 8's last reading (and MemProfile
+	// ".first" one at its first): with InProcess, what the dispatcher
+	// still holds once the backlog is stored.
 	MemProfile string
 }
 
@@ -259,7 +260,7 @@ func flagSet(cfg *config) (fs *flag.FlagSet, smoke *bool, sections *string) {
 	fs.DurationVar(&cfg.DedupWait, "dedup-wait", cfg.DedupWait, "When the backlog's memory is read again after publishing it: past the dispatcher's 2-minute deduplication window by default.")
 	fs.BoolVar(&cfg.InProcess, "in-process", cfg.InProcess, "Run the dispatchers inside this process, so -cpuprofile covers them (figures then share the process with the load).")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", cfg.CPUProfile, "Write a CPU profile of this process to this file.")
-	fs.StringVar(&cfg.MemProfile, "memprofile", cfg.MemProfile, "Write a heap profile of this process, after a collection, at the last reading of section 8 (use with -in-process).")
+	fs.StringVar(&cfg.MemProfile, "memprofile", cfg.MemProfile, "Write a heap profile of this process, after a collection, at the last reading of section 8, and the first reading's to the same name with .first added (use with -in-process).")
 	fs.IntVar(&cfg.ProfileSection, "profile-section", cfg.ProfileSection, "With -cpuprofile, profile only this section's measurements (1-10), not the set-up around them.")
 	return fs, smoke, sections
 }

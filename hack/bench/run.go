@@ -49,13 +49,13 @@ func (b *bench) profiled(section int, measure func() []row) []row {
 	return measure()
 }
 
-// writeHeapProfile writes the heap profile -memprofile asks for, of what is
-// live after a collection.
-func (b *bench) writeHeapProfile() (err error) {
+// writeHeapProfile writes the heap profile -memprofile asks for, with
+// suffix added to its name, of what is live after a collection.
+func (b *bench) writeHeapProfile(suffix string) (err error) {
 	if b.cfg.MemProfile == "" {
 		return nil
 	}
-	f, err := os.Create(b.cfg.MemProfile)
+	f, err := os.Create(b.cfg.MemProfile + suffix)
 	if err != nil {
 		return fmt.Errorf("creating the heap profile: %w", err)
 	}

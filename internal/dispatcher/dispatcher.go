@@ -160,9 +160,10 @@ type Dispatcher struct {
 	view        *progressView
 	// workers counts the lanes' delivery goroutines.
 	workers sync.WaitGroup
-	// crowded is set while the events stream is more than crowdedShare
-	// full (see watchCrowding).
-	crowded atomic.Bool
+	// reliefLine is, while the events stream is more than crowdedShare
+	// full, the sequence below which subscriptions move what they hold of
+	// it to the backlog stream; 0 otherwise (see watchCrowding).
+	reliefLine atomic.Uint64
 
 	ingestLn, healthLn, metricsLn net.Listener
 
@@ -234,7 +235,7 @@ func New(opts Options) (*Dispatcher, error) {
 	d.view.changed = d.checkpointed
 	d.env = &laneEnv{clock: opts.Clock, attempts: d.deliverer, mover: d.mover, queue: opts.Queue,
 		memory: opts.LaneMemory, memoryRetry: opts.MemoryRetry, lagAge: opts.LagAge, lagEvents: opts.LagEvents,
-		position: d.router.position, crowded: d.crowded.Load, workers: &d.workers, log: d.log}
+		position: d.router.position, reliefLine: d.reliefLine.Load, workers: &d.workers, log: d.log}
 	d.subs = newSubscriptions(subscriptionDeps{
 		instance:    opts.Instance,
 		log:         d.log,
@@ -611,26 +612,46 @@ func purgeDue(u queue.Usage, floor uint64, since time.Duration) bool {
 }
 
 // crowdedShare is the share of the events stream's bound past which the
-// subscriptions that fell behind move their events to the backlog stream
-// at once rather than after the lag bounds: one slow or dead endpoint must
-// never fill the stream and make ingest refuse events for everyone.
+// subscriptions that hold back its oldest part move their events to the
+// backlog stream at once rather than after the lag bounds: one slow or
+// dead endpoint must never fill the stream and make ingest refuse events
+// for everyone.
 const crowdedShare = 0.5
+
+// reliefLine is, for the events stream's use u and the router's position,
+// the sequence below which subscriptions move what they hold of the stream
+// out of its way: the older half of what it holds once it is crowded, 0
+// while it is not. Only the subscriptions furthest behind (a dead
+// endpoint's) move, not those a little behind the router, whose events
+// would only be copied and read back; if the stream is still crowded once
+// they have moved and it is purged, the next line is higher.
+func reliefLine(u queue.Usage, position uint64) uint64 {
+	if u.MaxBytes == 0 || float64(u.Bytes) <= crowdedShare*float64(u.MaxBytes) {
+		return 0
+	}
+	first := max(u.FirstSeq, 1)
+	if position <= first {
+		return first
+	}
+	return first + (position-first)/2
+}
 
 // watchCrowding looks at the events stream's use every checkpoint
 // interval.
 func (d *Dispatcher) watchCrowding(ctx context.Context) {
 	onTicks(ctx, d.opts.Clock, d.opts.CheckpointInterval, func() {
 		u, err := d.queue.Usage(ctx)
-		if err != nil || u.MaxBytes == 0 {
+		if err != nil {
 			return
 		}
-		crowded := float64(u.Bytes) > crowdedShare*float64(u.MaxBytes)
-		if d.crowded.Swap(crowded) != crowded && crowded {
-			d.log.Info("The events stream is filling up: subscriptions that fell behind or retry move their events to the backlog stream", "bytes", u.Bytes, "maxBytes", u.MaxBytes)
+		line := reliefLine(u, d.router.position())
+		if was := d.reliefLine.Swap(line); was == 0 && line != 0 {
+			d.log.Info("The events stream is filling up: subscriptions holding back its older half move their events to the backlog stream",
+				"bytes", u.Bytes, "maxBytes", u.MaxBytes, "below", line)
 		}
-		if crowded {
+		if line != 0 {
 			for _, l := range d.subs.lanes() {
-				l.relieve()
+				l.relieve(line)
 			}
 		}
 	})

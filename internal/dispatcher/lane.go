@@ -106,9 +106,9 @@ type laneEnv struct {
 	// of the events, and by how many sequences the router is ahead.
 	lagAge    time.Duration
 	lagEvents uint64
-	// crowded says whether the events stream is filling up: then what a
-	// lane behind has not taken moves on at once.
-	crowded func() bool
+	// reliefLine is, while the events stream is filling up, the sequence
+	// below which what a lane holds of it moves on at once; 0 otherwise.
+	reliefLine func() uint64
 	// position is the router's position: every event before it was
 	// routed.
 	position func() uint64
@@ -189,10 +189,24 @@ type lane struct {
 	// room is signalled when an item leaves memory.
 	room chan struct{}
 
+	// failStreak counts attempts in a row that failed and will be
+	// retried; from breakerThreshold on, the breaker is open until
+	// openUntil: no attempt starts before then, and after it one at a time
+	// (a probe) until one succeeds.
+	failStreak   int
+	openUntil    time.Time
+	breakerTimer clock.Timer
+
 	totals         report.Totals
 	goneGeneration int64
 	dirty          bool
 }
+
+// breakerThreshold is how many attempts in a row must fail before a lane
+// stops trying every event and probes its endpoint with one at a time, each
+// after the retry delay the last failure set: a dead endpoint costs one
+// attempt per delay rather than one per event.
+const breakerThreshold = 5
 
 func newLane(env *laneEnv, key report.Key, rec *laneRecord, start uint64) *lane {
 	l := &lane{key: key, token: queue.SubscriptionToken(key.UID), env: env, start: start, room: make(chan struct{}, 1), dirty: true}
@@ -226,8 +240,10 @@ func (l *lane) configure(st *deliveryState) {
 	defer l.mu.Unlock()
 	if l.st != nil && l.st.generation != st.generation {
 		// A new spec may carry a new filter: earlier runtime errors no
-		// longer describe it.
+		// longer describe it; and a new endpoint: the breaker starts
+		// closed.
 		l.totals.FilterErrors, l.totals.LastFilterError = 0, ""
+		l.failStreak, l.openUntil = 0, time.Time{}
 	}
 	l.st = st
 	l.dirty = true
@@ -306,6 +322,59 @@ func (l *lane) concurrency() int {
 	return max(l.st.concurrency, 1)
 }
 
+// limit is how many attempts may be under way: the concurrency, or one
+// (the probe) while the breaker is open. Called with l.mu held.
+func (l *lane) limit() int {
+	if !l.openUntil.IsZero() {
+		return 1
+	}
+	return l.concurrency()
+}
+
+// gated says whether the open breaker holds back every attempt now.
+// Called with l.mu held.
+func (l *lane) gated() bool {
+	return !l.openUntil.IsZero() && l.env.clock.Now().Before(l.openUntil)
+}
+
+// armBreaker starts delivery again once the breaker lets a probe through.
+// Called with l.mu held.
+func (l *lane) armBreaker() {
+	if l.breakerTimer != nil {
+		l.breakerTimer.Stop()
+	}
+	// On its own goroutine, as in schedule.
+	l.breakerTimer = l.env.clock.AfterFunc(max(l.openUntil.Sub(l.env.clock.Now()), 0), func() {
+		go func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.kick()
+		}()
+	})
+}
+
+// trip records a failed attempt that will be retried after delay, and
+// opens the breaker once enough failed in a row. Called with l.mu held.
+func (l *lane) trip(delay time.Duration) {
+	l.failStreak++
+	if l.failStreak >= breakerThreshold {
+		l.openUntil = l.env.clock.Now().Add(delay)
+	}
+}
+
+// reset closes the breaker after a successful attempt. Called with l.mu
+// held.
+func (l *lane) reset() {
+	l.failStreak = 0
+	if !l.openUntil.IsZero() {
+		l.openUntil = time.Time{}
+		if l.breakerTimer != nil {
+			l.breakerTimer.Stop()
+		}
+		l.kick()
+	}
+}
+
 // kick starts delivery goroutines for the ready items. Called with l.mu
 // held.
 func (l *lane) kick() {
@@ -316,7 +385,11 @@ func (l *lane) kick() {
 		// The next event waits for the retry of the one before it.
 		return
 	}
-	for len(l.ready) > l.workers && l.workers < l.concurrency() {
+	if l.gated() {
+		l.armBreaker()
+		return
+	}
+	for len(l.ready) > l.workers && l.workers < l.limit() {
 		l.workers++
 		l.env.workers.Add(1)
 		go l.work()
@@ -328,8 +401,12 @@ func (l *lane) work() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for {
-		if l.held || l.stopped || len(l.ready) == 0 || (l.st.ordered && l.waiting.Len() > 0) || l.env.ctx.Err() != nil {
+		if l.held || l.stopped || len(l.ready) == 0 || (l.st.ordered && l.waiting.Len() > 0) || l.env.ctx.Err() != nil ||
+			l.workers > l.limit() || l.gated() {
 			l.workers--
+			if l.gated() && l.workers == 0 {
+				l.armBreaker()
+			}
 			return
 		}
 		it := l.ready[0]
@@ -355,6 +432,12 @@ func (l *lane) settle(it *item, st *deliveryState, a attempt) {
 	if a.filterError != "" {
 		l.totals = report.AddFilterError(l.totals, a.filterError)
 		l.dirty = true
+	}
+	switch {
+	case a.outcome != nil && a.outcome.Success:
+		l.reset()
+	case a.outcome != nil && a.verdict == retry:
+		l.trip(a.delay)
 	}
 	switch a.verdict {
 	case finished:
@@ -647,6 +730,9 @@ func (l *lane) stop() {
 	if l.timer != nil {
 		l.timer.Stop()
 	}
+	if l.breakerTimer != nil {
+		l.breakerTimer.Stop()
+	}
 }
 
 // record is the lane's checkpoint, given that every event before pos has
@@ -825,7 +911,7 @@ func (l *lane) takes(ev queue.Stored) bool {
 // router, than a lane that fell behind may let events wait in the events
 // stream.
 func (l *lane) tooFarBehind(ev queue.Stored) bool {
-	if l.env.crowded != nil && l.env.crowded() {
+	if line := l.relief(); line != 0 && ev.Seq < line {
 		return true
 	}
 	if l.env.lagAge > 0 && l.env.clock.Since(ev.Stored) > l.env.lagAge {
@@ -836,28 +922,31 @@ func (l *lane) tooFarBehind(ev queue.Stored) bool {
 }
 
 // relieve moves what the lane keeps in memory to the backlog stream when
-// it holds the events stream back: it fell behind, or events of the
-// stream wait in memory for a retry. Called while the events stream is
-// crowded, so that its purge can pass them.
-func (l *lane) relieve() {
+// it holds back the events stream below line: it fell behind there, or
+// events of the stream from there wait in memory. Called while the events
+// stream is crowded, so that its purge can pass them.
+func (l *lane) relieve(line uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.stopped || l.held {
 		return
 	}
-	retrying := false
-	for _, it := range l.waiting {
-		if it.src == fromEvents {
-			retrying = true
-			break
-		}
-	}
-	if l.behind || retrying {
+	lowest, pending := l.events.lowest()
+	if (l.behind && l.next < line) || (pending && lowest < line) {
 		l.moveAll()
 		// A lane behind waiting for room looks again: the events it has
 		// not read move now.
 		l.signalRoom()
 	}
+}
+
+// relief is the sequence below which what the lane holds of the events
+// stream moves on at once; 0 while the stream is not crowded.
+func (l *lane) relief() uint64 {
+	if l.env.reliefLine == nil {
+		return 0
+	}
+	return l.env.reliefLine()
 }
 
 // gone is the generation at which the endpoint answered 410 Gone.

@@ -29,6 +29,8 @@ type scriptedAttempts struct {
 	attempts  map[string]int
 	// gate, when set, blocks every attempt until it is closed.
 	gate chan struct{}
+	// down, when set, fails every attempt with this retry delay.
+	down time.Duration
 }
 
 func (s *scriptedAttempts) attempt(ctx context.Context, _ report.Key, _ *deliveryState, it *item) attempt {
@@ -43,12 +45,29 @@ func (s *scriptedAttempts) attempt(ctx context.Context, _ report.Key, _ *deliver
 	id := it.ev.Event.ID
 	s.attempts[id]++
 	now := s.clock.Now()
+	if s.down > 0 {
+		return attempt{verdict: retry, delay: s.down, outcome: &report.Outcome{Time: now, Class: "ConnectionError"}}
+	}
 	if delays := s.fail[id]; len(delays) > 0 {
 		s.fail[id] = delays[1:]
 		return attempt{verdict: retry, delay: delays[0], outcome: &report.Outcome{Time: now, StatusCode: 500, Class: "HTTPError"}}
 	}
 	s.delivered = append(s.delivered, id)
 	return attempt{verdict: finished, outcome: &report.Outcome{Time: now, Success: true, StatusCode: 200}}
+}
+
+// waitDeliveredOnce waits for n deliveries and checks that they are
+// evt-1 to evt-n, each once, in any order.
+func (h *laneHarness) waitDeliveredOnce(n int) {
+	h.t.Helper()
+	eventually(h.t, fmt.Sprintf("%d deliveries", n), func() bool { return len(h.script.deliveredIDs()) == n })
+	got := h.script.deliveredIDs()
+	slices.Sort(got)
+	want := ids(1, n)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		h.t.Errorf("delivered %d events, want each of the %d once", len(got), n)
+	}
 }
 
 func (s *scriptedAttempts) deliveredIDs() []string {
@@ -103,6 +122,28 @@ func newLaneHarness(t *testing.T, memory int, st *deliveryState) *laneHarness {
 
 func servedState(concurrency int, ordered bool) *deliveryState {
 	return &deliveryState{accepted: true, generation: 1, concurrency: concurrency, ordered: ordered}
+}
+
+// typedState is servedState, unordered, for events of type order.created.
+func typedState(t *testing.T, concurrency int) *deliveryState {
+	st := servedState(concurrency, false)
+	st.patternList = []string{"order.created"}
+	st.patterns = mustPatterns(t, st.patternList)
+	return st
+}
+
+// holdAttempts blocks every attempt until release is called.
+func (h *laneHarness) holdAttempts() (release func()) {
+	gate := make(chan struct{})
+	h.script.mu.Lock()
+	h.script.gate = gate
+	h.script.mu.Unlock()
+	return func() {
+		h.script.mu.Lock()
+		h.script.gate = nil
+		h.script.mu.Unlock()
+		close(gate)
+	}
 }
 
 // offer publishes n events and offers them to the lane, as the router
@@ -163,13 +204,23 @@ func TestLaneDeliversAndCheckpoints(t *testing.T) {
 }
 
 func TestLaneRetriesInMemoryAndInTheBacklog(t *testing.T) {
-	h := newLaneHarness(t, 100, servedState(2, false))
+	h := newLaneHarness(t, 100, servedState(1, false))
 	h.script.fail["evt-1"] = []time.Duration{5 * time.Second} // waits in memory
 	h.script.fail["evt-2"] = []time.Duration{2 * time.Hour}   // moves to the backlog
+	// All three in memory before the first attempt, attempted in order:
+	// evt-1 fails before evt-2 moves, so it waits in memory (once the
+	// lane has moved an event, later retries follow it).
+	release := h.holdAttempts()
 	h.offer(3)
-	eventually(t, "evt-3 delivered and evt-2 moved", func() bool {
+	release()
+	eventually(t, "evt-3 delivered, evt-2 moved and evt-1 waiting", func() bool {
 		rec := h.lane.record("i-0", 4)
-		return slices.Contains(h.script.deliveredIDs(), "evt-3") && rec.Moved == 1
+		h.lane.mu.Lock()
+		waiting := slices.ContainsFunc(h.lane.waiting, func(it *item) bool { return it.ev.Event.ID == "evt-1" })
+		h.lane.mu.Unlock()
+		// evt-1's retry is due 5 s from the clock's time when it failed:
+		// the clock steps only once it waits.
+		return slices.Contains(h.script.deliveredIDs(), "evt-3") && rec.Moved == 1 && waiting
 	})
 	rec := h.lane.record("i-0", 4)
 	if rec.Events.Floor != 1 || rec.Pending != 1 {
@@ -222,15 +273,25 @@ func TestOrderedLaneKeepsOrderBehindALongRetry(t *testing.T) {
 	h := newLaneHarness(t, 100, servedState(1, true))
 	h.script.fail["evt-2"] = []time.Duration{time.Hour, 3 * time.Second}
 	h.offer(6)
-	eventually(t, "evt-2 and those behind it moved", func() bool { return h.lane.record("i-0", 7).Moved == 5 })
+	// evt-2 moves, and the events behind it with it; those offered once
+	// the lane has read its moves back wait in memory behind evt-2.
+	eventually(t, "evt-2 moved, the events behind it moved or waiting", func() bool {
+		rec := h.lane.record("i-0", 7)
+		return rec.Moved > 0 && rec.Moved+rec.Pending == 5
+	})
 	if got := h.script.deliveredIDs(); !slices.Equal(got, ids(1, 1)) {
 		t.Fatalf("delivered %v before evt-2's retry was due, want only evt-1", got)
 	}
 	h.clock.Step(time.Hour)
-	eventually(t, "evt-2 retried from the backlog and failed again", func() bool {
+	eventually(t, "evt-2 retried from the backlog, failed again and waiting", func() bool {
 		h.script.mu.Lock()
-		defer h.script.mu.Unlock()
-		return h.script.attempts["evt-2"] == 2
+		attempts := h.script.attempts["evt-2"]
+		h.script.mu.Unlock()
+		h.lane.mu.Lock()
+		defer h.lane.mu.Unlock()
+		// Its retry is due 3 s from the clock's time when it failed: the
+		// clock steps only once it waits.
+		return attempts == 2 && h.lane.inflight == 0 && h.lane.waiting.Len() == 1
 	})
 	// The second retry waits in memory; nothing behind it goes first.
 	if got := h.script.deliveredIDs(); !slices.Equal(got, ids(1, 1)) {
@@ -244,12 +305,9 @@ func TestOrderedLaneKeepsOrderBehindALongRetry(t *testing.T) {
 }
 
 func TestLaneMemoryIsBounded(t *testing.T) {
-	st := servedState(2, false)
-	st.patternList = []string{"order.created"}
-	st.patterns = mustPatterns(t, st.patternList)
+	st := typedState(t, 2)
 	h := newLaneHarness(t, 5, st)
-	gate := make(chan struct{})
-	h.script.gate = gate
+	release := h.holdAttempts()
 	h.offer(50)
 	// Memory full: the lane fell behind, and the events it did not take
 	// wait in the events stream, holding its floor.
@@ -267,18 +325,8 @@ func TestLaneMemoryIsBounded(t *testing.T) {
 	if rec := h.lane.record("i-0", 51); rec.Events.Floor != 1 || rec.Moved != 0 {
 		t.Errorf("checkpoint of a lane behind: events %+v moved %d, want floor 1 and nothing moved", rec.Events, rec.Moved)
 	}
-	h.script.mu.Lock()
-	h.script.gate = nil
-	h.script.mu.Unlock()
-	close(gate)
-	eventually(t, "50 deliveries", func() bool { return len(h.script.deliveredIDs()) == 50 })
-	got := h.script.deliveredIDs()
-	slices.Sort(got)
-	want := ids(1, 50)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Errorf("delivered %d events, want each of the 50 once", len(got))
-	}
+	release()
+	h.waitDeliveredOnce(50)
 	eventually(t, "caught up", func() bool {
 		h.lane.mu.Lock()
 		defer h.lane.mu.Unlock()
@@ -292,23 +340,17 @@ func TestLaneMemoryIsBounded(t *testing.T) {
 }
 
 func TestLaneFarBehindMovesOn(t *testing.T) {
-	st := servedState(1, false)
-	st.patternList = []string{"order.created"}
-	st.patterns = mustPatterns(t, st.patternList)
+	st := typedState(t, 1)
 	h := newLaneHarness(t, 5, st)
 	h.env.lagEvents = 20
-	gate := make(chan struct{})
-	h.script.gate = gate
+	release := h.holdAttempts()
 	// The router is far ahead: it routed all 100 before the lane read
 	// any of those it did not take.
 	h.env.position = func() uint64 { return 101 }
 	h.offer(100)
 	// More than 20 behind the router: those events move out of the way.
 	eventually(t, "events moved", func() bool { return h.lane.record("i-0", 101).Moved > 0 })
-	h.script.mu.Lock()
-	h.script.gate = nil
-	h.script.mu.Unlock()
-	close(gate)
+	release()
 	eventually(t, "100 deliveries", func() bool { return len(h.script.deliveredIDs()) == 100 })
 	eventually(t, "the backlog empty and the floor past the last", func() bool {
 		rec := h.lane.record("i-0", 101)
@@ -356,4 +398,88 @@ func mustPatterns(t *testing.T, p []string) eventtype.Set {
 		t.Fatal(err)
 	}
 	return set
+}
+
+// TestCrowdedStreamRelievesOnlyLanesBelowTheLine: a crowded events stream
+// moves what a lane holds of it only when the lane holds events below the
+// relief line; a lane whose events are all above it keeps them in memory.
+func TestCrowdedStreamRelievesOnlyLanesBelowTheLine(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		line      uint64
+		wantMoved int64
+	}{
+		{name: "events below the line move", line: 5, wantMoved: 9},
+		{name: "events at or above the line stay", line: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := typedState(t, 1)
+			h := newLaneHarness(t, 100, st)
+			release := h.holdAttempts()
+			h.offer(10)
+			// One event in delivery, nine waiting in memory.
+			eventually(t, "one delivery under way", func() bool { return h.lane.busy() })
+			h.lane.relieve(tc.line)
+			eventually(t, "the moves stored", func() bool {
+				h.lane.mu.Lock()
+				defer h.lane.mu.Unlock()
+				return h.lane.movesInFlight == 0
+			})
+			if got := h.lane.record("i-0", 11).Moved; got != tc.wantMoved {
+				t.Errorf("moved %d events, want %d", got, tc.wantMoved)
+			}
+			release()
+			eventually(t, "10 deliveries", func() bool { return len(h.script.deliveredIDs()) == 10 })
+			if got := h.script.deliveredIDs(); !slices.Equal(got, ids(1, 10)) {
+				t.Errorf("delivered %v, want evt-1 to evt-10 in order with concurrency 1", got)
+			}
+		})
+	}
+}
+
+func (s *scriptedAttempts) total() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.attempts {
+		n += c
+	}
+	return n
+}
+
+// TestBreakerProbesADeadEndpoint: once attempts in a row fail, a lane stops
+// trying every event and sends one probe per retry delay; the first probe
+// that succeeds lets every event through, each delivered once.
+func TestBreakerProbesADeadEndpoint(t *testing.T) {
+	const concurrency = 4
+	h := newLaneHarness(t, 100, servedState(concurrency, false))
+	h.script.mu.Lock()
+	h.script.down = time.Second
+	h.script.mu.Unlock()
+	h.offer(50)
+	settledGated := func() bool {
+		h.lane.mu.Lock()
+		defer h.lane.mu.Unlock()
+		return h.lane.gated() && h.lane.inflight == 0 && h.lane.workers == 0
+	}
+	eventually(t, "the breaker open", settledGated)
+	// The attempts under way when the breaker opened finish; no other
+	// starts.
+	n := h.script.total()
+	if n < breakerThreshold || n > breakerThreshold+concurrency-1 {
+		t.Fatalf("%d attempts before the breaker opened, want %d to %d of the 50 events", n, breakerThreshold, breakerThreshold+concurrency-1)
+	}
+	h.clock.Step(time.Second)
+	eventually(t, "one probe", func() bool { return h.script.total() > n && settledGated() })
+	if got := h.script.total(); got != n+1 {
+		t.Errorf("%d attempts after the retry delay, want one probe (%d)", got, n+1)
+	}
+	h.script.mu.Lock()
+	h.script.down = 0
+	h.script.mu.Unlock()
+	h.clock.Step(2 * time.Second)
+	h.waitDeliveredOnce(50)
+	if rec := h.lane.record("i-0", 51); rec.Totals.Delivered != 50 || rec.Totals.Failed != int64(n+1) {
+		t.Errorf("totals delivered %d failed %d, want 50 and %d", rec.Totals.Delivered, rec.Totals.Failed, n+1)
+	}
 }

@@ -73,6 +73,14 @@ func (p *progress) finish(seq uint64) {
 	}
 }
 
+// lowest is the lowest pending sequence, if one is.
+func (p *progress) lowest() (uint64, bool) {
+	if p.pending == 0 {
+		return 0, false
+	}
+	return p.order[0], true
+}
+
 // count is how many sequences are pending.
 func (p *progress) count() int { return p.pending }
 

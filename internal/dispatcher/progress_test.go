@@ -188,3 +188,25 @@ func TestPurgeDue(t *testing.T) {
 		})
 	}
 }
+
+func TestReliefLine(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		u        queue.Usage
+		position uint64
+		want     uint64
+	}{
+		{name: "half the bound held: not crowded", u: queue.Usage{Bytes: 50, MaxBytes: 100, FirstSeq: 1}, position: 1001},
+		{name: "no byte bound", u: queue.Usage{Bytes: 1 << 40, FirstSeq: 1}, position: 1001},
+		{name: "crowded: the older half", u: queue.Usage{Bytes: 60, MaxBytes: 100, FirstSeq: 1}, position: 1001, want: 501},
+		{name: "crowded after a purge: the older half of the rest", u: queue.Usage{Bytes: 60, MaxBytes: 100, FirstSeq: 501}, position: 1001, want: 751},
+		{name: "crowded, the router at the first event", u: queue.Usage{Bytes: 60, MaxBytes: 100, FirstSeq: 7}, position: 7, want: 7},
+		{name: "crowded, an empty stream's first sequence 0", u: queue.Usage{Bytes: 60, MaxBytes: 100}, position: 3, want: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := reliefLine(tc.u, tc.position); got != tc.want {
+				t.Errorf("reliefLine = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

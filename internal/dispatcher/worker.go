@@ -100,7 +100,7 @@ func (d *deliverer) attempt(ctx context.Context, key report.Key, st *deliverySta
 		return attempt{verdict: finished, outcome: &outcome}
 	case delivery.Retry:
 		d.metrics.deliveries.WithLabelValues(ns, name, outcomeRetried).Inc()
-		log().Info("Delivery failed, will retry", "class", res.Class, "status", res.StatusCode, "in", dec.Delay.Round(time.Millisecond), "reason", dec.Reason)
+		log().Debug("Delivery failed, will retry", "class", res.Class, "status", res.StatusCode, "in", dec.Delay.Round(time.Millisecond), "reason", dec.Reason)
 		return attempt{verdict: retry, delay: dec.Delay, outcome: &outcome}
 	case delivery.DeadLetter:
 		err := d.queue.DeadLetter(ctx, ns, name, key.UID, it.src == fromBacklog, it.ev, queue.Failure{Class: string(res.Class),
