@@ -311,7 +311,8 @@ func (d *dispatcherProc) storedBytes() (int64, error) {
 		if err != nil {
 			return err
 		}
-		if e.IsDir() || !(strings.Contains(path, "_EVENTS"+string(filepath.Separator)) || strings.Contains(path, "_BACKLOG"+string(filepath.Separator))) {
+		sep := string(filepath.Separator)
+		if e.IsDir() || !(strings.Contains(path, "_EVENTS"+sep) || strings.Contains(path, "_BACKLOG"+sep)) {
 			return nil
 		}
 		info, err := e.Info()

@@ -162,7 +162,7 @@ type Dispatcher struct {
 	workers sync.WaitGroup
 	// reliefLine is, while the events stream is more than crowdedShare
 	// full, the sequence below which subscriptions move what they hold of
-	// it to the backlog stream; 0 otherwise (see watchCrowding).
+	// it to the backlog stream; 0 otherwise (see relieve).
 	reliefLine atomic.Uint64
 
 	ingestLn, healthLn, metricsLn net.Listener
@@ -528,8 +528,7 @@ func (d *Dispatcher) startRouting(ctx context.Context) error {
 	}()
 	<-d.router.started
 	go d.checkpoints.run(ctx)
-	go d.purgeEvents(ctx)
-	go d.watchCrowding(ctx)
+	go d.tendEvents(ctx)
 	d.log.Info("Routing events", "from", from)
 	return nil
 }
@@ -553,40 +552,54 @@ func (d *Dispatcher) routingStart(ctx context.Context) (uint64, error) {
 	return max(from, first, 1), nil
 }
 
-// purgeEvents removes the events no subscription needs any more, when
-// purgeDue says it is time. Only the status leader does it.
-func (d *Dispatcher) purgeEvents(ctx context.Context) {
-	var last uint64
-	var lastAt time.Time
+// tendEvents looks at the events stream's use every checkpoint interval:
+// subscriptions holding back a crowded stream move their events out of its
+// way (relieve), and the events no subscription needs any more are purged
+// when purgeDue says it is time.
+func (d *Dispatcher) tendEvents(ctx context.Context) {
+	var p purgeState
 	onTicks(ctx, d.opts.Clock, d.opts.CheckpointInterval, func() {
-		if !d.leading.Load() && !d.queue.Embedded() {
-			return
-		}
-		live := d.instances.liveSet()
-		if d.queue.Embedded() {
-			live = map[string]bool{d.opts.Instance: true}
-		}
-		floor, ok := d.view.purgeFloor(live, d.store.exists)
-		if !ok || floor <= last {
-			d.log.Debug("Nothing to purge", "floor", floor, "known", ok, "purgedBelow", last)
-			return
-		}
 		u, err := d.queue.Usage(ctx)
 		if err != nil {
 			return
 		}
-		now := d.opts.Clock.Now()
-		if !purgeDue(u, floor, now.Sub(lastAt)) {
-			return
-		}
-		if err := d.queue.PurgeEvents(ctx, floor); err != nil {
-			if ctx.Err() == nil {
-				d.log.Warn("Purging delivered events", "below", floor, "err", err)
-			}
-			return
-		}
-		last, lastAt = floor, now
+		d.relieve(u)
+		d.purge(ctx, u, &p)
 	})
+}
+
+// purgeState is what the last purge removed, and when.
+type purgeState struct {
+	below uint64
+	at    time.Time
+}
+
+// purge removes the events below the floor of every subscription, when
+// purgeDue says it is time. Only the status leader does it.
+func (d *Dispatcher) purge(ctx context.Context, u queue.Usage, last *purgeState) {
+	if !d.leading.Load() && !d.queue.Embedded() {
+		return
+	}
+	live := d.instances.liveSet()
+	if d.queue.Embedded() {
+		live = map[string]bool{d.opts.Instance: true}
+	}
+	floor, ok := d.view.purgeFloor(live, d.store.exists)
+	if !ok || floor <= last.below {
+		d.log.Debug("Nothing to purge", "floor", floor, "known", ok, "purgedBelow", last.below)
+		return
+	}
+	now := d.opts.Clock.Now()
+	if !purgeDue(u, floor, now.Sub(last.at)) {
+		return
+	}
+	if err := d.queue.PurgeEvents(ctx, floor); err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("Purging delivered events", "below", floor, "err", err)
+		}
+		return
+	}
+	*last = purgeState{below: floor, at: now}
 }
 
 // A purge holds the events stream's lock while it unlinks whole blocks
@@ -636,25 +649,19 @@ func reliefLine(u queue.Usage, position uint64) uint64 {
 	return first + (position-first)/2
 }
 
-// watchCrowding looks at the events stream's use every checkpoint
-// interval.
-func (d *Dispatcher) watchCrowding(ctx context.Context) {
-	onTicks(ctx, d.opts.Clock, d.opts.CheckpointInterval, func() {
-		u, err := d.queue.Usage(ctx)
-		if err != nil {
-			return
+// relieve sets the relief line for the events stream's use u and has the
+// lanes holding events below it move them.
+func (d *Dispatcher) relieve(u queue.Usage) {
+	line := reliefLine(u, d.router.position())
+	if was := d.reliefLine.Swap(line); was == 0 && line != 0 {
+		d.log.Info("The events stream is filling up: subscriptions holding back its older half move their events to the backlog stream",
+			"bytes", u.Bytes, "maxBytes", u.MaxBytes, "below", line)
+	}
+	if line != 0 {
+		for _, l := range d.subs.lanes() {
+			l.relieve(line)
 		}
-		line := reliefLine(u, d.router.position())
-		if was := d.reliefLine.Swap(line); was == 0 && line != 0 {
-			d.log.Info("The events stream is filling up: subscriptions holding back its older half move their events to the backlog stream",
-				"bytes", u.Bytes, "maxBytes", u.MaxBytes, "below", line)
-		}
-		if line != 0 {
-			for _, l := range d.subs.lanes() {
-				l.relieve(line)
-			}
-		}
-	})
+	}
 }
 
 // onTicks calls f every interval of clk, the first time one interval from

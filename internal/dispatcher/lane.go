@@ -193,9 +193,12 @@ type lane struct {
 	// retried; from breakerThreshold on, the breaker is open until
 	// openUntil: no attempt starts before then, and after it one at a time
 	// (a probe) until one succeeds.
-	failStreak   int
-	openUntil    time.Time
+	failStreak int
+	openUntil  time.Time
+	// breakerTimer kicks the lane at armedFor, the openUntil it was armed
+	// for.
 	breakerTimer clock.Timer
+	armedFor     time.Time
 
 	totals         report.Totals
 	goneGeneration int64
@@ -337,12 +340,17 @@ func (l *lane) gated() bool {
 	return !l.openUntil.IsZero() && l.env.clock.Now().Before(l.openUntil)
 }
 
-// armBreaker starts delivery again once the breaker lets a probe through.
-// Called with l.mu held.
+// armBreaker starts delivery again once the breaker lets a probe through,
+// unless a timer for that moment is set already (every event routed to a
+// gated lane kicks it). Called with l.mu held.
 func (l *lane) armBreaker() {
 	if l.breakerTimer != nil {
+		if l.armedFor.Equal(l.openUntil) {
+			return
+		}
 		l.breakerTimer.Stop()
 	}
+	l.armedFor = l.openUntil
 	// On its own goroutine, as in schedule.
 	l.breakerTimer = l.env.clock.AfterFunc(max(l.openUntil.Sub(l.env.clock.Now()), 0), func() {
 		go func() {
